@@ -1,0 +1,1 @@
+"""HTTP handlers: fhir.py (REST), health.py, errors.py (every error as an OperationOutcome)."""

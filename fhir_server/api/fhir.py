@@ -1,0 +1,213 @@
+"""FHIR REST handlers for AsyncJob: read, vread, history, search, metadata."""
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..resources import bundle
+from ..resources.asyncjob import ID_PATTERN, RESOURCE_TYPE
+from ..resources.capability import capability_statement
+from ..resources.elements import subset
+from ..resources.outcome import FhirError
+from ..search.cursor import encode_cursor
+from ..search.dates import parse_instant_ms
+from ..search.parse import SearchRequest, parse_search
+from ..search.query import Cursor
+from ..storage.base import JobRecord, JobStore, index_values
+from .responses import fhir_response
+
+BASE_PATH = "/fhir/R4"
+INTERACTIONS = ("read", "vread", "history-instance", "search-type")
+
+
+def store_of(request: Request) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+def fhir_base(request: Request) -> str:
+    """The FHIR base URL as the client addressed it, for fullUrl and links."""
+    return str(request.base_url).rstrip("/") + BASE_PATH
+
+
+def valid_id(raw: str) -> str:
+    if not ID_PATTERN.fullmatch(raw):
+        raise FhirError.of(400, "invalid", f"'{raw[:80]}' is not a valid AsyncJob id")
+    return raw
+
+
+async def load_job(request: Request) -> JobRecord:
+    """The live job the path names: 400 bad id, 404 unknown, 410 deleted."""
+    job_id = valid_id(request.path_params["id"])
+    record = await store_of(request).get(job_id)
+    if record is None:
+        raise FhirError.of(404, "not-found", f"AsyncJob/{job_id} is not known")
+    if record.deleted:
+        raise FhirError.of(410, "deleted", f"AsyncJob/{job_id} was deleted")
+    return record
+
+
+def version_headers(record: JobRecord) -> dict[str, str]:
+    headers = {"ETag": f'W/"{record.version}"'}
+    if record.resource is not None:
+        headers["Last-Modified"] = _http_date(record.last_updated)
+    return headers
+
+
+def _http_date(instant: str) -> str:
+    moment = datetime.fromtimestamp(parse_instant_ms(instant) / 1000, UTC)
+    return format_datetime(moment, usegmt=True)
+
+
+def _not_modified(request: Request, record: JobRecord) -> bool:
+    etag = f'W/"{record.version}"'
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {t.strip() for t in if_none_match.split(",")}
+        return bool(tags & {etag, f'"{record.version}"', "*"})
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since is not None:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        modified = parsedate_to_datetime(_http_date(record.last_updated))
+        return modified <= since
+    return False
+
+
+def resource_response(request: Request, record: JobRecord, status_code: int = 200) -> Response:
+    headers = version_headers(record)
+    if _not_modified(request, record):
+        return Response(status_code=304, headers=headers)
+    return fhir_response(request, record.resource, status_code, headers)
+
+
+async def read(request: Request) -> Response:
+    return resource_response(request, await load_job(request))
+
+
+async def vread(request: Request) -> Response:
+    job_id = valid_id(request.path_params["id"])
+    raw_version = request.path_params["vid"]
+    if not raw_version.isdigit() or int(raw_version) < 1:
+        raise FhirError.of(400, "invalid", f"'{raw_version[:20]}' is not a version id")
+    record = await store_of(request).get_version(job_id, int(raw_version))
+    if record is None:
+        raise FhirError.of(
+            404, "not-found", f"AsyncJob/{job_id}/_history/{raw_version} is not known"
+        )
+    if record.deleted:
+        gone = FhirError.of(410, "deleted", f"AsyncJob/{job_id} was deleted in {raw_version}")
+        gone.headers.update(version_headers(record))
+        raise gone
+    return resource_response(request, record)
+
+
+async def history(request: Request) -> Response:
+    job_id = valid_id(request.path_params["id"])
+    records = await store_of(request).history(job_id)
+    if not records:
+        raise FhirError.of(404, "not-found", f"AsyncJob/{job_id} is not known")
+    base = fhir_base(request)
+    return fhir_response(
+        request, bundle.history(base, records, self_url=f"{base}/{RESOURCE_TYPE}/{job_id}/_history")
+    )
+
+
+async def search(request: Request) -> Response:
+    params = list(request.query_params.multi_items())
+    if request.method == "POST":
+        form = await request.form()
+        params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    state = request.app.state
+    parsed = parse_search(
+        params,
+        limits=state.search_limits,
+        secret=state.secret,
+        strict="handling=strict" in request.headers.get("prefer", "").replace(" ", ""),
+    )
+    return fhir_response(request, await run_search(request, parsed))
+
+
+async def run_search(request: Request, parsed: SearchRequest) -> dict[str, Any]:
+    store = store_of(request)
+    query = parsed.query
+    total = await store.count(query) if parsed.total else None
+    records: list[JobRecord] = []
+    has_more = False
+    if not parsed.count_only:
+        records = await store.search(replace(query, limit=query.limit + 1))
+        has_more = len(records) > query.limit
+        forward = query.cursor is None or query.cursor.forward
+        if has_more:
+            records = records[: query.limit] if forward else records[1:]
+    base = fhir_base(request)
+    resources = [subset(r.resource, parsed.elements, parsed.summary) for r in records if r.resource]
+    return bundle.searchset(
+        base,
+        resources,
+        total=total,
+        links=_page_links(request, base, parsed, records, has_more),
+        warnings=parsed.warnings,
+    )
+
+
+def _page_links(
+    request: Request,
+    base: str,
+    parsed: SearchRequest,
+    records: list[JobRecord],
+    has_more: bool,
+) -> list[tuple[str, str]]:
+    query = parsed.query
+    url = f"{base}/{RESOURCE_TYPE}"
+    secret: bytes = request.app.state.secret
+
+    def link(extra: list[tuple[str, str]]) -> str:
+        params = parsed.link_params + extra
+        return f"{url}?{urlencode(params)}" if params else url
+
+    def at(record: JobRecord, forward: bool) -> list[tuple[str, str]]:
+        assert record.resource is not None
+        values = index_values(record.resource)
+        cursor = Cursor(tuple(values[k.column] for k in query.sort), record.id, forward)
+        return [("_cursor", encode_cursor(cursor, query.sort, secret))]
+
+    current: list[tuple[str, str]] = []
+    if query.cursor is not None:
+        current = [("_cursor", request.query_params.get("_cursor", ""))]
+    elif query.offset:
+        current = [("_offset", str(query.offset))]
+    links = [("self", link(current)), ("first", link([]))]
+    if parsed.count_only or not records:
+        return links
+    forward = query.cursor is None or query.cursor.forward
+    if has_more or not forward:
+        links.append(("next", link(at(records[-1], forward=True))))
+    if query.cursor is not None and (forward or has_more):
+        links.append(("previous", link(at(records[0], forward=False))))
+    elif query.offset:
+        links.append(("previous", link([("_offset", str(max(query.offset - query.limit, 0)))])))
+    return links
+
+
+async def metadata(request: Request) -> Response:
+    return fhir_response(request, capability_statement(fhir_base(request), INTERACTIONS))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}", search, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/_search", search, methods=["POST"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}", read, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}/_history", history, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}/_history/{{vid}}", vread, methods=["GET"]),
+    ]

@@ -1,0 +1,67 @@
+"""FHIR JSON responses: content negotiation (_format, Accept) and orjson rendering."""
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..resources.outcome import FhirError
+
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = {
+    "json": FHIR_JSON,
+    "application/json": "application/json",
+    "application/fhir+json": FHIR_JSON,
+    "application/json+fhir": FHIR_JSON,
+    "text/json": "application/json",
+}
+_WILDCARDS = ("*/*", "application/*")
+
+
+class FhirResponse(Response):
+    media_type = FHIR_JSON
+
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+        media_type: str = FHIR_JSON,
+        pretty: bool = False,
+    ) -> None:
+        self.pretty = pretty
+        super().__init__(content, status_code, headers, f"{media_type}; charset=utf-8")
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_INDENT_2 if self.pretty else 0)
+
+
+def negotiate(request: Request) -> tuple[str, bool]:
+    """The media type to answer with and whether to indent; FhirError 406 if not JSON."""
+    pretty = request.query_params.get("_pretty") == "true"
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        media_type = _JSON_TYPES.get(fmt.split(";")[0].strip().lower())
+        if media_type is None:
+            raise FhirError.of(406, "not-supported", f"Format '{fmt}' is not supported; use json")
+        return media_type, pretty
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return FHIR_JSON, pretty
+    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    for media in offered:
+        if media in _JSON_TYPES:
+            return _JSON_TYPES[media], pretty
+    if any(media in _WILDCARDS for media in offered):
+        return FHIR_JSON, pretty
+    raise FhirError.of(
+        406, "not-supported", f"Cannot answer in '{accept[:100]}'; this server speaks JSON"
+    )
+
+
+def fhir_response(
+    request: Request, content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> FhirResponse:
+    media_type, pretty = negotiate(request)
+    return FhirResponse(content, status_code, headers, media_type, pretty)

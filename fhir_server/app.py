@@ -1,0 +1,59 @@
+"""Builds the Starlette application from settings: the only place that wires things."""
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+
+from .api import fhir, health
+from .api.errors import EXCEPTION_HANDLERS
+from .config import Settings
+from .loader import load_paths
+from .search.parse import SearchLimits
+from .storage.base import JobStore
+
+log = logging.getLogger("fhir_server")
+
+
+def build_store(settings: Settings) -> JobStore:
+    """MongoDB when a URI is configured, else the in-memory stand-in (until SQLite lands)."""
+    from .storage.mongo import MongoJobStore
+
+    if settings.mongodb_uri:
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        client: Any = AsyncIOMotorClient(settings.mongodb_uri, tz_aware=False)
+        return MongoJobStore(client[settings.mongodb_database])
+    from mongomock_motor import AsyncMongoMockClient
+
+    log.warning("no MongoDB URI configured: using an in-memory database, lost on restart")
+    return MongoJobStore(AsyncMongoMockClient()[settings.mongodb_database])
+
+
+def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Starlette:
+    settings = settings or Settings()
+    job_store = store or build_store(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await job_store.open()
+        if settings.load:
+            await load_paths(job_store, settings.load)
+        yield
+        await job_store.close()
+
+    app = Starlette(
+        routes=[*health.routes(), *fhir.routes()],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = job_store
+    app.state.secret = (settings.secret_key or secrets.token_hex(32)).encode()
+    app.state.search_limits = SearchLimits(
+        settings.default_page_size, settings.max_page_size, settings.max_offset
+    )
+    return app

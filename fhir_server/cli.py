@@ -1,0 +1,103 @@
+"""fhir-server serve | load: every setting is also a command-line option."""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+from rich.console import Console
+from rich.progress import Progress
+
+from .app import build_store
+from .config import Settings
+from .loader import find_files, load_paths
+
+console = Console(stderr=True)
+
+
+def _add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    for name in names:
+        field = Settings.model_fields[name]
+        option = "--" + name.replace("_", "-")
+        if name == "load":
+            parser.add_argument(
+                option,
+                dest=name,
+                action="append",
+                type=Path,
+                default=None,
+                metavar="PATH",
+                help=field.description,
+            )
+        else:
+            parser.add_argument(option, dest=name, default=None, help=field.description)
+
+
+def _settings(args: argparse.Namespace, names: tuple[str, ...]) -> Settings:
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return Settings(**given)
+
+
+def _export(settings: Settings) -> None:
+    """Hand the settings to uvicorn's workers, which build the app from the environment."""
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        env = f"FHIR_SERVER_{name.upper()}"
+        os.environ[env] = json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def serve(settings: Settings, workers: int) -> None:
+    _export(settings)
+    console.print(f"FHIR base URL: http://{settings.host}:{settings.port}/fhir/R4")
+    uvicorn.run(
+        "fhir_server.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+    )
+
+
+async def load(settings: Settings, paths: list[Path]) -> int:
+    store = build_store(settings)
+    await store.open()
+    files = find_files(paths)
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("loading", total=len(files))
+            report = await load_paths(store, paths, on_file=lambda path, n: progress.advance(task))
+    finally:
+        await store.close()
+    for error in report.errors:
+        console.print(f"[red]{error}[/red]")
+    console.print(f"stored {report.stored} jobs from {report.files} files")
+    return 1 if report.errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fhir-server", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_names = tuple(Settings.model_fields)
+    serve_parser = commands.add_parser("serve", help="serve the FHIR API")
+    _add_setting_options(serve_parser, serve_names)
+    serve_parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    load_names = tuple(n for n in Settings.model_fields if n not in ("host", "port", "load"))
+    load_parser = commands.add_parser("load", help="validate and store AsyncJobs from files")
+    load_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    _add_setting_options(load_parser, load_names)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        serve(_settings(args, serve_names), args.workers)
+        return 0
+    return asyncio.run(load(_settings(args, load_names), args.paths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

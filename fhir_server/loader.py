@@ -1,0 +1,135 @@
+"""Load AsyncJobs from files: a resource, a Bundle, NDJSON, or a folder of those.
+
+Every resource of a file is validated first; a file with any invalid resource stores nothing.
+"""
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .resources.asyncjob import validate_async_job
+from .resources.outcome import FhirError
+from .storage.base import JobStore
+
+SUFFIXES = (".json", ".ndjson")
+_decoder = json.JSONDecoder()
+
+
+@dataclass
+class LoadReport:
+    files: int = 0
+    stored: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def find_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        else:
+            files.append(path)
+    return files
+
+
+def read_file(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, validated resource) for every AsyncJob in the file; ValueError lists problems."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from exc
+    problems: list[str] = []
+    jobs: list[tuple[int, dict[str, Any]]] = []
+    for line, item in _resources(path, text):
+        try:
+            jobs.append((line, validate_async_job(item)))
+        except FhirError as exc:
+            problems += [
+                f"{path}:{line}: {i.expression or '-'}: {i.diagnostics}" for i in exc.issues
+            ]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return jobs
+
+
+def _resources(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    try:
+        if path.suffix == ".ndjson":
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    yield number, json.loads(line)
+            return
+        start = len(text) - len(text.lstrip())
+        document, _ = _decoder.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        for offset, entry in _bundle_entries(text, start):
+            yield text.count("\n", 0, offset) + 1, entry.get("resource")
+    else:
+        yield text.count("\n", 0, start) + 1, document
+
+
+def _bundle_entries(text: str, start: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each Bundle.entry with the text offset where it begins (for line numbers)."""
+    for key, offset in _members(text, start, "{"):
+        if key == "entry":
+            for _, entry_offset in _members(text, offset, "["):
+                entry, _ = _decoder.raw_decode(text, entry_offset)
+                yield entry_offset, entry if isinstance(entry, dict) else {}
+
+
+def _members(text: str, offset: int, opener: str) -> Iterator[tuple[str | None, int]]:
+    """(key or None, value offset) for the members of the object/array at offset."""
+    position = _skip(text, offset)
+    if text[position] != opener:
+        return
+    position = _skip(text, position + 1)
+    closer = "}" if opener == "{" else "]"
+    while text[position] != closer:
+        key = None
+        if opener == "{":
+            key, position = _decoder.raw_decode(text, position)
+            position = _skip(text, _skip(text, position) + 1)  # past the colon
+        yield key, position
+        _, position = _decoder.raw_decode(text, position)
+        position = _skip(text, position)
+        if text[position] == ",":
+            position = _skip(text, position + 1)
+
+
+def _skip(text: str, position: int) -> int:
+    while text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+async def store_jobs(store: JobStore, jobs: list[dict[str, Any]]) -> int:
+    for job in jobs:
+        job_id = job.setdefault("id", str(uuid.uuid4()))
+        current = await store.get(job_id)
+        await store.save(job, expected_version=current.version if current else 0)
+    return len(jobs)
+
+
+async def load_paths(
+    store: JobStore,
+    paths: list[Path],
+    on_file: Callable[[Path, int], None] | None = None,
+) -> LoadReport:
+    report = LoadReport()
+    for path in find_files(paths):
+        report.files += 1
+        try:
+            jobs = read_file(path)
+        except ValueError as exc:
+            report.errors.append(str(exc))
+            continue
+        stored = await store_jobs(store, [job for _, job in jobs])
+        report.stored += stored
+        if on_file is not None:
+            on_file(path, stored)
+    return report

@@ -1,0 +1,1 @@
+"""FHIR resources the server speaks: AsyncJob, OperationOutcome, Bundle, CapabilityStatement."""

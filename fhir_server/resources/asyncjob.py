@@ -1,0 +1,182 @@
+"""The AsyncJob resource (Medplum's definition) on fhir.resources, and its validation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import domainresource, fhirtypes
+from pydantic import Field, ValidationError
+
+from .outcome import FhirError, Issue
+
+RESOURCE_TYPE = "AsyncJob"
+STATUSES = ("accepted", "error", "completed", "cancelled")
+FINAL_STATUSES = frozenset({"error", "completed", "cancelled"})
+DATA_MIGRATION = "data-migration"
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+# Elements a client always gets back, whatever _elements or _summary asks for.
+MANDATORY_ELEMENTS = ("resourceType", "id", "meta", "status", "requestTime", "request")
+
+
+def _element(alias: str, **extra: Any) -> Any:
+    return Field(default=None, alias=alias, json_schema_extra={"element_property": True, **extra})
+
+
+def _primitive_extension(alias: str) -> Any:
+    return Field(default=None, alias=f"_{alias}")
+
+
+class AsyncJob(domainresource.DomainResource):
+    """Contains details of long running asynchronous/background jobs."""
+
+    __resource_type__ = RESOURCE_TYPE
+
+    status: fhirtypes.CodeType | None = _element("status", enum_values=list(STATUSES))
+    status__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension("status")
+    requestTime: fhirtypes.InstantType | None = _element("requestTime")
+    requestTime__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
+        "requestTime"
+    )
+    transactionTime: fhirtypes.InstantType | None = _element("transactionTime")
+    transactionTime__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
+        "transactionTime"
+    )
+    request: fhirtypes.UriType | None = _element("request")
+    request__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension("request")
+    output: fhirtypes.ParametersType | None = _element("output")
+    type: fhirtypes.CodeType | None = _element("type")
+    type__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension("type")
+    dataVersion: fhirtypes.IntegerType | None = _element("dataVersion")
+    dataVersion__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
+        "dataVersion"
+    )
+    minServerVersion: fhirtypes.StringType | None = _element("minServerVersion")
+    minServerVersion__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
+        "minServerVersion"
+    )
+
+    @classmethod
+    def elements_sequence(cls) -> list[str]:
+        return [
+            "id",
+            "meta",
+            "implicitRules",
+            "language",
+            "text",
+            "contained",
+            "extension",
+            "modifierExtension",
+            "status",
+            "requestTime",
+            "transactionTime",
+            "request",
+            "output",
+            "type",
+            "dataVersion",
+            "minServerVersion",
+        ]
+
+    def get_required_fields(self) -> list[tuple[str, str | None]]:
+        return [
+            ("status", "status__ext"),
+            ("requestTime", "requestTime__ext"),
+            ("request", "request__ext"),
+        ]
+
+
+def validate_async_job(data: Any) -> dict[str, Any]:
+    """Validate a FHIR JSON AsyncJob and return its canonical JSON.
+
+    Every problem is reported at once, each with its element path, as a FhirError (400).
+    """
+    if not isinstance(data, dict):
+        raise FhirError.of(400, "structure", "The body must be a JSON object (an AsyncJob)")
+    if data.get("resourceType") != RESOURCE_TYPE:
+        raise FhirError.of(
+            400,
+            "invalid",
+            f"Expected resourceType 'AsyncJob', got {data.get('resourceType')!r}",
+            "resourceType",
+        )
+    issues: list[Issue] = []
+    model: AsyncJob | None = None
+    try:
+        model = AsyncJob.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_issue_from_pydantic(error) for error in exc.errors())
+    issues.extend(_rule_issues(data, {i.expression for i in issues}))
+    if issues or model is None:
+        raise FhirError(400, issues or [Issue("invalid", "Invalid AsyncJob")])
+    dumped = orjson.loads(model.model_dump_json())
+    return _prefer_original_strings(dumped, data)
+
+
+def _rule_issues(data: dict[str, Any], reported: set[str | None]) -> list[Issue]:
+    """Checks pydantic cannot express or stops short of once a field fails."""
+    issues = []
+    job_id = data.get("id")
+    if (
+        job_id is not None
+        and not (isinstance(job_id, str) and ID_PATTERN.fullmatch(job_id))
+        and "AsyncJob.id" not in reported
+    ):
+        issues.append(Issue("value", f"Invalid id {job_id!r}", expression="AsyncJob.id"))
+    for name in ("status", "requestTime", "request"):
+        path = f"AsyncJob.{name}"
+        if data.get(name) is None and path not in reported:
+            issues.append(Issue("required", f"Missing required element '{name}'", expression=path))
+    status = data.get("status")
+    if status is not None and status not in STATUSES:
+        issues.append(
+            Issue(
+                "code-invalid",
+                f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}",
+                expression="AsyncJob.status",
+            )
+        )
+    if data.get("type") == DATA_MIGRATION and data.get("dataVersion") is None:
+        issues.append(
+            Issue(
+                "invariant",
+                "A data-migration AsyncJob must have a dataVersion",
+                expression="AsyncJob.dataVersion",
+            )
+        )
+    return issues
+
+
+def _issue_from_pydantic(error: Any) -> Issue:
+    path = _fhir_path(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return Issue("structure", f"Unknown element '{path}'", expression=path)
+    if kind in ("missing", "model_field_validation.missing"):
+        name = str(error["loc"][-1]) if error["loc"] else path
+        return Issue("required", f"Missing required element '{name}'", expression=path)
+    message = str(error["msg"]).split("\n")[0].strip()
+    return Issue("value", f"Invalid value at '{path}': {message}", expression=path)
+
+
+def _fhir_path(loc: tuple[Any, ...]) -> str:
+    path = RESOURCE_TYPE
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "resource_type":
+            path += ".resourceType"
+        elif part != "__root__":
+            path += f".{part}"
+    return path
+
+
+def _prefer_original_strings(dumped: Any, original: Any) -> Any:
+    """Keep the client's own spelling of strings (e.g. instant precision), the model's types."""
+    if isinstance(dumped, dict) and isinstance(original, dict):
+        return {k: _prefer_original_strings(v, original.get(k)) for k, v in dumped.items()}
+    if isinstance(dumped, list) and isinstance(original, list) and len(dumped) == len(original):
+        return [_prefer_original_strings(d, o) for d, o in zip(dumped, original, strict=True)]
+    if isinstance(dumped, str) and isinstance(original, str):
+        return original
+    return dumped

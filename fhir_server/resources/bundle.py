@@ -1,0 +1,70 @@
+"""Bundles: searchset and history."""
+
+import uuid
+from typing import Any
+
+from ..storage.base import JobRecord, now_instant
+from .asyncjob import RESOURCE_TYPE
+from .outcome import Issue, operation_outcome
+
+
+def _bundle(kind: str, total: int | None, links: list[tuple[str, str]]) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": now_instant()},
+        "type": kind,
+    }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": rel, "url": url} for rel, url in links]
+    return bundle
+
+
+def searchset(
+    base: str,
+    resources: list[dict[str, Any]],
+    *,
+    total: int | None,
+    links: list[tuple[str, str]],
+    warnings: list[Issue],
+) -> dict[str, Any]:
+    bundle = _bundle("searchset", total, links)
+    entries: list[dict[str, Any]] = [
+        {
+            "fullUrl": f"{base}/{RESOURCE_TYPE}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
+        for r in resources
+    ]
+    if warnings:
+        entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
+    bundle["entry"] = entries
+    return bundle
+
+
+def history(base: str, records: list[JobRecord], *, self_url: str) -> dict[str, Any]:
+    bundle = _bundle("history", len(records), [("self", self_url)])
+    bundle["entry"] = [_history_entry(base, record) for record in records]
+    return bundle
+
+
+def _history_entry(base: str, record: JobRecord) -> dict[str, Any]:
+    url = f"{RESOURCE_TYPE}/{record.id}"
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
+    if record.resource is not None:
+        entry["resource"] = record.resource
+    if record.deleted:
+        method, status = "DELETE", "204 No Content"
+    elif record.version == 1:
+        method, status = "POST", "201 Created"
+    else:
+        method, status = "PUT", "200 OK"
+    entry["request"] = {"method": method, "url": url}
+    entry["response"] = {
+        "status": status,
+        "etag": f'W/"{record.version}"',
+        "lastModified": record.last_updated,
+    }
+    return entry

@@ -1,0 +1,1 @@
+"""FHIR search: query string -> backend-neutral query. No database code lives here."""

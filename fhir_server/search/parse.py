@@ -1,0 +1,193 @@
+"""Parse FHIR search parameters (name, value pairs) into a SearchRequest."""
+
+import re
+from dataclasses import dataclass, field
+
+from ..resources.asyncjob import ID_PATTERN
+from ..resources.outcome import FhirError, Issue
+from .cursor import CursorError, decode_cursor
+from .dates import parse_date_condition
+from .parameters import BY_NAME, DEFAULT_SORT, SearchParameter
+from .query import Condition, Cursor, DateRange, JobQuery, Missing, SortKey, TokenMatch
+
+# Parameters that shape the result rather than filter it.
+RESULT_PARAMETERS = frozenset(
+    {"_count", "_offset", "_sort", "_total", "_elements", "_summary", "_cursor"}
+)
+# Parameters answered by the HTTP layer (format negotiation).
+HTTP_PARAMETERS = frozenset({"_format", "_pretty"})
+SUMMARY_MODES = ("true", "false", "text", "data", "count")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    default_count: int = 20
+    max_count: int = 1000
+    max_offset: int = 10_000
+
+
+@dataclass
+class SearchRequest:
+    query: JobQuery
+    count_only: bool = False
+    total: bool = True
+    elements: tuple[str, ...] | None = None
+    summary: str | None = None
+    warnings: list[Issue] = field(default_factory=list)
+    # The parameters that define the result set, for self/first/next links.
+    link_params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _bad(name: str, message: str) -> FhirError:
+    return FhirError.of(400, "invalid", f"Invalid search parameter '{name}': {message}", name)
+
+
+def parse_search(
+    params: list[tuple[str, str]],
+    *,
+    limits: SearchLimits,
+    secret: bytes,
+    strict: bool = False,
+) -> SearchRequest:
+    where: list[tuple[Condition, ...]] = []
+    result: dict[str, tuple[str, str]] = {}
+    warnings: list[Issue] = []
+    link_params: list[tuple[str, str]] = []
+    for raw_name, value in params:
+        name, _, modifier = raw_name.partition(":")
+        if name in HTTP_PARAMETERS:
+            continue
+        if name in RESULT_PARAMETERS:
+            result[name] = (raw_name, value)
+            if name not in ("_cursor", "_offset"):
+                link_params.append((raw_name, value))
+            continue
+        definition = BY_NAME.get(name)
+        if definition is None:
+            message = f"Unknown search parameter '{raw_name}' was ignored"
+            if strict:
+                raise FhirError.of(400, "not-supported", message, raw_name)
+            warnings.append(Issue("not-supported", message, severity="warning"))
+            continue
+        if value == "":
+            continue  # FHIR: an empty parameter value is ignored
+        where.append(_parse_condition(definition, raw_name, modifier, value))
+        link_params.append((raw_name, value))
+
+    sort = _parse_sort(result["_sort"][1]) if "_sort" in result else _default_sort()
+    count = limits.default_count
+    if "_count" in result:
+        count = min(_parse_int("_count", result["_count"][1], 0), limits.max_count)
+    offset = 0
+    if "_offset" in result:
+        offset = _parse_int("_offset", result["_offset"][1], 0)
+        if offset > limits.max_offset:
+            raise _bad("_offset", f"must not exceed {limits.max_offset}; follow the next link")
+    cursor: Cursor | None = None
+    if "_cursor" in result:
+        try:
+            cursor = decode_cursor(result["_cursor"][1], sort, secret)
+        except CursorError as exc:
+            raise _bad("_cursor", str(exc)) from exc
+        offset = 0
+    total = True
+    if "_total" in result:
+        mode = result["_total"][1]
+        if mode not in ("none", "estimate", "accurate"):
+            raise _bad("_total", "expected none, estimate or accurate")
+        total = mode != "none"
+    summary = None
+    if "_summary" in result:
+        summary = result["_summary"][1]
+        if summary not in SUMMARY_MODES:
+            raise _bad("_summary", f"expected one of {', '.join(SUMMARY_MODES)}")
+    elements = None
+    if "_elements" in result:
+        elements = tuple(e.strip() for e in result["_elements"][1].split(",") if e.strip())
+    query = JobQuery(where=tuple(where), sort=sort, limit=count, offset=offset, cursor=cursor)
+    return SearchRequest(
+        query=query,
+        count_only=count == 0 or summary == "count",
+        total=total or count == 0 or summary == "count",
+        elements=elements,
+        summary=summary if summary not in (None, "false", "count") else None,
+        warnings=warnings,
+        link_params=link_params,
+    )
+
+
+def _default_sort() -> tuple[SortKey, ...]:
+    return tuple(SortKey(column, descending) for column, descending in DEFAULT_SORT)
+
+
+def _parse_int(name: str, value: str, minimum: int) -> int:
+    if not value.isdigit() or int(value) < minimum:
+        raise _bad(name, f"expected a whole number >= {minimum}, got '{value}'")
+    return int(value)
+
+
+def _parse_sort(value: str) -> tuple[SortKey, ...]:
+    keys = []
+    for item in value.split(","):
+        item = item.strip()
+        descending = item.startswith("-")
+        definition = BY_NAME.get(item.lstrip("-"))
+        if definition is None:
+            raise _bad("_sort", f"cannot sort by '{item}'; sortable: {', '.join(BY_NAME)}")
+        keys.append(SortKey(definition.column, descending))
+    return tuple(keys)
+
+
+def _split_values(value: str) -> list[str]:
+    return [v.replace("\\,", ",") for v in _UNESCAPED_COMMA.split(value)]
+
+
+def _parse_condition(
+    definition: SearchParameter, raw_name: str, modifier: str, value: str
+) -> tuple[Condition, ...]:
+    if modifier == "missing":
+        if value not in ("true", "false"):
+            raise _bad(raw_name, "expected true or false")
+        if definition.name == "_id":
+            raise _bad(raw_name, "every AsyncJob has an id")
+        return (Missing(definition.column, value == "true"),)
+    if definition.type == "date":
+        if modifier:
+            raise _bad(raw_name, f"unknown modifier ':{modifier}' for a date parameter")
+        conditions: list[Condition] = []
+        for item in _split_values(value):
+            try:
+                conditions.append(parse_date_condition(definition.column, item))
+            except ValueError as exc:
+                raise _bad(raw_name, str(exc)) from exc
+        return tuple(conditions)
+    if modifier not in ("", "not"):
+        raise _bad(raw_name, f"unknown modifier ':{modifier}' for a token parameter")
+    return _parse_token(definition, raw_name, value, negate=modifier == "not")
+
+
+def _parse_token(
+    definition: SearchParameter, raw_name: str, value: str, *, negate: bool
+) -> tuple[Condition, ...]:
+    codes: set[str] = set()
+    any_code = False
+    for item in _split_values(value):
+        system, bar, code = item.rpartition("|")
+        if not bar:
+            codes.add(item)
+        elif system in ("", definition.system) and code:
+            codes.add(code)
+        elif system == definition.system and not code:
+            any_code = True
+        # any other system names codes this element never carries: it adds no match
+    if definition.name == "_id":
+        for code in codes:
+            if not ID_PATTERN.fullmatch(code):
+                raise _bad(raw_name, f"'{code}' is not a valid id")
+    if any_code:
+        return (Missing(definition.column, missing=negate),)
+    return (TokenMatch(definition.column, frozenset(codes), negate=negate),)
+
+
+__all__ = ["DateRange", "SearchLimits", "SearchRequest", "parse_search"]

@@ -1,0 +1,70 @@
+"""The backend-neutral search query that every JobStore executes."""
+
+from dataclasses import dataclass
+
+# Stored in place of an absent value so that sort keys are never null.
+MISSING_TOKEN = ""
+MISSING_DATE = -(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMatch:
+    """column IN values (or NOT IN when negate)."""
+
+    column: str
+    values: frozenset[str]
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """column is absent (missing=True) or present (missing=False)."""
+
+    column: str
+    missing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """column present and lower <= value < upper (epoch ms; None is unbounded).
+
+    With negate, the value is present and outside the range.
+    """
+
+    column: str
+    lower: int | None
+    upper: int | None
+    negate: bool = False
+
+
+Condition = TokenMatch | Missing | DateRange
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    column: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Keyset position: the sort values and id of the row next to the page.
+
+    forward pages start after it; backward pages end before it.
+    """
+
+    values: tuple[str | int, ...]
+    id: str
+    forward: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """All of `where` (each entry any of its conditions), sorted, one page."""
+
+    where: tuple[tuple[Condition, ...], ...] = ()
+    sort: tuple[SortKey, ...] = (SortKey("last_updated", descending=True),)
+    limit: int = 20
+    offset: int = 0
+    cursor: Cursor | None = None
+    owner: str | None = None

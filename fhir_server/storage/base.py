@@ -1,0 +1,100 @@
+"""The JobStore protocol: the only door to the database, shared by every backend."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ..search.dates import parse_instant_ms
+from ..search.parameters import SEARCH_PARAMETERS
+from ..search.query import MISSING_DATE, MISSING_TOKEN, JobQuery
+
+
+class VersionConflict(Exception):
+    """The stored version is not the one the write was conditional on."""
+
+    def __init__(self, job_id: str, expected: int, actual: int | None) -> None:
+        super().__init__(f"AsyncJob/{job_id}: expected version {expected}, found {actual}")
+        self.job_id = job_id
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached right now."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One version of a job. A deleted version carries no resource."""
+
+    id: str
+    version: int
+    last_updated: str
+    resource: dict[str, Any] | None
+    owner: str | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.resource is None
+
+
+class JobStore(Protocol):
+    """What every backend provides. Writes are conditional on the stored version:
+    `expected_version` 0 means "the job must not exist yet" (or is deleted at that version)."""
+
+    async def open(self) -> None:
+        """Connect and create the schema and indexes."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the database cannot answer."""
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The newest version (a deleted one included), or None if the id was never used."""
+
+    async def get_version(self, job_id: str, version: int) -> JobRecord | None: ...
+
+    async def history(self, job_id: str) -> list[JobRecord]:
+        """Every version, newest first."""
+
+    async def search(self, query: JobQuery) -> list[JobRecord]:
+        """Up to query.limit live jobs matching the query, in its sort order."""
+
+    async def count(self, query: JobQuery) -> int: ...
+
+    async def save(
+        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+    ) -> JobRecord:
+        """Store the next version of resource["id"]; raise VersionConflict if the newest
+        stored version (0 if none) is not expected_version."""
+
+    async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
+        """Record a deletion as the next version; raise VersionConflict like save."""
+
+
+def now_instant() -> str:
+    """The server's clock as a FHIR instant with milliseconds, in UTC."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str, Any]:
+    """The resource with the server-owned meta.versionId and meta.lastUpdated set."""
+    meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
+    stamped = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta}
+    stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+    return stamped
+
+
+def index_values(resource: dict[str, Any]) -> dict[str, str | int]:
+    """The value of every search parameter, by storage column, absent values as sentinels."""
+    values: dict[str, str | int] = {}
+    for parameter in SEARCH_PARAMETERS:
+        value: Any = resource
+        for key in parameter.path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if parameter.type == "date":
+            values[parameter.column] = MISSING_DATE if value is None else parse_instant_ms(value)
+        else:
+            values[parameter.column] = MISSING_TOKEN if value is None else str(value)
+    return values

@@ -1,0 +1,222 @@
+"""JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from ..search.parameters import SORT_COLUMNS, TOKEN_COLUMNS
+from ..search.query import (
+    MISSING_DATE,
+    Condition,
+    Cursor,
+    DateRange,
+    JobQuery,
+    Missing,
+    SortKey,
+    TokenMatch,
+)
+from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
+
+CURRENT = "asyncjob"
+HISTORY = "asyncjob_history"
+_PROJECTION = {"resource": 1, "version": 1, "owner": 1}
+
+
+def _field(column: str) -> str:
+    return "_id" if column == "id" else column
+
+
+class MongoJobStore:
+    """Live jobs in one collection (one document each), every version in a history one."""
+
+    def __init__(self, database: Any) -> None:
+        self._db = database
+        self._current = database[CURRENT]
+        self._history = database[HISTORY]
+
+    async def open(self) -> None:
+        await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
+        for index in index_keys():
+            await self._current.create_index(index)
+
+    async def close(self) -> None:
+        client = getattr(self._db, "client", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+    async def ping(self) -> None:
+        try:
+            await self._db.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        doc = await self._current.find_one({"_id": job_id}, _PROJECTION)
+        if doc is not None:
+            return _record(doc)
+        return await self._newest_version(job_id)
+
+    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
+        doc = await self._history.find_one({"_id": f"{job_id}/{version}"})
+        return None if doc is None else _history_record(doc)
+
+    async def history(self, job_id: str) -> list[JobRecord]:
+        cursor = self._history.find({"job": job_id}).sort("version", DESCENDING)
+        return [_history_record(doc) async for doc in cursor]
+
+    async def search(self, query: JobQuery) -> list[JobRecord]:
+        sort = (*query.sort, SortKey("id"))
+        forward = query.cursor is None or query.cursor.forward
+        filters = _filter(query)
+        if query.cursor is not None:
+            filters = {"$and": [filters, _keyset(sort, query.cursor)]}
+        order = [
+            (_field(k.column), DESCENDING if k.descending == forward else ASCENDING) for k in sort
+        ]
+        cursor = self._current.find(filters, _PROJECTION).sort(order)
+        if query.offset:
+            cursor = cursor.skip(query.offset)
+        docs = [doc async for doc in cursor.limit(query.limit)]
+        if not forward:
+            docs.reverse()
+        return [_record(doc) for doc in docs]
+
+    async def count(self, query: JobQuery) -> int:
+        return int(await self._current.count_documents(_filter(query)))
+
+    async def save(
+        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+    ) -> JobRecord:
+        job_id = resource["id"]
+        version = expected_version + 1
+        stamped = stamp(resource, version, now_instant())
+        doc = {"_id": job_id, "version": version, "owner": owner, "resource": stamped}
+        doc.update((_field(c), v) for c, v in index_values(stamped).items() if c != "id")
+        replaced = await self._current.replace_one(
+            {"_id": job_id, "version": expected_version}, doc
+        )
+        if replaced.matched_count == 0:
+            await self._insert_new(job_id, expected_version, doc)
+        record = JobRecord(job_id, version, stamped["meta"]["lastUpdated"], stamped, owner)
+        await self._append_history(record)
+        return record
+
+    async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
+        current = await self._current.find_one({"_id": job_id}, {"owner": 1})
+        result = await self._current.delete_one({"_id": job_id, "version": expected_version})
+        if result.deleted_count == 0:
+            newest = await self.get(job_id)
+            raise VersionConflict(job_id, expected_version, newest.version if newest else None)
+        owner = current.get("owner") if current else None
+        record = JobRecord(job_id, expected_version + 1, now_instant(), None, owner)
+        await self._append_history(record)
+        return record
+
+    async def _insert_new(self, job_id: str, expected_version: int, doc: dict[str, Any]) -> None:
+        """Create the live document: the id is new, or deleted at expected_version."""
+        newest = await self.get(job_id)
+        actual = newest.version if newest else 0
+        if actual != expected_version or (newest is not None and not newest.deleted):
+            raise VersionConflict(job_id, expected_version, actual)
+        try:
+            await self._current.insert_one(doc)
+        except DuplicateKeyError as exc:
+            newest = await self.get(job_id)
+            raise VersionConflict(
+                job_id, expected_version, newest.version if newest else None
+            ) from exc
+
+    async def _newest_version(self, job_id: str) -> JobRecord | None:
+        doc = await self._history.find_one({"job": job_id}, sort=[("version", DESCENDING)])
+        return None if doc is None else _history_record(doc)
+
+    async def _append_history(self, record: JobRecord) -> None:
+        await self._history.replace_one(
+            {"_id": f"{record.id}/{record.version}"},
+            {
+                "job": record.id,
+                "version": record.version,
+                "last_updated": record.last_updated,
+                "owner": record.owner,
+                "resource": record.resource,
+            },
+            upsert=True,
+        )
+
+
+def index_keys() -> list[list[tuple[str, int]]]:
+    """One index per sort, and per token filter and sort; each ends in the unique _id."""
+    sorts = [_field(c) for c in SORT_COLUMNS if c != "id"]
+    keys = [[(s, ASCENDING), ("_id", ASCENDING)] for s in sorts]
+    keys += [
+        [(t, ASCENDING), (s, ASCENDING), ("_id", ASCENDING)]
+        for t in TOKEN_COLUMNS
+        for s in sorts
+        if s != t
+    ]
+    return keys
+
+
+def _record(doc: dict[str, Any]) -> JobRecord:
+    resource = doc["resource"]
+    return JobRecord(
+        doc["_id"], doc["version"], resource["meta"]["lastUpdated"], resource, doc.get("owner")
+    )
+
+
+def _history_record(doc: dict[str, Any]) -> JobRecord:
+    return JobRecord(
+        doc["job"], doc["version"], doc["last_updated"], doc.get("resource"), doc.get("owner")
+    )
+
+
+def _condition(condition: Condition) -> dict[str, Any]:
+    name = _field(condition.column)
+    if isinstance(condition, TokenMatch):
+        values = sorted(condition.values)
+        return {name: {"$nin" if condition.negate else "$in": values}}
+    if isinstance(condition, Missing):
+        missing = "" if condition.column in TOKEN_COLUMNS else MISSING_DATE
+        return {name: missing if condition.missing else {"$ne": missing}}
+    return _date_condition(name, condition)
+
+
+def _date_condition(name: str, condition: DateRange) -> dict[str, Any]:
+    if condition.negate:
+        outside: list[dict[str, Any]] = []
+        if condition.lower is not None:
+            outside.append({name: {"$gt": MISSING_DATE, "$lt": condition.lower}})
+        if condition.upper is not None:
+            outside.append({name: {"$gte": condition.upper}})
+        return {"$or": outside} if outside else {name: {"$in": []}}
+    bounds: dict[str, int] = {"$gt": MISSING_DATE}
+    if condition.lower is not None:
+        bounds = {"$gte": condition.lower}
+    if condition.upper is not None:
+        bounds["$lt"] = condition.upper
+    return {name: bounds}
+
+
+def _filter(query: JobQuery) -> dict[str, Any]:
+    clauses: list[dict[str, Any]] = []
+    for any_of in query.where:
+        parts = [_condition(c) for c in any_of]
+        clauses.append(parts[0] if len(parts) == 1 else {"$or": parts})
+    if query.owner is not None:
+        clauses.append({"owner": query.owner})
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _keyset(sort: tuple[SortKey, ...], cursor: Cursor) -> dict[str, Any]:
+    """Rows strictly after (forward) or before (backward) the cursor in the sort order."""
+    values = (*cursor.values, cursor.id)
+    branches = []
+    for i, key in enumerate(sort):
+        branch: dict[str, Any] = {_field(k.column): values[j] for j, k in enumerate(sort[:i])}
+        less = key.descending == cursor.forward
+        branch[_field(key.column)] = {"$lt" if less else "$gt": values[i]}
+        branches.append(branch)
+    return {"$or": branches}
