@@ -1,0 +1,57 @@
+"""Shared fixtures: a store per backend, an app on it, an HTTP client through ASGI."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from mongomock_motor import AsyncMongoMockClient
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.storage.base import JobRecord, JobStore
+from fhir_server.storage.mongo import MongoJobStore
+
+BASE = "http://testserver/fhir/R4"
+
+
+def make_job(**fields: Any) -> dict[str, Any]:
+    """A valid AsyncJob; keyword arguments override or add elements (None removes)."""
+    job: dict[str, Any] = {
+        "resourceType": "AsyncJob",
+        "id": str(uuid.uuid4()),
+        "status": "accepted",
+        "requestTime": "2026-01-01T00:00:00.000Z",
+        "request": "https://example.org/fhir/R4/$export",
+    }
+    job.update(fields)
+    return {k: v for k, v in job.items() if v is not None}
+
+
+async def put_job(store: JobStore, **fields: Any) -> JobRecord:
+    """Store a job (a new version if its id exists) and return the stored record."""
+    job = make_job(**fields)
+    current = await store.get(job["id"])
+    return await store.save(job, expected_version=current.version if current else 0)
+
+
+@pytest.fixture(params=["mongo"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
+    job_store: JobStore = MongoJobStore(AsyncMongoMockClient()[f"test_{uuid.uuid4().hex}"])
+    await job_store.open()
+    yield job_store
+    await job_store.close()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(secret_key="test-secret")
+
+
+@pytest.fixture
+async def client(store: JobStore, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+        yield http
