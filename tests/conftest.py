@@ -1,5 +1,6 @@
 """Shared fixtures: a store per backend, an app on it, an HTTP client through ASGI."""
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,11 +37,30 @@ async def put_job(store: JobStore, **fields: Any) -> JobRecord:
     return await store.save(job, expected_version=current.version if current else 0)
 
 
-@pytest.fixture(params=["mongo"])
+# Opt-in: the same suite against a real MongoDB, e.g. mongodb://localhost:27017
+REAL_MONGODB_URI = os.environ.get("FHIR_SERVER_TEST_MONGODB_URI")
+BACKENDS = ["mongo", *(["mongodb-real"] if REAL_MONGODB_URI else [])]
+
+
+async def _mongo_store(backend: str) -> tuple[JobStore, object]:
+    name = f"test_{uuid.uuid4().hex}"
+    if backend == "mongodb-real":
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        client: object = AsyncIOMotorClient(REAL_MONGODB_URI)
+    else:
+        client = AsyncMongoMockClient()
+    return MongoJobStore(client[name]), client  # type: ignore[index]
+
+
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
-    job_store: JobStore = MongoJobStore(AsyncMongoMockClient()[f"test_{uuid.uuid4().hex}"])
+    """Every storage and HTTP test runs once per backend."""
+    job_store, client = await _mongo_store(request.param)
     await job_store.open()
     yield job_store
+    if request.param == "mongodb-real":
+        await client.drop_database(job_store._db.name)  # type: ignore[attr-defined]
     await job_store.close()
 
 

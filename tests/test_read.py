@@ -1,7 +1,7 @@
 """Read, vread and history through HTTP."""
 
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 
@@ -43,8 +43,12 @@ async def test_read_if_modified_since(client: httpx.AsyncClient, store: JobStore
     await put_job(store, id="job-1")
     later = format_datetime(datetime.now(UTC) + timedelta(minutes=1), usegmt=True)
     earlier = format_datetime(datetime.now(UTC) - timedelta(days=1), usegmt=True)
-    assert (await client.get("AsyncJob/job-1", headers={"If-Modified-Since": later})).status_code == 304
-    assert (await client.get("AsyncJob/job-1", headers={"If-Modified-Since": earlier})).status_code == 200
+    assert (
+        await client.get("AsyncJob/job-1", headers={"If-Modified-Since": later})
+    ).status_code == 304
+    assert (
+        await client.get("AsyncJob/job-1", headers={"If-Modified-Since": earlier})
+    ).status_code == 200
 
 
 async def test_read_unknown_id_is_404_not_found(client: httpx.AsyncClient):
