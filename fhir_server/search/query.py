@@ -46,6 +46,13 @@ class SortKey:
     descending: bool = False
 
 
+def with_tiebreaker(sort: tuple[SortKey, ...]) -> tuple[SortKey, ...]:
+    """The sort a store applies: the requested keys, then the unique id unless already there."""
+    if any(key.column == "id" for key in sort):
+        return sort
+    return (*sort, SortKey("id"))
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Keyset position: the sort values and id of the row next to the page.

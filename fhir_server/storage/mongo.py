@@ -15,6 +15,7 @@ from ..search.query import (
     Missing,
     SortKey,
     TokenMatch,
+    with_tiebreaker,
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
 
@@ -66,7 +67,7 @@ class MongoJobStore:
         return [_history_record(doc) async for doc in cursor]
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
-        sort = (*query.sort, SortKey("id"))
+        sort = with_tiebreaker(query.sort)
         forward = query.cursor is None or query.cursor.forward
         filters = _filter(query)
         if query.cursor is not None:
@@ -212,7 +213,7 @@ def _filter(query: JobQuery) -> dict[str, Any]:
 
 def _keyset(sort: tuple[SortKey, ...], cursor: Cursor) -> dict[str, Any]:
     """Rows strictly after (forward) or before (backward) the cursor in the sort order."""
-    values = (*cursor.values, cursor.id)
+    values = (*cursor.values, cursor.id)  # the id is last in the sort unless already in it
     branches = []
     for i, key in enumerate(sort):
         branch: dict[str, Any] = {_field(k.column): values[j] for j, k in enumerate(sort[:i])}
