@@ -1,5 +1,6 @@
 """Settings: one object, read from FHIR_SERVER_* variables and CLI options, passed down."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
@@ -25,4 +26,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     load: list[Path] = Field(
         default_factory=list, description="Files or folders of AsyncJobs to load at start."
+    )
+    ehealth_eta: timedelta = Field(
+        default=timedelta(minutes=10),
+        description="eHealth eta of a job without an eta extension: requestTime + this "
+        "(ISO-8601 duration or seconds).",
     )
