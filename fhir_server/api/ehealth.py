@@ -67,6 +67,13 @@ def request_id(request: Request) -> str:
     return cached
 
 
+def request_url(request: Request) -> str:
+    """The URL as the client sent it: the raw path keeps its percent-encoding."""
+    raw_path: bytes | None = request.scope.get("raw_path")
+    url = request.url.replace(path=raw_path.decode("latin-1")) if raw_path else request.url
+    return str(url)
+
+
 def envelope_response(
     request: Request,
     status: int,
@@ -74,7 +81,7 @@ def envelope_response(
     headers: dict[str, str] | None = None,
 ) -> EhealthResponse:
     rid = request_id(request)
-    meta = {"code": status, "url": str(request.url), "type": "object", "request_id": rid}
+    meta = {"code": status, "url": request_url(request), "type": "object", "request_id": rid}
     return EhealthResponse(
         {**body, "meta": meta}, status, {**(headers or {}), REQUEST_ID_HEADER: rid}
     )

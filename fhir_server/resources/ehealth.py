@@ -33,6 +33,7 @@ CANCELLED_STATUS = 409
 _ENTITY_CODE = ("valueCode", "valueString")
 _HREF = ("valueUri", "valueUrl", "valueString")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def _reference_link(reference: dict[str, Any], fhir_base: str) -> dict[str, str]
     resource_type = reference.get("type") or (segments[-2] if len(segments) >= 2 else None)
     if not resource_type:
         return None
-    absolute = target if "://" in target else f"{fhir_base.rstrip('/')}/{target}"
+    absolute = target if _ABSOLUTE_URI.match(target) else f"{fhir_base.rstrip('/')}/{target}"
     return {"entity": entity_name(resource_type), "href": absolute}
 
 
