@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from .api import fhir, health
+from .api import ehealth, fhir, health
 from .api.errors import EXCEPTION_HANDLERS
 from .config import Settings
 from .loader import load_paths
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         await job_store.close()
 
     app = Starlette(
-        routes=[*health.routes(), *fhir.routes()],
+        routes=[*health.routes(), *fhir.routes(), *ehealth.routes()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

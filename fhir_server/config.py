@@ -1,8 +1,10 @@
 """Settings: one object, read from FHIR_SERVER_* variables and CLI options, passed down."""
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,3 +28,16 @@ class Settings(BaseSettings):
     load: list[Path] = Field(
         default_factory=list, description="Files or folders of AsyncJobs to load at start."
     )
+    ehealth_eta: timedelta = Field(
+        default=timedelta(minutes=10),
+        description="eHealth eta of a job without an eta extension: requestTime + this "
+        "(ISO-8601 duration or seconds).",
+    )
+
+    @field_validator("ehealth_eta", mode="before")
+    @classmethod
+    def _seconds_from_text(cls, value: Any) -> Any:
+        """Environment variables and CLI options arrive as text: "90" means 90 seconds."""
+        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        return value

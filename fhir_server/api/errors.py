@@ -9,6 +9,7 @@ from starlette.responses import Response
 from ..resources.asyncjob import RESOURCE_TYPE
 from ..resources.outcome import FhirError, Issue
 from ..storage.base import StoreUnavailable
+from . import ehealth
 from .responses import FhirResponse, negotiate
 
 log = logging.getLogger("fhir_server")
@@ -16,6 +17,8 @@ FHIR_BASE = "/fhir/R4"
 
 
 def render_fhir_error(request: Request, error: FhirError) -> Response:
+    if ehealth.is_adapter_path(request.url.path):  # eHealth clients read only their envelope
+        return ehealth.error_response(request, error.status, str(error), headers=error.headers)
     try:
         media_type, pretty = negotiate(request)
     except FhirError:
