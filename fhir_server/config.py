@@ -1,9 +1,12 @@
 """Settings: one object, read from FHIR_SERVER_* variables and CLI options, passed down."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .durations import Duration
 
 
 class Settings(BaseSettings):
@@ -25,4 +28,14 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     load: list[Path] = Field(
         default_factory=list, description="Files or folders of AsyncJobs to load at start."
+    )
+    retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After (seconds) the job status endpoint answers with."
+    )
+    retention: Duration | None = Field(
+        default=None,
+        description="Purge final jobs not updated for this long (e.g. 7d); unset keeps them.",
+    )
+    retention_interval: Duration = Field(
+        default=timedelta(hours=1), description="How often the retention sweep runs (e.g. 1h)."
     )
