@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     load_parser = commands.add_parser("load", help="validate and store AsyncJobs from files")
     load_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     _add_setting_options(load_parser, load_names)
-    purge_names = tuple(n for n in load_names if not n.startswith("retention"))
+    purge_names = load_names  # the store settings, whichever backend
     purge_parser = commands.add_parser(
         "purge", help="remove final jobs (completed, error, cancelled) not updated for a while"
     )

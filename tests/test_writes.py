@@ -312,3 +312,13 @@ async def test_put_keeps_the_stored_owner(client: httpx.AsyncClient, store: JobS
 
 def _progress(text: str) -> dict[str, object]:
     return {"resourceType": "Parameters", "parameter": [{"name": "progress", "valueString": text}]}
+
+
+async def test_put_with_another_media_type_is_415_and_changes_nothing(
+    client: httpx.AsyncClient, store: JobStore
+):
+    await put_job(store, id="job-1")
+    job = make_job(id="job-1", status="cancelled")
+    response = await client.put("AsyncJob/job-1", json=job, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+    assert len(await store.history("job-1")) == 1
