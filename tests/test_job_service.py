@@ -13,6 +13,7 @@ from fhir_server.jobs import (
     RuleViolation,
 )
 from fhir_server.resources.outcome import FhirError
+from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobRecord, JobStore
 
 from .conftest import make_job, put_job
@@ -194,3 +195,32 @@ async def test_a_cancel_during_progress_wins(store: JobStore):
     assert current.resource["status"] == "cancelled"
     assert "output" not in current.resource
     assert racing.saves == 1
+
+
+async def test_create_refuses_a_job_that_is_not_accepted(jobs: JobService, store: JobStore):
+    with pytest.raises(RuleViolation) as raised:
+        await jobs.create(make_job(status="completed"))
+    assert raised.value.issues[0].expression == "AsyncJob.status"
+    assert await store.count(JobQuery()) == 0
+
+
+async def test_request_time_and_request_never_change(jobs: JobService, store: JobStore):
+    await put_job(store, id="job-1")
+    changed = make_job(
+        id="job-1", requestTime="2026-05-05T00:00:00Z", request="https://example.org/x"
+    )
+    with pytest.raises(RuleViolation) as raised:
+        await jobs.put(changed)
+    assert {i.expression for i in raised.value.issues} == {
+        "AsyncJob.requestTime",
+        "AsyncJob.request",
+    }
+    assert len(await store.history("job-1")) == 1
+
+
+async def test_an_error_without_an_outcome_is_refused(jobs: JobService, store: JobStore):
+    await put_job(store, id="job-1")
+    with pytest.raises(RuleViolation) as raised:
+        await jobs.put(make_job(id="job-1", status="error"))
+    assert raised.value.issues[0].expression == "AsyncJob.output"
+    assert len(await store.history("job-1")) == 1

@@ -115,3 +115,17 @@ async def test_delete_of_an_unknown_job_is_404(client: httpx.AsyncClient):
 
 async def test_status_of_a_malformed_id_is_400(client: httpx.AsyncClient):
     assert (await client.get("job/bad_id/status")).status_code == 400
+
+
+async def test_deleted_job_answers_404(client: httpx.AsyncClient, store: JobStore):
+    await put_job(store, id="job-1")
+    await store.delete("job-1", expected_version=1)
+    assert (await client.get("job/job-1/status")).status_code == 404
+
+
+async def test_delete_of_a_cancelled_job_answers_202_without_a_new_version(
+    client: httpx.AsyncClient, store: JobStore
+):
+    await put_job(store, id="job-1", status="cancelled")
+    assert (await client.delete("job/job-1/status")).status_code == 202
+    assert len(await store.history("job-1")) == 1
