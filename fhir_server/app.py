@@ -1,5 +1,6 @@
 """Builds the Starlette application from settings: the only place that wires things."""
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -8,9 +9,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from .api import ehealth, fhir, health
+from .api import cancel, ehealth, fhir, health, status, writes
 from .api.errors import EXCEPTION_HANDLERS
 from .config import Settings
+from .jobs.retention import sweep
 from .loader import load_paths
 from .search.parse import SearchLimits
 from .storage.base import JobStore
@@ -42,11 +44,27 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         await job_store.open()
         if settings.load:
             await load_paths(job_store, settings.load)
+        sweeper = None
+        if settings.retention is not None:
+            sweeper = asyncio.create_task(
+                sweep(job_store, settings.retention, settings.retention_interval)
+            )
         yield
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await job_store.close()
 
     app = Starlette(
-        routes=[*health.routes(), *fhir.routes(), *ehealth.routes()],
+        routes=[
+            *health.routes(),
+            *fhir.routes(),
+            *writes.routes(),
+            *cancel.routes(),
+            *status.routes(),
+            *ehealth.routes(),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

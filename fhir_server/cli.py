@@ -1,4 +1,4 @@
-"""fhir-server serve | load: every setting is also a command-line option."""
+"""fhir-server serve | load | purge: every setting is also a command-line option."""
 
 import argparse
 import asyncio
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -14,6 +15,8 @@ from rich.progress import Progress
 
 from .app import build_store
 from .config import Settings
+from .durations import parse_duration
+from .jobs.retention import purge_older_than
 from .loader import find_files, load_paths
 
 console = Console(stderr=True)
@@ -80,6 +83,24 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     return 1 if report.errors else 0
 
 
+async def purge(settings: Settings, older_than: timedelta) -> int:
+    store = build_store(settings)
+    await store.open()
+    try:
+        removed = await purge_older_than(store, older_than)
+    finally:
+        await store.close()
+    console.print(f"purged {removed} final jobs not updated for {older_than}")
+    return 0
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhir-server", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,11 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     load_parser = commands.add_parser("load", help="validate and store AsyncJobs from files")
     load_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     _add_setting_options(load_parser, load_names)
+    purge_names = load_names  # the store settings, whichever backend
+    purge_parser = commands.add_parser(
+        "purge", help="remove final jobs (completed, error, cancelled) not updated for a while"
+    )
+    purge_parser.add_argument(
+        "--older-than", type=_duration, required=True, metavar="AGE", help="e.g. 7d, 12h, 30m"
+    )
+    _add_setting_options(purge_parser, purge_names)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         serve(_settings(args, serve_names), args.workers)
         return 0
+    if args.command == "purge":
+        return asyncio.run(purge(_settings(args, purge_names), args.older_than))
     return asyncio.run(load(_settings(args, load_names), args.paths))
 
 

@@ -2,10 +2,11 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .durations import Duration
 
 
 class Settings(BaseSettings):
@@ -28,16 +29,18 @@ class Settings(BaseSettings):
     load: list[Path] = Field(
         default_factory=list, description="Files or folders of AsyncJobs to load at start."
     )
-    ehealth_eta: timedelta = Field(
+    retry_after_seconds: int = Field(
+        default=5, ge=1, description="Retry-After (seconds) the job status endpoint answers with."
+    )
+    retention: Duration | None = Field(
+        default=None,
+        description="Purge final jobs not updated for this long (e.g. 7d); unset keeps them.",
+    )
+    retention_interval: Duration = Field(
+        default=timedelta(hours=1), description="How often the retention sweep runs (e.g. 1h)."
+    )
+    ehealth_eta: Duration = Field(
         default=timedelta(minutes=10),
         description="eHealth eta of a job without an eta extension: requestTime + this "
         "(ISO-8601 duration or seconds).",
     )
-
-    @field_validator("ehealth_eta", mode="before")
-    @classmethod
-    def _seconds_from_text(cls, value: Any) -> Any:
-        """Environment variables and CLI options arrive as text: "90" means 90 seconds."""
-        if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
-            return float(value)
-        return value

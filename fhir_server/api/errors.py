@@ -5,6 +5,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from ..resources.asyncjob import RESOURCE_TYPE
 from ..resources.outcome import FhirError, Issue
@@ -48,9 +49,21 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
             405, "not-supported", f"Method {request.method} is not allowed on {path}"
         )
         error.headers.update(exc.headers or {})
+        allowed = allowed_methods(request)
+        if allowed:
+            error.headers["Allow"] = ", ".join(allowed)
     else:
         error = FhirError.of(exc.status_code, "processing", str(exc.detail))
     return render_fhir_error(request, error)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's Allow names only the first)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def on_store_unavailable(request: Request, exc: Exception) -> Response:

@@ -23,7 +23,15 @@ from ..storage.base import JobRecord, JobStore, index_values
 from .responses import fhir_response
 
 BASE_PATH = "/fhir/R4"
-INTERACTIONS = ("read", "vread", "history-instance", "search-type")
+INTERACTIONS = (
+    "read",
+    "vread",
+    "history-instance",
+    "search-type",
+    "create",
+    "update",
+    "delete",
+)
 
 
 def store_of(request: Request) -> JobStore:

@@ -72,6 +72,12 @@ class JobStore(Protocol):
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         """Record a deletion as the next version; raise VersionConflict like save."""
 
+    async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
+        """Remove every trace (live job and all its versions) of each job whose newest version
+        was written before the instant `before` and which is either live with a status in
+        `statuses` or deleted. Return how many jobs were removed; afterwards get, get_version
+        and history know nothing of them (a read is 404, not 410)."""
+
 
 def now_instant() -> str:
     """The server's clock as a FHIR instant with milliseconds, in UTC."""

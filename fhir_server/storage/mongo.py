@@ -1,10 +1,12 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from ..search.dates import parse_instant_ms
 from ..search.parameters import SORT_COLUMNS, TOKEN_COLUMNS
 from ..search.query import (
     MISSING_DATE,
@@ -114,6 +116,35 @@ class MongoJobStore:
         await self._append_history(record)
         return record
 
+    async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
+        cutoff = parse_instant_ms(before)
+        removed = 0
+        live = self._current.find(
+            {"status": {"$in": sorted(statuses)}, "last_updated": {"$lt": cutoff}},
+            {"version": 1},
+        )
+        async for doc in live:
+            # Conditional on the version seen: a job updated meanwhile is kept.
+            gone = await self._current.delete_one({"_id": doc["_id"], "version": doc["version"]})
+            if gone.deleted_count:
+                await self._history.delete_many({"job": doc["_id"]})
+                removed += 1
+        deletions = self._history.find(
+            {"resource": None, "last_updated": {"$lt": _instant(cutoff)}}, {"job": 1, "version": 1}
+        )
+        async for doc in deletions:
+            newest = await self._newest_version(doc["job"])
+            if (
+                newest is not None
+                and newest.deleted
+                and newest.version == doc["version"]
+                and parse_instant_ms(newest.last_updated) < cutoff
+                and await self._current.count_documents({"_id": doc["job"]}) == 0
+            ):
+                await self._history.delete_many({"job": doc["job"]})
+                removed += 1
+        return removed
+
     async def _insert_new(self, job_id: str, expected_version: int, doc: dict[str, Any]) -> None:
         """Create the live document: the id is new, or deleted at expected_version."""
         newest = await self.get(job_id)
@@ -157,6 +188,12 @@ def index_keys() -> list[list[tuple[str, int]]]:
         if s != t
     ]
     return keys
+
+
+def _instant(epoch_ms: int) -> str:
+    """Epoch ms in now_instant's fixed-width form, so stored instants compare as strings."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _record(doc: dict[str, Any]) -> JobRecord:

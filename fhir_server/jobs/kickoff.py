@@ -1,0 +1,67 @@
+"""Kick-off of the FHIR asynchronous request pattern, for Starlette handlers.
+
+    async def export(request: Request) -> Response:
+        return await kick_off(request, jobs, type="bulk-export", start=worker.start)
+
+`Prefer: respond-async` is required (400 without it); the job is submitted, `start` is
+called with it, and the answer is 202 with `Content-Location` naming the status endpoint.
+"""
+
+import inspect
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..api.errors import render_fhir_error
+from ..api.fhir import fhir_base
+from ..api.owner import request_owner
+from ..api.responses import fhir_response, negotiate
+from ..api.status import status_url
+from ..resources.outcome import FhirError, all_ok
+from ..storage.base import JobRecord
+from .service import JobService
+
+Starter = Callable[[JobRecord], Awaitable[object] | object]
+
+
+def prefers_async(request: Request) -> bool:
+    prefer = request.headers.get("prefer", "")
+    tokens = {t.strip().lower() for part in prefer.split(",") for t in part.split(";")}
+    return "respond-async" in tokens
+
+
+async def kick_off(
+    request: Request,
+    jobs: JobService,
+    *,
+    type: str | None = None,
+    start: Starter | None = None,
+    owner: str | None = None,
+    base_url: str | None = None,
+) -> Response:
+    """Submit a job for this request and answer 202; every error is an OperationOutcome.
+
+    owner defaults to the request's authenticated subject; base_url (the FHIR base that
+    serves the status endpoint) to this server's.
+    """
+    try:
+        negotiate(request)  # a 406 before any job is submitted
+        if not prefers_async(request):
+            raise FhirError.of(
+                400, "invalid", "This operation runs asynchronously: send 'Prefer: respond-async'"
+            )
+        job = await jobs.submit(
+            str(request.url),
+            type=type,
+            owner=owner if owner is not None else request_owner(request),
+        )
+        if start is not None:
+            started = start(job)
+            if inspect.isawaitable(started):
+                await started
+    except FhirError as error:
+        return render_fhir_error(request, error)
+    location = status_url(base_url or fhir_base(request), job.id)
+    message = f"AsyncJob/{job.id} accepted; poll {location} for its status"
+    return fhir_response(request, all_ok(message), 202, {"Content-Location": location})

@@ -1,0 +1,94 @@
+"""The full flow a client sees, against the example export service and its worker."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from examples.export_service import create_export_app
+from examples.worker import ExportWorker
+from fhir_server.config import Settings
+from fhir_server.storage.base import JobStore
+
+from .conftest import BASE, put_job
+
+ASYNC = {"Prefer": "respond-async"}
+
+
+@pytest.fixture
+async def app_client(
+    store: JobStore, settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, ExportWorker]]:
+    app = create_export_app(settings, store, export_dir=tmp_path, pause=0.2)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+        yield http, app.state.worker
+        await app.state.worker.stop()
+
+
+async def test_a_client_kicks_off_polls_and_cancels_an_export(
+    app_client: tuple[httpx.AsyncClient, ExportWorker], store: JobStore
+):
+    client, worker = app_client
+    await put_job(store, id="old-export", status="completed")
+
+    kicked = await client.get("$export", headers=ASYNC)
+    assert kicked.status_code == 202
+    status_url = kicked.headers["content-location"]
+    job_id = status_url.split("/")[-2]
+    assert status_url == f"{BASE}/job/{job_id}/status"
+
+    running = await client.get(status_url)
+    assert running.status_code == 202
+    assert int(running.headers["retry-after"]) > 0
+
+    assert await worker.wait(job_id) == "completed"
+    done = await client.get(status_url)
+    assert done.status_code == 200
+    job = done.json()
+    assert job["status"] == "completed"
+    files = [{p["name"]: p for p in parameter["part"]} for parameter in job["output"]["parameter"]]
+    completed = next(f for f in files if f["url"]["valueUri"].endswith("/completed.ndjson"))
+    lines = (await client.get(completed["url"]["valueUri"])).text.splitlines()
+    assert len(lines) == completed["count"]["valueInteger"] == 1
+    assert lines[0].startswith('{"resourceType":"AsyncJob","id":"old-export"')
+
+    other = await client.get("$export", headers=ASYNC)
+    other_url = other.headers["content-location"]
+    cancelled = await client.delete(other_url)
+    assert cancelled.status_code == 202
+    assert (await client.get(other_url)).status_code == 404
+    assert await worker.wait(other_url.split("/")[-2]) == "cancelled"
+
+
+async def test_the_worker_reports_progress_while_it_runs(
+    app_client: tuple[httpx.AsyncClient, ExportWorker], store: JobStore
+):
+    client, worker = app_client
+    kicked = await client.post("$export", headers=ASYNC)
+    job_id = kicked.headers["content-location"].split("/")[-2]
+    await worker.wait(job_id)
+    versions = await store.history(job_id)
+    progress = [
+        p["valueString"]
+        for v in reversed(versions)
+        if v.resource and "output" in v.resource
+        for p in v.resource["output"]["parameter"]
+        if p["name"] == "progress"
+    ]
+    assert progress == [f"{n} of 4 files written" for n in range(1, 5)]
+
+
+async def test_a_cancelled_export_stops_without_completing(
+    app_client: tuple[httpx.AsyncClient, ExportWorker], store: JobStore
+):
+    client, worker = app_client
+    kicked = await client.get("$export", headers=ASYNC)
+    job_id = kicked.headers["content-location"].split("/")[-2]
+    await client.post(f"AsyncJob/{job_id}/$cancel")
+    assert await worker.wait(job_id) == "cancelled"
+    current = await store.get(job_id)
+    assert current is not None and current.resource is not None
+    assert current.resource["status"] == "cancelled"
+    assert len(await store.history(job_id)) == 2
