@@ -19,7 +19,7 @@ from .durations import parse_duration
 from .jobs.retention import purge_older_than
 from .loader import find_files, load_paths
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 
 
 def _add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -78,7 +78,7 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     finally:
         await store.close()
     for error in report.errors:
-        console.print(f"[red]{error}[/red]")
+        console.print(error, style="red", markup=False, highlight=False)
     console.print(f"stored {report.stored} jobs from {report.files} files")
     return 1 if report.errors else 0
 
