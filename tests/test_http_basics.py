@@ -22,6 +22,11 @@ async def test_metadata_is_a_capability_statement_for_fhir_4_0_1(client: httpx.A
     assert {"read", "vread", "history-instance", "search-type"} <= codes
 
 
+async def test_metadata_lists_the_cancel_operation(client: httpx.AsyncClient):
+    resource = (await client.get("metadata")).json()["rest"][0]["resource"][0]
+    assert [op["name"] for op in resource["operation"]] == ["cancel"]
+
+
 async def test_metadata_lists_every_search_parameter(client: httpx.AsyncClient):
     resource = (await client.get("metadata")).json()["rest"][0]["resource"][0]
     listed = {p["name"]: p["type"] for p in resource["searchParam"]}
