@@ -3,7 +3,13 @@
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    PyMongoError,
+    WTimeoutError,
+)
 
 from ..search.parameters import SORT_COLUMNS, TOKEN_COLUMNS
 from ..search.query import (
@@ -17,16 +23,21 @@ from ..search.query import (
     TokenMatch,
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
+from .guard import unavailable_on
 
 CURRENT = "asyncjob"
 HISTORY = "asyncjob_history"
 _PROJECTION = {"resource": 1, "version": 1, "owner": 1}
+# The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
+# NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
+TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
 def _field(column: str) -> str:
     return "_id" if column == "id" else column
 
 
+@unavailable_on(*TRANSIENT_ERRORS)
 class MongoJobStore:
     """Live jobs in one collection (one document each), every version in a history one."""
 
