@@ -35,4 +35,9 @@ def log_request(
         "status": status,
         "latency_ms": round(seconds * 1000, 3),
     }
-    ACCESS_LOG.info(orjson.dumps(line).decode())
+    # A record made directly skips Logger.info's caller lookup (a stack walk per request);
+    # handlers, levels and filters apply as usual.
+    record = logging.LogRecord(
+        ACCESS_LOG.name, logging.INFO, __file__, 0, orjson.dumps(line).decode(), None, None
+    )
+    ACCESS_LOG.handle(record)
