@@ -18,6 +18,7 @@ from .observability.middleware import TelemetryMiddleware
 from .search.parse import SearchLimits
 from .storage.base import JobStore
 from .storage.guard import with_deadline
+from .storage.opening import open_store
 
 log = logging.getLogger("fhir_server")
 
@@ -42,10 +43,12 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await job_store.open()
+        opening = await open_store(job_store)
         if settings.load:
             await load_paths(job_store, settings.load)
         yield
+        if opening is not None:
+            opening.cancel()
         await job_store.close()
 
     if settings.access_log:

@@ -16,6 +16,7 @@ class FaultyStore:
         self.hang = False
         self.delay = 0.0
         self.slow_methods = slow_methods  # where delay applies; None: every method
+        self.answered: list[str] = []  # methods the real store has answered, in order
 
     def clear(self) -> None:
         self.down = self.hang = False
@@ -33,6 +34,8 @@ class FaultyStore:
                 await asyncio.Event().wait()  # never answers
             if self.delay and (self.slow_methods is None or name in self.slow_methods):
                 await asyncio.sleep(self.delay)
-            return await attr(*args, **kwargs)
+            result = await attr(*args, **kwargs)
+            self.answered.append(name)
+            return result
 
         return call

@@ -1,6 +1,7 @@
 """Failing fast: an unreachable or hung database gives 503 transient + Retry-After, and
 the same requests succeed again once it returns."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -140,3 +141,22 @@ def test_numeric_write_concern_is_a_member_count():
     client = connect(Settings(mongodb_uri=UNREACHABLE_URI, mongodb_write_concern="2"))
     assert client.write_concern.document == {"w": 2, "j": True}
     client.close()
+
+
+async def test_server_starts_while_the_database_is_down_and_opens_it_later(
+    faulty: FaultyStore, settings: Settings
+):
+    faulty.down = True
+    app = create_app(settings, store=faulty)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http,
+    ):
+        assert_transient_503(await http.get("http://testserver/readyz"))
+        faulty.clear()
+        deadline = time.monotonic() + 3
+        while "open" not in faulty.answered:
+            assert time.monotonic() < deadline, "the store was not opened after it returned"
+            await asyncio.sleep(0.05)
+        assert (await http.get("http://testserver/readyz")).status_code == 200
