@@ -35,7 +35,12 @@ def store_of(request: Request) -> JobStore:
 def fhir_base(request: Request) -> str:
     """The FHIR base URL as the client addressed it, for fullUrl and links."""
     scope = request.scope
-    key = (scope["scheme"], request.headers.get("host"), scope.get("root_path"), scope["server"])
+    key = (
+        scope.get("scheme"),
+        request.headers.get("host"),
+        scope.get("root_path"),
+        scope.get("server"),
+    )
     base = _BASES.get(key)
     if base is None:  # building request.base_url costs more than the rest of a read
         if len(_BASES) >= 256:  # the Host header is the client's: keep the cache bounded
