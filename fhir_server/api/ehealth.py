@@ -5,7 +5,6 @@ Every adapter route carries the scope it needs (`required_scope`) for the auth l
 """
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..observability.middleware import request_id_of
 from ..resources import ehealth
 from ..resources.asyncjob import ID_PATTERN
 from ..storage.base import JobStore
@@ -26,9 +26,6 @@ ADAPTER_PREFIXES = (*JOB_PREFIXES, *COMPOSITION_PREFIXES)
 JOB_SCOPE = "job:read"
 COMPOSITION_SCOPE = "composition:read"
 
-REQUEST_ID_HEADER = "X-Request-ID"
-# A client's request id is echoed only if it is 1-200 visible ASCII characters.
-_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 ERROR_TYPES = {
@@ -58,13 +55,8 @@ def is_adapter_path(path: str) -> bool:
 
 
 def request_id(request: Request) -> str:
-    """The client's X-Request-ID if it is sane, else a new one; the same for the whole request."""
-    cached: str | None = getattr(request.state, "ehealth_request_id", None)
-    if cached is None:
-        sent = request.headers.get(REQUEST_ID_HEADER, "")
-        cached = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-        request.state.ehealth_request_id = cached
-    return cached
+    """The request's id, which the telemetry middleware also echoes in X-Request-ID."""
+    return request_id_of(request.scope)
 
 
 def request_url(request: Request) -> str:
@@ -82,9 +74,7 @@ def envelope_response(
 ) -> EhealthResponse:
     rid = request_id(request)
     meta = {"code": status, "url": request_url(request), "type": "object", "request_id": rid}
-    return EhealthResponse(
-        {**body, "meta": meta}, status, {**(headers or {}), REQUEST_ID_HEADER: rid}
-    )
+    return EhealthResponse({**body, "meta": meta}, status, headers)
 
 
 def data_response(request: Request, status: int, data: dict[str, Any]) -> EhealthResponse:
