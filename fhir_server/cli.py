@@ -15,6 +15,7 @@ from rich.progress import Progress
 from .app import build_store
 from .config import Settings
 from .loader import find_files, load_paths
+from .storage.sqlite import SchemaTooNew
 
 console = Console(stderr=True)
 
@@ -66,7 +67,11 @@ def serve(settings: Settings, workers: int) -> None:
 
 async def load(settings: Settings, paths: list[Path]) -> int:
     store = build_store(settings)
-    await store.open()
+    try:
+        await store.open()
+    except SchemaTooNew as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
     files = find_files(paths)
     try:
         with Progress(console=console, transient=True) as progress:
@@ -76,7 +81,7 @@ async def load(settings: Settings, paths: list[Path]) -> int:
         await store.close()
     for error in report.errors:
         console.print(f"[red]{error}[/red]")
-    console.print(f"stored {report.stored} jobs from {report.files} files")
+    console.print(f"stored {report.stored} new or changed jobs from {report.files} files")
     return 1 if report.errors else 0
 
 

@@ -108,11 +108,24 @@ def _skip(text: str, position: int) -> int:
 
 
 async def store_jobs(store: JobStore, jobs: list[dict[str, Any]]) -> int:
+    """Store each job as a new version, skipping those already stored as they are, so loading
+    the same files again (every `make run`) adds no versions. How many were written."""
+    written = 0
     for job in jobs:
         job_id = job.setdefault("id", str(uuid.uuid4()))
         current = await store.get(job_id)
+        if current is not None and current.resource is not None and _same(current.resource, job):
+            continue
         await store.save(job, expected_version=current.version if current else 0)
-    return len(jobs)
+        written += 1
+    return written
+
+
+def _same(stored: dict[str, Any], loaded: dict[str, Any]) -> bool:
+    """Equal but for meta, which the store owns (versionId, lastUpdated)."""
+    return {k: v for k, v in stored.items() if k != "meta"} == {
+        k: v for k, v in loaded.items() if k != "meta"
+    }
 
 
 async def load_paths(

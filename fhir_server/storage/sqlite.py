@@ -28,6 +28,8 @@ from ..search.query import (
     Missing,
     SortKey,
     TokenMatch,
+    cursor_position,
+    full_sort,
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
 
@@ -308,7 +310,7 @@ def _version_record(row: tuple[Any, ...]) -> JobRecord:
 
 def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
     """The SELECT for one page of query; values are always bound, never formatted in."""
-    keys = _sort_keys(query)
+    keys = full_sort(query.sort)
     forward = query.cursor is None or query.cursor.forward
     where, params = _where(query)
     if query.cursor is not None:
@@ -322,15 +324,6 @@ def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
         sql += " OFFSET ?"
         params.append(query.offset)
     return sql, params
-
-
-def _sort_keys(query: JobQuery) -> tuple[SortKey, ...]:
-    """The query's sort, then the id tie-breaker; a column sorted twice counts once."""
-    keys: list[SortKey] = []
-    for key in (*query.sort, SortKey("id")):
-        if all(k.column != key.column for k in keys):
-            keys.append(key)
-    return tuple(keys)
 
 
 def _where(query: JobQuery) -> tuple[str, list[Any]]:
@@ -388,12 +381,7 @@ def _keyset(query: JobQuery, keys: tuple[SortKey, ...], cursor: Cursor) -> tuple
     One OR branch per key (equal on the keys before it, beyond it on this one), plus a bound
     on the first key alone so SQLite seeks into the index instead of scanning to the cursor.
     """
-    # The cursor holds a value per key of query.sort, then the id; keys may have dropped repeats.
-    by_column: dict[str, Any] = {}
-    for key, value in zip(query.sort, cursor.values, strict=False):
-        by_column.setdefault(key.column, value)
-    by_column.setdefault("id", cursor.id)
-    values = [by_column[k.column] for k in keys]
+    values = cursor_position(query.sort, cursor)
     params: list[Any] = []
     branches: list[str] = []
     for i, key in enumerate(keys):
