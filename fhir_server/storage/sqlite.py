@@ -9,7 +9,7 @@ SQLite's locking (BEGIN IMMEDIATE, busy timeout).
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,16 +152,16 @@ class SqliteJobStore:
             self._thread = None
 
     async def ping(self) -> None:
-        try:
-            self._db.execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        self._read("SELECT 1")
 
-    @property
-    def _db(self) -> sqlite3.Connection:
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query on the reader connection (its statements stay prepared)."""
         if self._reader is None:
             raise StoreUnavailable(f"{self.path} is not open")
-        return self._reader
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     @property
     def _write_db(self) -> sqlite3.Connection:
@@ -179,23 +179,22 @@ class SqliteJobStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def get(self, job_id: str) -> JobRecord | None:
-        row = self._db.execute(
-            "SELECT id, version, owner, resource FROM job WHERE id = ?", (job_id,)
-        ).fetchone()
-        if row is not None:
-            return _record(row)
-        return _newest_version(self._db, job_id)
+        rows = self._read("SELECT id, version, owner, resource FROM job WHERE id = ?", (job_id,))
+        if rows:
+            return _record(rows[0])
+        rows = self._read(_NEWEST_VERSION, (job_id,))
+        return _version_record(rows[0]) if rows else None
 
     async def get_version(self, job_id: str, version: int) -> JobRecord | None:
-        row = self._db.execute(
+        rows = self._read(
             "SELECT job, version, last_updated, owner, resource FROM job_version "
             "WHERE job = ? AND version = ?",
             (job_id, version),
-        ).fetchone()
-        return None if row is None else _version_record(row)
+        )
+        return _version_record(rows[0]) if rows else None
 
     async def history(self, job_id: str) -> list[JobRecord]:
-        rows = self._db.execute(
+        rows = self._read(
             "SELECT job, version, last_updated, owner, resource FROM job_version "
             "WHERE job = ? ORDER BY version DESC",
             (job_id,),
@@ -204,15 +203,14 @@ class SqliteJobStore:
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query)
-        records = [_record(row) for row in self._db.execute(sql, params)]
+        records = [_record(row) for row in self._read(sql, params)]
         if query.cursor is not None and not query.cursor.forward:
             records.reverse()
         return records
 
     async def count(self, query: JobQuery) -> int:
         where, params = _where(query)
-        row = self._db.execute(f"SELECT count(*) FROM job{where}", params).fetchone()
-        return int(row[0])
+        return int(self._read(f"SELECT count(*) FROM job{where}", params)[0][0])
 
     async def save(
         self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
@@ -265,20 +263,17 @@ class SqliteJobStore:
         return JobRecord(job_id, expected_version + 1, last_updated, None, owner)
 
 
+_NEWEST_VERSION = (
+    "SELECT job, version, last_updated, owner, resource FROM job_version "
+    "WHERE job = ? ORDER BY version DESC LIMIT 1"
+)
+
+
 def _newest_version_number(db: sqlite3.Connection, job_id: str) -> int:
     row = db.execute(
         "SELECT version FROM job_version WHERE job = ? ORDER BY version DESC LIMIT 1", (job_id,)
     ).fetchone()
     return 0 if row is None else int(row[0])
-
-
-def _newest_version(db: sqlite3.Connection, job_id: str) -> JobRecord | None:
-    row = db.execute(
-        "SELECT job, version, last_updated, owner, resource FROM job_version "
-        "WHERE job = ? ORDER BY version DESC LIMIT 1",
-        (job_id,),
-    ).fetchone()
-    return None if row is None else _version_record(row)
 
 
 def _append_version(
