@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -292,7 +293,7 @@ def _append_version(
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    job_id, version, owner, blob = row
+    job_id, version, owner, blob = row[:4]
     resource = orjson.loads(blob)
     return JobRecord(job_id, version, resource["meta"]["lastUpdated"], resource, owner)
 
@@ -304,21 +305,65 @@ def _version_record(row: tuple[Any, ...]) -> JobRecord:
 
 
 def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
-    """The SELECT for one page of query; values are always bound, never formatted in."""
+    """The SELECT for one page of query; values are always bound, never formatted in.
+
+    A token matching one of several values is split into one SELECT per value, merged in
+    sort order (UNION ALL): each reads its index in order, so nothing is sorted afterwards.
+    """
     keys = full_sort(query.sort)
     forward = query.cursor is None or query.cursor.forward
-    where, params = _where(query)
-    if query.cursor is not None:
-        keyset, keyset_params = _keyset(query, keys, query.cursor)
-        where = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
-        params += keyset_params
+    parts = _disjoint_parts(query)
+    # A merge orders by result columns, so each part also returns the sort columns.
+    columns = ", ".join(["id", "version", "owner", "resource", *_merge_columns(keys, parts)])
+    selects: list[str] = []
+    params: list[Any] = []
+    for part in parts:
+        where, part_params = _where(part)
+        if part.cursor is not None:
+            keyset, keyset_params = _keyset(part, keys, part.cursor)
+            where = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
+            part_params += keyset_params
+        selects.append(f"SELECT {columns} FROM job{where}")
+        params += part_params
     order = ", ".join(f"{k.column} {'DESC' if k.descending == forward else 'ASC'}" for k in keys)
-    sql = f"SELECT id, version, owner, resource FROM job{where} ORDER BY {order} LIMIT ?"
+    sql = f"{' UNION ALL '.join(selects)} ORDER BY {order} LIMIT ?"
     params.append(query.limit)
     if query.offset:
         sql += " OFFSET ?"
         params.append(query.offset)
     return sql, params
+
+
+MAX_MERGED_VALUES = 16
+
+
+def _disjoint_parts(query: JobQuery) -> list[JobQuery]:
+    """query, or one query per value of its first token matching several values."""
+    for i, any_of in enumerate(query.where):
+        match = any_of[0]
+        if (
+            len(any_of) == 1
+            and isinstance(match, TokenMatch)
+            and not match.negate
+            and match.column in TOKEN_COLUMNS
+            and 1 < len(match.values) <= MAX_MERGED_VALUES
+        ):
+            return [
+                replace(
+                    query,
+                    where=(
+                        *query.where[:i],
+                        (TokenMatch(match.column, frozenset({value})),),
+                        *query.where[i + 1 :],
+                    ),
+                )
+                for value in sorted(match.values)
+            ]
+    return [query]
+
+
+def _merge_columns(keys: tuple[SortKey, ...], parts: list[JobQuery]) -> list[str]:
+    return [k.column for k in keys if k.column != "id"] if len(parts) > 1 else []
 
 
 def _where(query: JobQuery) -> tuple[str, list[Any]]:

@@ -273,3 +273,38 @@ async def test_paging_keeps_the_filter(store: JobStore):
     query = JobQuery(where=((token("status", "completed"),),), sort=sort, limit=1)
     page = await store.search(replace(query, cursor=Cursor(("b",), "b")))
     assert [r.id for r in page] == ["c"]
+
+
+@pytest.mark.parametrize("sort", SORTS, ids=lambda s: ",".join(map(repr, s)))
+async def test_pages_of_a_search_for_several_values_visit_every_match_once(
+    store: JobStore, sort: tuple[SortKey, ...]
+):
+    await seed(store)
+    several = ((token("status", "completed", "cancelled", "error"),),)
+    query = JobQuery(where=several, sort=sort, limit=2)
+    seen: list[str] = []
+    page = await store.search(query)
+    for _ in range(MAX_PAGES):
+        if not page:
+            break
+        seen += [r.id for r in page]
+        page = await store.search(replace(query, cursor=cursor_at(page[-1], sort, True)))
+    matches = await store.search(replace(query, limit=100))
+    assert seen == expected_order(matches, sort)
+    assert set(seen) == {"b", "c", "d", "e", "f"}
+
+
+async def test_offset_of_a_search_for_several_values(store: JobStore):
+    await seed(store)
+    several = ((token("status", "completed", "accepted"),),)
+    query = JobQuery(where=several, sort=(SortKey("id", descending=True),), offset=1, limit=2)
+    assert await ids(store, query) == ["c", "b"]
+
+
+async def test_backward_page_of_a_search_for_several_values(store: JobStore):
+    await seed(store)
+    several = ((token("status", "completed", "accepted"),),)
+    query = JobQuery(
+        where=several, sort=(SortKey("id"),), limit=2, cursor=Cursor(("f",), "f", False)
+    )
+    assert await ids(store, query) == ["b", "c"]

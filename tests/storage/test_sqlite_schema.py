@@ -20,10 +20,14 @@ def plan(path: Path, query: JobQuery) -> list[str]:
 
 
 def every_search() -> list[JobQuery]:
-    """No filter or one token filter, by each sort key both ways, first page and a later one."""
+    """No filter, or one token filter for one or several values; by each sort key both ways;
+    first page and a later one."""
+    filters: list[tuple[tuple[TokenMatch, ...], ...]] = [()]
+    for column in TOKEN_COLUMNS:
+        filters.append(((TokenMatch(column, frozenset({"x"})),),))
+        filters.append(((TokenMatch(column, frozenset({"x", "y", "z"})),),))
     queries = []
-    for column in (None, *TOKEN_COLUMNS):
-        where = () if column is None else ((TokenMatch(column, frozenset({"x"})),),)
+    for where in filters:
         for sort_column in SORT_COLUMNS:
             for descending in (False, True):
                 sort = (SortKey(sort_column, descending),)
