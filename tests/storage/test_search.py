@@ -170,6 +170,35 @@ async def test_count_without_conditions_counts_live_jobs(store: JobStore):
     assert await store.count(JobQuery()) == 5
 
 
+async def test_count_follows_a_change_of_status(store: JobStore):
+    await seed(store)
+    await put_job(store, id="a", status="completed")
+    completed, accepted = where(token("status", "completed")), where(token("status", "accepted"))
+    assert (await store.count(completed), await store.count(accepted)) == (4, 0)
+
+
+async def test_count_follows_a_deletion(store: JobStore):
+    await seed(store)
+    await store.delete("b", expected_version=1)
+    assert await store.count(where(token("status", "completed"))) == 2
+
+
+async def test_count_of_several_values_and_tokens(store: JobStore):
+    await seed(store)
+    query = where(token("status", "completed", "error"), token("type", "export", "data-migration"))
+    assert await store.count(query) == 3
+
+
+async def test_count_with_a_negated_token(store: JobStore):
+    await seed(store)
+    assert await store.count(where(token("type", "export", negate=True))) == 3
+
+
+async def test_count_with_a_date_range(store: JobStore):
+    await seed(store)
+    assert await store.count(where(DateRange("request_time", ms(2), ms(4)))) == 3
+
+
 def expected_order(records: list[JobRecord], sort: tuple[SortKey, ...]) -> list[str]:
     """Sorted by the keys, ties by ascending id (stable sorts, last key first)."""
     rows: list[dict[str, Any]] = [index_values(r.resource) for r in records if r.resource]
