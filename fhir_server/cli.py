@@ -52,6 +52,20 @@ def _export(settings: Settings) -> None:
         os.environ[env] = json.dumps(value) if isinstance(value, list) else str(value)
 
 
+async def check_store(settings: Settings) -> bool:
+    """Open the store once before the workers start: a data dir it cannot use is reported
+    in a line, and the schema exists before several workers open it."""
+    store = build_store(settings)
+    try:
+        await store.open()
+    except SchemaTooNew as exc:
+        console.print(f"[red]{exc}[/red]")
+        return False
+    finally:
+        await store.close()
+    return True
+
+
 def serve(settings: Settings, workers: int) -> None:
     _export(settings)
     console.print(f"FHIR base URL: http://{settings.host}:{settings.port}/fhir/R4")
@@ -99,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        serve(_settings(args, serve_names), args.workers)
+        settings = _settings(args, serve_names)
+        if not settings.mongodb_uri and not asyncio.run(check_store(settings)):
+            return 1
+        serve(settings, args.workers)
         return 0
     return asyncio.run(load(_settings(args, load_names), args.paths))
 

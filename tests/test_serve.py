@@ -102,3 +102,14 @@ def test_load_refuses_a_data_dir_of_a_newer_schema(tmp_path: Path):
     assert refused.returncode == 1
     assert "written by a newer fhir-server" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_serve_refuses_a_data_dir_of_a_newer_schema(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    assert cli("load", str(EXAMPLES), "--data-dir", str(data_dir)).returncode == 0
+    with sqlite3.connect(data_dir / "fhir-server.sqlite3") as db:
+        db.execute("PRAGMA user_version = 99")
+    refused = cli("serve", "--data-dir", str(data_dir), "--port", "1")
+    assert refused.returncode == 1
+    assert "written by a newer fhir-server" in refused.stderr
+    assert "Traceback" not in refused.stderr
