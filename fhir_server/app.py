@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -18,25 +17,32 @@ from .observability import metrics
 from .observability.access_log import configure_access_log
 from .observability.middleware import TelemetryMiddleware
 from .search.parse import SearchLimits
+from .secrets_file import persistent_secret
 from .storage.base import JobStore
 from .storage.guard import with_deadline
 from .storage.opening import open_store
 
 log = logging.getLogger("fhir_server")
+SECRET_FILE = "secret-key"
 
 
 def build_store(settings: Settings) -> JobStore:
-    """MongoDB when a URI is configured, else the in-memory stand-in (until SQLite lands)."""
-    from .storage.mongo import MongoJobStore
-
+    """MongoDB when a URI is configured, else the embedded SQLite file in the data dir."""
     if settings.mongodb_uri:
+        from .storage.mongo import MongoJobStore
         from .storage.mongo_client import connect
 
         return MongoJobStore(connect(settings)[settings.mongodb_database])
-    from mongomock_motor import AsyncMongoMockClient
+    from .storage.sqlite import FILE_NAME, SqliteJobStore
 
-    log.warning("no MongoDB URI configured: using an in-memory database, lost on restart")
-    return MongoJobStore(AsyncMongoMockClient()[settings.mongodb_database])
+    return SqliteJobStore(settings.data_dir / FILE_NAME)
+
+
+def cursor_secret(settings: Settings) -> bytes:
+    """The configured key, else one generated once and shared through the data dir."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    return persistent_secret(settings.data_dir / SECRET_FILE)
 
 
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Starlette:
@@ -82,7 +88,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.metrics = app_metrics
     app.state.settings = settings
     app.state.store = job_store
-    app.state.secret = (settings.secret_key or secrets.token_hex(32)).encode()
+    app.state.secret = cursor_secret(settings)
     app.state.search_limits = SearchLimits(
         settings.default_page_size, settings.max_page_size, settings.max_offset
     )

@@ -5,7 +5,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from .config import Settings
 from .durations import parse_duration
 from .jobs.retention import purge_older_than
 from .loader import find_files, load_paths
+from .storage.sqlite import SchemaTooNew
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 
@@ -55,10 +55,21 @@ def _export(settings: Settings) -> None:
         os.environ[env] = json.dumps(value) if isinstance(value, list) else str(value)
 
 
+async def check_store(settings: Settings) -> bool:
+    """Open the store once before the workers start: a data dir it cannot use is reported
+    in a line, and the schema exists before several workers open it."""
+    store = build_store(settings)
+    try:
+        await store.open()
+    except SchemaTooNew as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False)
+        return False
+    finally:
+        await store.close()
+    return True
+
+
 def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_app") -> None:
-    if settings.secret_key is None:
-        # One key for all workers, or a cursor from one worker is rejected by the next.
-        settings = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
     _export(settings)
     console.print(f"FHIR base URL: http://{settings.host}:{settings.port}/fhir/R4")
     uvicorn.run(
@@ -75,7 +86,11 @@ def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_a
 
 async def load(settings: Settings, paths: list[Path]) -> int:
     store = build_store(settings)
-    await store.open()
+    try:
+        await store.open()
+    except SchemaTooNew as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False)
+        return 1
     files = find_files(paths)
     try:
         with Progress(console=console, transient=True) as progress:
@@ -85,7 +100,7 @@ async def load(settings: Settings, paths: list[Path]) -> int:
         await store.close()
     for error in report.errors:
         console.print(error, style="red", markup=False, highlight=False)
-    console.print(f"stored {report.stored} jobs from {report.files} files")
+    console.print(f"stored {report.stored} new or changed jobs from {report.files} files")
     return 1 if report.errors else 0
 
 
@@ -129,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        serve(_settings(args, serve_names), args.workers)
+        settings = _settings(args, serve_names)
+        if not settings.mongodb_uri and not asyncio.run(check_store(settings)):
+            return 1
+        serve(settings, args.workers)
         return 0
     if args.command == "purge":
         return asyncio.run(purge(_settings(args, purge_names), args.older_than))

@@ -18,9 +18,13 @@ class Settings(BaseSettings):
         default=None, description="MongoDB connection URI; without it the embedded store is used."
     )
     mongodb_database: str = Field(default="fhir_server", description="MongoDB database name.")
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder of the embedded database and the generated secret key.",
+    )
     secret_key: str | None = Field(
         default=None,
-        description="Key that signs paging cursors; generated per process when unset.",
+        description="Key that signs paging cursors; generated once into the data dir when unset.",
     )
     default_page_size: int = Field(default=20, ge=1, description="Search page size without _count.")
     max_page_size: int = Field(default=1000, ge=1, description="Largest _count a search accepts.")

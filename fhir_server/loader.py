@@ -12,9 +12,10 @@ from typing import Any
 
 from .resources.asyncjob import validate_async_job
 from .resources.outcome import FhirError
-from .storage.base import JobStore
+from .storage.base import JobStore, VersionConflict
 
 SUFFIXES = (".json", ".ndjson")
+LOAD_ATTEMPTS = 3
 _decoder = json.JSONDecoder()
 
 
@@ -108,11 +109,36 @@ def _skip(text: str, position: int) -> int:
 
 
 async def store_jobs(store: JobStore, jobs: list[dict[str, Any]]) -> int:
+    """Store each job as a new version, skipping those already stored as they are, so loading
+    the same files again (every `make run`) adds no versions. How many were written."""
+    written = 0
     for job in jobs:
         job_id = job.setdefault("id", str(uuid.uuid4()))
+        written += await _store_job(store, job_id, job)
+    return written
+
+
+async def _store_job(store: JobStore, job_id: str, job: dict[str, Any]) -> int:
+    """1 if written, 0 if already stored as it is. Several workers may load the same files
+    at start: a write that lost the race is retried against what the winner stored."""
+    for attempt in range(LOAD_ATTEMPTS):
         current = await store.get(job_id)
-        await store.save(job, expected_version=current.version if current else 0)
-    return len(jobs)
+        if current is not None and current.resource is not None and _same(current.resource, job):
+            return 0
+        try:
+            await store.save(job, expected_version=current.version if current else 0)
+            return 1
+        except VersionConflict:
+            if attempt == LOAD_ATTEMPTS - 1:
+                raise
+    return 0
+
+
+def _same(stored: dict[str, Any], loaded: dict[str, Any]) -> bool:
+    """Equal but for meta, which the store owns (versionId, lastUpdated)."""
+    return {k: v for k, v in stored.items() if k != "meta"} == {
+        k: v for k, v in loaded.items() if k != "meta"
+    }
 
 
 async def load_paths(

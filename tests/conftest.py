@@ -1,8 +1,10 @@
 """Shared fixtures: a store per backend, an app on it, an HTTP client through ASGI."""
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,10 @@ from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobRecord, JobStore
 from fhir_server.storage.mongo import MongoJobStore
+from fhir_server.storage.sqlite import SqliteJobStore
+
+# No test may write into the working tree's ./data: default settings point elsewhere.
+os.environ.setdefault("FHIR_SERVER_DATA_DIR", tempfile.mkdtemp(prefix="fhir-server-tests-"))
 
 BASE = "http://testserver/fhir/R4"
 
@@ -39,7 +45,7 @@ async def put_job(store: JobStore, **fields: Any) -> JobRecord:
 
 # Opt-in: the same suite against a real MongoDB, e.g. mongodb://localhost:27017
 REAL_MONGODB_URI = os.environ.get("FHIR_SERVER_TEST_MONGODB_URI")
-BACKENDS = ["mongo", *(["mongodb-real"] if REAL_MONGODB_URI else [])]
+BACKENDS = ["mongo", "sqlite", *(["mongodb-real"] if REAL_MONGODB_URI else [])]
 
 
 async def _mongo_store(backend: str) -> tuple[JobStore, object]:
@@ -54,8 +60,14 @@ async def _mongo_store(backend: str) -> tuple[JobStore, object]:
 
 
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
     """Every storage and HTTP test runs once per backend."""
+    if request.param == "sqlite":
+        sqlite_store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        await sqlite_store.open()
+        yield sqlite_store
+        await sqlite_store.close()
+        return
     job_store, client = await _mongo_store(request.param)
     await job_store.open()
     yield job_store

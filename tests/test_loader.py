@@ -102,11 +102,11 @@ async def test_loading_the_same_file_twice_keeps_one_job(store: JobStore, tmp_pa
 
 def test_cli_load_exits_1_and_names_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture):
     (tmp_path / "bad.json").write_text(json.dumps(make_job(status="running")))
-    assert main(["load", str(tmp_path)]) == 1
+    assert main(["load", str(tmp_path), "--data-dir", str(tmp_path / "data")]) == 1
     assert "bad.json:1: AsyncJob.status" in capsys.readouterr().err
 
 
-def test_cli_load_stores_the_examples(capsys: pytest.CaptureFixture):
+def test_cli_load_stores_the_examples(tmp_path: Path, capsys: pytest.CaptureFixture):
     examples = Path(__file__).resolve().parent.parent / "examples" / "jobs"
-    assert main(["load", str(examples)]) == 0
+    assert main(["load", str(examples), "--data-dir", str(tmp_path)]) == 0
     assert "stored" in capsys.readouterr().err

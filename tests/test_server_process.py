@@ -13,8 +13,9 @@ EXAMPLES = ROOT / "examples" / "jobs"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    with live_server("--load", str(EXAMPLES)) as url:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data_dir = tmp_path_factory.mktemp("data")
+    with live_server("--load", str(EXAMPLES), "--data-dir", str(data_dir)) as url:
         yield url
 
 

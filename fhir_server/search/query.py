@@ -46,13 +46,6 @@ class SortKey:
     descending: bool = False
 
 
-def with_tiebreaker(sort: tuple[SortKey, ...]) -> tuple[SortKey, ...]:
-    """The sort a store applies: the requested keys, then the unique id unless already there."""
-    if any(key.column == "id" for key in sort):
-        return sort
-    return (*sort, SortKey("id"))
-
-
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Keyset position: the sort values and id of the row next to the page.
@@ -75,3 +68,21 @@ class JobQuery:
     offset: int = 0
     cursor: Cursor | None = None
     owner: str | None = None
+
+
+def full_sort(sort: tuple[SortKey, ...]) -> tuple[SortKey, ...]:
+    """The sort, then the unique id tie-breaker; a column sorted twice counts the first time."""
+    keys: list[SortKey] = []
+    for key in (*sort, SortKey("id")):
+        if all(k.column != key.column for k in keys):
+            keys.append(key)
+    return tuple(keys)
+
+
+def cursor_position(sort: tuple[SortKey, ...], cursor: Cursor) -> tuple[str | int, ...]:
+    """The cursor's value for each key of full_sort(sort) (it holds one per key of sort)."""
+    by_column: dict[str, str | int] = {}
+    for key, value in zip(sort, cursor.values, strict=False):
+        by_column.setdefault(key.column, value)
+    by_column.setdefault("id", cursor.id)
+    return tuple(by_column[k.column] for k in full_sort(sort))

@@ -23,7 +23,8 @@ from ..search.query import (
     Missing,
     SortKey,
     TokenMatch,
-    with_tiebreaker,
+    cursor_position,
+    full_sort,
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
 from .guard import unavailable_on
@@ -80,11 +81,11 @@ class MongoJobStore:
         return [_history_record(doc) async for doc in cursor]
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
-        sort = with_tiebreaker(query.sort)
+        sort = full_sort(query.sort)
         forward = query.cursor is None or query.cursor.forward
         filters = _filter(query)
         if query.cursor is not None:
-            filters = {"$and": [filters, _keyset(sort, query.cursor)]}
+            filters = {"$and": [filters, _keyset(query.sort, query.cursor)]}
         order = [
             (_field(k.column), DESCENDING if k.descending == forward else ASCENDING) for k in sort
         ]
@@ -259,9 +260,9 @@ def _filter(query: JobQuery) -> dict[str, Any]:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _keyset(sort: tuple[SortKey, ...], cursor: Cursor) -> dict[str, Any]:
+def _keyset(query_sort: tuple[SortKey, ...], cursor: Cursor) -> dict[str, Any]:
     """Rows strictly after (forward) or before (backward) the cursor in the sort order."""
-    values = (*cursor.values, cursor.id)  # the id is last in the sort unless already in it
+    sort, values = full_sort(query_sort), cursor_position(query_sort, cursor)
     branches = []
     for i, key in enumerate(sort):
         branch: dict[str, Any] = {_field(k.column): values[j] for j, k in enumerate(sort[:i])}

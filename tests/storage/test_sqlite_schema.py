@@ -1,0 +1,97 @@
+"""The SQLite file: every search served by an index, a versioned schema."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fhir_server.search.parameters import SORT_COLUMNS, TOKEN_COLUMNS
+from fhir_server.search.query import Cursor, JobQuery, SortKey, TokenMatch
+from fhir_server.storage import sqlite as sqlite_store
+from fhir_server.storage.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteJobStore, search_sql
+
+from ..conftest import put_job
+
+
+def plan(path: Path, query: JobQuery) -> list[str]:
+    sql, params = search_sql(query)
+    with sqlite3.connect(path) as db:
+        return [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+def every_search() -> list[JobQuery]:
+    """No filter, or one token filter for one or several values; by each sort key both ways;
+    first page and a later one."""
+    filters: list[tuple[tuple[TokenMatch, ...], ...]] = [()]
+    for column in TOKEN_COLUMNS:
+        filters.append(((TokenMatch(column, frozenset({"x"})),),))
+        filters.append(((TokenMatch(column, frozenset({"x", "y", "z"})),),))
+    queries = []
+    for where in filters:
+        for sort_column in SORT_COLUMNS:
+            for descending in (False, True):
+                sort = (SortKey(sort_column, descending),)
+                later = Cursor((1 if "time" in sort_column else "v",), "id-1")
+                queries.append(JobQuery(where=where, sort=sort))
+                queries.append(JobQuery(where=where, sort=sort, cursor=later))
+    return queries
+
+
+@pytest.fixture
+async def data_file(tmp_path: Path) -> Path:
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    await store.open()
+    for _ in range(20):
+        await put_job(store)
+    await store.close()
+    return store.path
+
+
+@pytest.mark.parametrize("query", every_search(), ids=str)
+async def test_search_is_served_by_an_index_in_sort_order(data_file: Path, query: JobQuery):
+    steps = plan(data_file, query)
+    assert not [s for s in steps if s == "SCAN job" or "TEMP B-TREE" in s], steps
+
+
+async def test_opening_creates_a_file_at_the_current_schema_version(tmp_path: Path):
+    store = SqliteJobStore(tmp_path / "data" / "jobs.sqlite3")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_file_from_a_newer_schema_is_refused(data_file: Path):
+    with sqlite3.connect(data_file) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = SqliteJobStore(data_file)
+    with pytest.raises(SchemaTooNew, match="newer fhir-server"):
+        await store.open()
+    await store.close()
+
+
+async def test_a_refused_file_is_left_as_it_was(data_file: Path):
+    with sqlite3.connect(data_file) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    store = SqliteJobStore(data_file)
+    with pytest.raises(SchemaTooNew):
+        await store.open()
+    await store.close()
+    with sqlite3.connect(data_file) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert db.execute("SELECT count(*) FROM job").fetchone()[0] == 20
+
+
+async def test_an_older_file_is_migrated_on_open(data_file: Path, monkeypatch: pytest.MonkeyPatch):
+    def add_note(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE job ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'")
+
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(sqlite_store.MIGRATIONS, SCHEMA_VERSION, add_note)
+    store = SqliteJobStore(data_file)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(data_file) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert {row[0] for row in db.execute("SELECT note FROM job")} == {"migrated"}
