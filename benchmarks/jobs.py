@@ -19,12 +19,23 @@ def bench_job(i: int) -> dict[str, Any]:
         "resourceType": "AsyncJob",
         "id": job_id(i),
         "status": status,
-        "type": {"coding": [{"system": "http://hl7.org/fhir/async-job-type", "code": "export"}]},
+        "type": "bulk-export",
         "requestTime": stamp,
         "request": f"https://example.org/fhir/R4/Patient/$export?_since=2026-01-01&n={i}",
     }
     if status != "accepted":
         job["transactionTime"] = stamp
     if status == "completed":
-        job["output"] = [{"type": "Patient", "url": f"https://files.example.org/{i}.ndjson"}]
+        job["output"] = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "output",
+                    "part": [
+                        {"name": "type", "valueCode": "Patient"},
+                        {"name": "url", "valueUri": f"https://files.example.org/{i}.ndjson"},
+                    ],
+                }
+            ],
+        }
     return job

@@ -13,6 +13,7 @@ import uvicorn
 
 from fhir_server.app import build_store, create_app
 from fhir_server.config import Settings
+from fhir_server.resources.asyncjob import validate_async_job
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
 
@@ -27,7 +28,7 @@ async def seed(store: JobStore, count: int) -> int:
     present = await store.count(JobQuery(limit=0))
     started = time.monotonic()
     for first in range(present, count, BATCH):
-        batch = [bench_job(i) for i in range(first, min(first + BATCH, count))]
+        batch = [validate_async_job(bench_job(i)) for i in range(first, min(first + BATCH, count))]
         await asyncio.gather(*(store.save(job, expected_version=0) for job in batch))
     took = time.monotonic() - started
     print(
