@@ -1,24 +1,16 @@
-"""fhir-server serve as a real process: graceful shutdown and several workers."""
+"""fhir-server serve as a real process: graceful shutdown."""
 
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .servers import ROOT, free_port
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
@@ -70,21 +62,3 @@ def test_sigterm_lets_the_in_flight_request_finish(processes: list[subprocess.Po
     assert server.wait(timeout=10) in (0, -signal.SIGTERM)
     assert server.stdout is not None
     assert b"Application shutdown complete" in server.stdout.read()
-
-
-def test_two_workers_serve_and_accept_each_others_cursors(
-    processes: list[subprocess.Popen[bytes]],
-):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir/R4"
-    args = ["-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", "2"]
-    server = start([*args, "--load", "examples/jobs"])
-    processes.append(server)
-    wait_until_up(f"http://127.0.0.1:{port}/healthz", server)
-    first = httpx.get(f"{base}/AsyncJob?_count=1").json()
-    next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
-    # A fresh connection each time, so the pages are served by both workers.
-    statuses = [httpx.get(next_url).status_code for _ in range(16)]
-    assert statuses == [200] * 16
-    server.send_signal(signal.SIGTERM)
-    assert server.wait(timeout=15) == 0

@@ -7,7 +7,7 @@ import pytest
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
-from .live_server import ROOT, live_server
+from .servers import ROOT, running_server
 
 EXAMPLES = ROOT / "examples" / "jobs"
 
@@ -15,17 +15,17 @@ EXAMPLES = ROOT / "examples" / "jobs"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("data")
-    with live_server("--load", str(EXAMPLES), "--data-dir", str(data_dir)) as url:
-        yield url
+    with running_server(data_dir, "--load", str(EXAMPLES)) as base:
+        yield base
 
 
 @pytest.fixture
 def fhir(server: str) -> AsyncFHIRClient:
-    return AsyncFHIRClient(f"{server}/fhir/R4")
+    return AsyncFHIRClient(server)
 
 
 def test_serve_answers_read_over_tcp(server: str):
-    response = httpx.get(f"{server}/fhir/R4/AsyncJob/0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02")
+    response = httpx.get(f"{server}/AsyncJob/0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02")
     assert response.status_code == 200
     assert response.json()["status"] == "completed"
 
