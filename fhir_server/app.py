@@ -9,8 +9,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from .api import cancel, ehealth, fhir, health, status, writes
+from .api import cancel, ehealth, fhir, health, openapi, status, writes
+from .api.body_limit import BodyLimitMiddleware
 from .api.errors import EXCEPTION_HANDLERS
+from .api.limits import InputLimits
+from .api.request_id import RequestIdMiddleware
+from .auth.setup import install_auth
 from .config import Settings
 from .jobs.retention import sweep
 from .loader import load_paths
@@ -64,6 +68,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             *cancel.routes(),
             *status.routes(),
             *ehealth.routes(),
+            *openapi.routes(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -74,4 +79,15 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.search_limits = SearchLimits(
         settings.default_page_size, settings.max_page_size, settings.max_offset
     )
+    app.state.input_limits = InputLimits(
+        settings.max_body_bytes,
+        settings.max_json_depth,
+        settings.max_search_parameters,
+        settings.max_search_values,
+        settings.max_search_value_length,
+    )
+    # Outermost last: request id, then authentication, then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    install_auth(app, settings)
+    app.add_middleware(RequestIdMiddleware)
     return app

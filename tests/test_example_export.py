@@ -11,7 +11,7 @@ from examples.worker import ExportWorker
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobStore
 
-from .conftest import BASE, put_job
+from .conftest import ADMIN_HEADERS, BASE, put_job
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -22,7 +22,9 @@ async def app_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ExportWorker]]:
     app = create_export_app(settings, store, export_dir=tmp_path, pause=0.2)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS
+    ) as http:
         yield http, app.state.worker
         await app.state.worker.stop()
 

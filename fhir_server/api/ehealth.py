@@ -4,8 +4,8 @@ envelope `{"data" | "error", "meta": {code, url, type, request_id}}`.
 Every adapter route carries the scope it needs (`required_scope`) for the auth layer.
 """
 
+import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -18,17 +18,17 @@ from starlette.routing import BaseRoute, Route
 from ..resources import ehealth
 from ..resources.asyncjob import ID_PATTERN
 from ..storage.base import JobStore
-from .fhir import fhir_base
+from .fhir import fhir_base, store_of
+from .request_id import REQUEST_ID_HEADER
+from .request_id import request_id as request_id_of
 
+log = logging.getLogger("fhir_server")
 JOB_PREFIXES = ("/Jobs", "/api/jobs")
 COMPOSITION_PREFIXES = ("/patients/composition/job", "/api/patients/composition/job")
 ADAPTER_PREFIXES = (*JOB_PREFIXES, *COMPOSITION_PREFIXES)
 JOB_SCOPE = "job:read"
 COMPOSITION_SCOPE = "composition:read"
 
-REQUEST_ID_HEADER = "X-Request-ID"
-# A client's request id is echoed only if it is 1-200 visible ASCII characters.
-_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 ERROR_TYPES = {
@@ -59,12 +59,7 @@ def is_adapter_path(path: str) -> bool:
 
 def request_id(request: Request) -> str:
     """The client's X-Request-ID if it is sane, else a new one; the same for the whole request."""
-    cached: str | None = getattr(request.state, "ehealth_request_id", None)
-    if cached is None:
-        sent = request.headers.get(REQUEST_ID_HEADER, "")
-        cached = sent if _CLIENT_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
-        request.state.ehealth_request_id = cached
-    return cached
+    return request_id_of(request)
 
 
 def request_url(request: Request) -> str:
@@ -102,6 +97,15 @@ def error_response(
     kind = error_type or ERROR_TYPES.get(
         status, INTERNAL_ERROR if status >= 500 else "request_malformed"
     )
+    log.info(
+        "%s %s -> %d %s: %s [request_id=%s]",
+        request.method,
+        request.url.path,
+        status,
+        kind,
+        message,
+        request_id(request),
+    )
     return envelope_response(
         request, status, {"error": {"type": kind, "message": message}}, headers
     )
@@ -121,8 +125,8 @@ def forbidden(request: Request, missing_scope: str) -> EhealthResponse:
 
 
 def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.store
-    return store
+    """The jobs the caller may see (the same ownership rules as the FHIR API)."""
+    return store_of(request)
 
 
 def _default_eta(request: Request) -> timedelta:

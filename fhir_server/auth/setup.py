@@ -1,0 +1,55 @@
+"""Wires authentication and authorization into an app from settings."""
+
+import logging
+from datetime import timedelta
+
+from starlette.applications import Starlette
+
+from ..config import Settings
+from .keys import load_keys
+from .middleware import AuthenticationMiddleware, guard_routes
+from .tokens import FULL_SCOPES, TokenPolicy, TokenVerifier, mint
+
+log = logging.getLogger("fhir_server")
+STARTUP_TOKEN_TTL = timedelta(hours=24)
+
+
+def token_policy(settings: Settings) -> TokenPolicy:
+    keys = load_keys(settings.jwt_secret, settings.jwks_file, settings.data_dir)
+    return TokenPolicy(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=float(settings.jwt_leeway_seconds),
+        admin_scope=settings.admin_scope,
+    )
+
+
+def install_auth(app: Starlette, settings: Settings) -> None:
+    """Every route guarded by its access rule; bearer tokens checked unless auth is off."""
+    guard_routes(app.routes)
+    if settings.auth == "off":
+        log.warning(
+            "AUTHENTICATION IS OFF (FHIR_SERVER_AUTH=off): anyone can read, change and "
+            "delete every job"
+        )
+        app.add_middleware(AuthenticationMiddleware, verifier=None)
+        return
+    policy = token_policy(settings)
+    app.add_middleware(AuthenticationMiddleware, verifier=TokenVerifier(policy))
+    if policy.keys.generated and policy.keys.secret is not None:
+        token = mint(
+            policy.keys.secret,
+            "admin",
+            FULL_SCOPES,
+            STARTUP_TOKEN_TTL,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        log.info(
+            "no token key configured: signing with the generated secret in %s. "
+            "A token with full scopes, valid %s:\n\n    Authorization: Bearer %s\n",
+            settings.data_dir,
+            STARTUP_TOKEN_TTL,
+            token,
+        )
