@@ -404,4 +404,3 @@ async def test_every_fhir_response_carries_the_request_id(client: httpx.AsyncCli
 async def test_generated_request_id_is_answered_when_none_is_sent(client: httpx.AsyncClient):
     response = await client.get("AsyncJob/missing")
     assert len(response.headers["x-request-id"]) == 32
-
