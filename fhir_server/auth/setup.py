@@ -48,8 +48,8 @@ def install_auth(app: Starlette, settings: Settings) -> None:
         )
         log.info(
             "no token key configured: signing with the generated secret in %s. "
-            "A token with full scopes, valid %s:\n\n    Authorization: Bearer %s\n",
+            "A token with full scopes, valid %dh:\n\n    Authorization: Bearer %s\n",
             settings.data_dir,
-            STARTUP_TOKEN_TTL,
+            STARTUP_TOKEN_TTL.total_seconds() // 3600,
             token,
         )
