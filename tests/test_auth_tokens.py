@@ -280,3 +280,9 @@ async def test_start_without_a_key_logs_a_token_with_full_scopes_that_works(
     async with client_for(app, {"Authorization": f"Bearer {raw}"}) as http:
         assert (await http.get(f"{HOST}/fhir/R4/AsyncJob/{JOB_ID}")).status_code == 200
         assert (await http.get(f"{HOST}/Jobs/{JOB_ID}")).status_code == 200
+
+
+def test_short_jwt_secret_logs_a_warning(store: JobStore, caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.WARNING, logger="fhir_server"):
+        create_app(Settings(jwt_secret="short"), store=store)
+    assert any("shorter than 32 bytes" in r.getMessage() for r in caplog.records)

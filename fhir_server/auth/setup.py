@@ -14,8 +14,17 @@ log = logging.getLogger("fhir_server")
 STARTUP_TOKEN_TTL = timedelta(hours=24)
 
 
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+
+
 def token_policy(settings: Settings) -> TokenPolicy:
     keys = load_keys(settings.jwt_secret, settings.jwks_file, settings.data_dir)
+    if keys.secret is not None and len(keys.secret) < MIN_SECRET_BYTES:
+        log.warning(
+            "FHIR_SERVER_JWT_SECRET is shorter than %d bytes: tokens signed with it can be "
+            "brute-forced; use a longer random secret",
+            MIN_SECRET_BYTES,
+        )
     return TokenPolicy(
         keys,
         issuer=settings.jwt_issuer,

@@ -19,7 +19,8 @@ CACHE_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: whose jobs it owns and what it may do. `unrestricted` when auth is off."""
+    """The caller: whose jobs it owns and what it may do. `unrestricted` when auth is off.
+    expires_at is the token's exp (epoch seconds)."""
 
     owner: str | None
     scopes: frozenset[str]
@@ -103,7 +104,7 @@ class TokenVerifier:
             owner=owner,
             scopes=scopes,
             admin=policy.admin_scope in scopes,
-            expires_at=float(claims["exp"]) + policy.leeway,
+            expires_at=float(claims["exp"]),  # cached no longer than the token lives
         )
 
     def _key_for(self, header: dict[str, Any]) -> tuple[Any, list[str]]:
