@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install install-test clean
+.PHONY: run test lint install install-test install-bench bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-test $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-bench: $(VENV)/.installed-bench
 
 run: install
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --load examples/jobs
@@ -32,6 +37,12 @@ lint: install-test
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Server against the ceiling app with wrk (apt-get install wrk); writes benchmarks/results.*
+# e.g. make bench BENCH_ARGS="--sizes 1000 --duration 3"
+BENCH_ARGS ?=
+bench: install-bench
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,21 +5,26 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from .api import cancel, ehealth, fhir, health, openapi, status, writes
 from .api.body_limit import BodyLimitMiddleware
 from .api.errors import EXCEPTION_HANDLERS
 from .api.limits import InputLimits
-from .api.request_id import RequestIdMiddleware
-from .auth.setup import install_auth
+from .auth.middleware import guard_routes
+from .auth.setup import authentication
 from .config import Settings
 from .jobs.retention import sweep
 from .loader import load_paths
+from .observability import metrics
+from .observability.access_log import configure_access_log
+from .observability.middleware import TelemetryMiddleware
 from .search.parse import SearchLimits
 from .storage.base import JobStore
+from .storage.guard import with_deadline
+from .storage.opening import open_store
 
 log = logging.getLogger("fhir_server")
 
@@ -29,10 +34,9 @@ def build_store(settings: Settings) -> JobStore:
     from .storage.mongo import MongoJobStore
 
     if settings.mongodb_uri:
-        from motor.motor_asyncio import AsyncIOMotorClient
+        from .storage.mongo_client import connect
 
-        client: Any = AsyncIOMotorClient(settings.mongodb_uri, tz_aware=False)
-        return MongoJobStore(client[settings.mongodb_database])
+        return MongoJobStore(connect(settings)[settings.mongodb_database])
     from mongomock_motor import AsyncMongoMockClient
 
     log.warning("no MongoDB URI configured: using an in-memory database, lost on restart")
@@ -41,11 +45,11 @@ def build_store(settings: Settings) -> JobStore:
 
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Starlette:
     settings = settings or Settings()
-    job_store = store or build_store(settings)
+    job_store = with_deadline(store or build_store(settings), settings.store_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await job_store.open()
+        opening = await open_store(job_store)
         if settings.load:
             await load_paths(job_store, settings.load)
         sweeper = None
@@ -58,11 +62,17 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        if opening is not None:
+            opening.cancel()
         await job_store.close()
 
+    if settings.access_log:
+        configure_access_log()
+    app_metrics = metrics.Metrics()
     app = Starlette(
         routes=[
             *health.routes(),
+            *metrics.routes(),
             *fhir.routes(),
             *writes.routes(),
             *cancel.routes(),
@@ -70,9 +80,15 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             *ehealth.routes(),
             *openapi.routes(),
         ],
+        middleware=[
+            Middleware(TelemetryMiddleware, app_metrics, settings.access_log),
+            authentication(settings),
+            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.state.metrics = app_metrics
     app.state.settings = settings
     app.state.store = job_store
     app.state.secret = (settings.secret_key or secrets.token_hex(32)).encode()
@@ -86,8 +102,5 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         settings.max_search_values,
         settings.max_search_value_length,
     )
-    # Outermost last: request id, then authentication, then the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    install_auth(app, settings)
-    app.add_middleware(RequestIdMiddleware)
+    guard_routes(app.routes)  # each route's scope, from fhir_server/auth/policy.py
     return app

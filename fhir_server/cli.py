@@ -5,6 +5,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from .durations import parse_duration
 from .jobs.retention import purge_older_than
 from .loader import find_files, load_paths
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 
 
 def _add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -56,16 +57,21 @@ def _export(settings: Settings) -> None:
         os.environ[env] = json.dumps(value) if isinstance(value, list) else str(value)
 
 
-def serve(settings: Settings, workers: int) -> None:
+def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_app") -> None:
+    if settings.secret_key is None:
+        # One key for all workers, or a cursor from one worker is rejected by the next.
+        settings = settings.model_copy(update={"secret_key": secrets.token_hex(32)})
     _export(settings)
     console.print(f"FHIR base URL: http://{settings.host}:{settings.port}/fhir/R4")
     uvicorn.run(
-        "fhir_server.app:create_app",
+        app,
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        access_log=False,  # the app writes its own JSON access log (FHIR_SERVER_ACCESS_LOG)
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
 
 
@@ -80,7 +86,7 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     finally:
         await store.close()
     for error in report.errors:
-        console.print(f"[red]{error}[/red]")
+        console.print(error, style="red", markup=False, highlight=False)
     console.print(f"stored {report.stored} jobs from {report.files} files")
     return 1 if report.errors else 0
 

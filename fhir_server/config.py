@@ -82,3 +82,33 @@ class Settings(BaseSettings):
     max_search_value_length: int = Field(
         default=2048, ge=1, description="Longest search parameter value (characters)."
     )
+    # Production operation (issue 7): MongoDB client, fail-fast deadline, telemetry, shutdown.
+    mongodb_max_pool_size: int = Field(
+        default=100, ge=1, description="Most MongoDB connections per server process."
+    )
+    mongodb_min_pool_size: int = Field(
+        default=0, ge=0, description="MongoDB connections kept open when idle."
+    )
+    mongodb_server_selection_timeout_ms: int = Field(
+        default=1500, ge=1, description="How long to wait for a usable MongoDB server (ms)."
+    )
+    mongodb_connect_timeout_ms: int = Field(
+        default=1000, ge=1, description="TCP connect timeout to MongoDB (ms)."
+    )
+    mongodb_socket_timeout_ms: int = Field(
+        default=5000, ge=1, description="Longest wait for a MongoDB reply on a socket (ms)."
+    )
+    mongodb_write_concern: str = Field(
+        default="majority", description="Write concern w: majority, or a number of members."
+    )
+    mongodb_journal: bool = Field(default=True, description="Writes wait for the journal.")
+    mongodb_retry_writes: bool = Field(
+        default=True, description="Retry a write once after a failover or network error."
+    )
+    store_timeout: float = Field(
+        default=2.0, gt=0, description="Deadline for one storage call (s); past it: 503."
+    )
+    access_log: bool = Field(default=True, description="One JSON line per request on stdout.")
+    shutdown_timeout: int = Field(
+        default=30, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
+    )

@@ -15,12 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..observability.middleware import request_id_of
 from ..resources import ehealth
 from ..resources.asyncjob import ID_PATTERN
 from ..storage.base import JobStore
 from .fhir import fhir_base, store_of
-from .request_id import REQUEST_ID_HEADER
-from .request_id import request_id as request_id_of
 
 log = logging.getLogger("fhir_server")
 JOB_PREFIXES = ("/Jobs", "/api/jobs")
@@ -58,8 +57,8 @@ def is_adapter_path(path: str) -> bool:
 
 
 def request_id(request: Request) -> str:
-    """The client's X-Request-ID if it is sane, else a new one; the same for the whole request."""
-    return request_id_of(request)
+    """The request's id, which the telemetry middleware also echoes in X-Request-ID."""
+    return request_id_of(request.scope)
 
 
 def request_url(request: Request) -> str:
@@ -77,9 +76,7 @@ def envelope_response(
 ) -> EhealthResponse:
     rid = request_id(request)
     meta = {"code": status, "url": request_url(request), "type": "object", "request_id": rid}
-    return EhealthResponse(
-        {**body, "meta": meta}, status, {**(headers or {}), REQUEST_ID_HEADER: rid}
-    )
+    return EhealthResponse({**body, "meta": meta}, status, headers)
 
 
 def data_response(request: Request, status: int, data: dict[str, Any]) -> EhealthResponse:

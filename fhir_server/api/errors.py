@@ -11,7 +11,6 @@ from ..resources.asyncjob import RESOURCE_TYPE
 from ..resources.outcome import FhirError, Issue
 from ..storage.base import StoreUnavailable
 from . import ehealth
-from .request_id import request_id
 from .responses import FhirResponse, negotiate
 
 log = logging.getLogger("fhir_server")
@@ -27,7 +26,7 @@ def render_fhir_error(request: Request, error: FhirError) -> Response:
         request.url.path,
         error.status,
         str(error)[:300],
-        request_id(request),
+        ehealth.request_id(request),
     )
     try:
         media_type, pretty = negotiate(request)
@@ -76,7 +75,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable: %s [request_id=%s]", exc, request_id(request))
+    log.warning("storage unavailable: %s [request_id=%s]", exc, ehealth.request_id(request))
     error = FhirError(
         503,
         [Issue("transient", "The database is unavailable; retry shortly")],
@@ -90,7 +89,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
         "unhandled error on %s %s [request_id=%s]",
         request.method,
         request.url.path,
-        request_id(request),
+        ehealth.request_id(request),
     )
     return render_fhir_error(request, FhirError.of(500, "exception", "Internal server error"))
 

@@ -3,6 +3,7 @@
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,7 +44,22 @@ def store_of(request: Request) -> JobStore:
 
 def fhir_base(request: Request) -> str:
     """The FHIR base URL as the client addressed it, for fullUrl and links."""
-    return str(request.base_url).rstrip("/") + BASE_PATH
+    scope = request.scope
+    key = (
+        scope.get("scheme"),
+        request.headers.get("host"),
+        scope.get("root_path"),
+        scope.get("server"),
+    )
+    base = _BASES.get(key)
+    if base is None:  # building request.base_url costs more than the rest of a read
+        if len(_BASES) >= 256:  # the Host header is the client's: keep the cache bounded
+            _BASES.clear()
+        base = _BASES[key] = str(request.base_url).rstrip("/") + BASE_PATH
+    return base
+
+
+_BASES: dict[tuple[Any, ...], str] = {}
 
 
 def valid_id(raw: str) -> str:
@@ -70,6 +86,7 @@ def version_headers(record: JobRecord) -> dict[str, str]:
     return headers
 
 
+@lru_cache(maxsize=4096)
 def _http_date(instant: str) -> str:
     moment = datetime.fromtimestamp(parse_instant_ms(instant) / 1000, UTC)
     return format_datetime(moment, usegmt=True)

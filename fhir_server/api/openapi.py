@@ -199,6 +199,13 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "security": [],
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (public)",
+                "responses": {"200": {"description": "text exposition format"}},
+                "security": [],
+            }
+        },
         OPENAPI_PATH: {
             "get": {
                 "summary": "this document (public)",

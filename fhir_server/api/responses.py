@@ -1,5 +1,6 @@
 """FHIR JSON responses: content negotiation (_format, Accept) and orjson rendering."""
 
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -39,6 +40,10 @@ class FhirResponse(Response):
 
 def negotiate(request: Request) -> tuple[str, bool]:
     """The media type to answer with and whether to indent; FhirError 406 if not JSON."""
+    accept = request.headers.get("accept", "")
+    query = request.scope["query_string"]
+    if b"_format" not in query and b"_pretty" not in query:  # most requests: no parsing
+        return _for_accept(accept), False
     pretty = request.query_params.get("_pretty") == "true"
     fmt = request.query_params.get("_format")
     if fmt is not None:
@@ -46,15 +51,20 @@ def negotiate(request: Request) -> tuple[str, bool]:
         if media_type is None:
             raise FhirError.of(406, "not-supported", f"Format '{fmt}' is not supported; use json")
         return media_type, pretty
-    accept = request.headers.get("accept", "")
+    return _for_accept(accept), pretty
+
+
+@lru_cache(maxsize=256)
+def _for_accept(accept: str) -> str:
+    """The media type for an Accept header (clients send a handful of distinct ones)."""
     if not accept.strip():
-        return FHIR_JSON, pretty
+        return FHIR_JSON
     offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
     for media in offered:
         if media in _JSON_TYPES:
-            return _JSON_TYPES[media], pretty
+            return _JSON_TYPES[media]
     if any(media in _WILDCARDS for media in offered):
-        return FHIR_JSON, pretty
+        return FHIR_JSON
     raise FhirError.of(
         406, "not-supported", f"Cannot answer in '{accept[:100]}'; this server speaks JSON"
     )

@@ -8,8 +8,10 @@ from ..api.fhir import BASE_PATH
 from ..api.status import STATUS_PATH
 from .scopes import CREATE, DELETE, READ, SEARCH, UPDATE, Access, EhealthAccess
 
-# Answered without a token. /metrics belongs here too once it exists.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", f"{BASE_PATH}/metadata", "/openapi.json"})
+# Answered without a token (keep the list in the README's Security section in step).
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", f"{BASE_PATH}/metadata", "/openapi.json"}
+)
 
 _JOBS = f"{BASE_PATH}/AsyncJob"
 ROUTE_ACCESS: dict[tuple[str, str], Access] = {

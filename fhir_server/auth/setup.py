@@ -1,13 +1,13 @@
-"""Wires authentication and authorization into an app from settings."""
+"""Authentication from settings: keys, the token policy, the middleware."""
 
 import logging
 from datetime import timedelta
 
-from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from ..config import Settings
 from .keys import load_keys
-from .middleware import AuthenticationMiddleware, guard_routes
+from .middleware import AuthenticationMiddleware
 from .tokens import FULL_SCOPES, TokenPolicy, TokenVerifier, mint
 
 log = logging.getLogger("fhir_server")
@@ -34,18 +34,16 @@ def token_policy(settings: Settings) -> TokenPolicy:
     )
 
 
-def install_auth(app: Starlette, settings: Settings) -> None:
-    """Every route guarded by its access rule; bearer tokens checked unless auth is off."""
-    guard_routes(app.routes)
+def authentication(settings: Settings) -> Middleware:
+    """The bearer-token middleware; with auth off, one that lets everyone through (and says so
+    at every start). Without configured keys, logs a ready-to-use token."""
     if settings.auth == "off":
         log.warning(
             "AUTHENTICATION IS OFF (FHIR_SERVER_AUTH=off): anyone can read, change and "
             "delete every job"
         )
-        app.add_middleware(AuthenticationMiddleware, verifier=None)
-        return
+        return Middleware(AuthenticationMiddleware, verifier=None)
     policy = token_policy(settings)
-    app.add_middleware(AuthenticationMiddleware, verifier=TokenVerifier(policy))
     if policy.keys.generated and policy.keys.secret is not None:
         token = mint(
             policy.keys.secret,
@@ -62,3 +60,4 @@ def install_auth(app: Starlette, settings: Settings) -> None:
             STARTUP_TOKEN_TTL.total_seconds() // 3600,
             token,
         )
+    return Middleware(AuthenticationMiddleware, verifier=TokenVerifier(policy))

@@ -35,6 +35,13 @@ def capability_statement(base: str, interactions: tuple[str, ...]) -> dict[str, 
                         "readHistory": True,
                         "conditionalRead": "full-support",
                         "searchParam": search_params,
+                        "operation": [
+                            {
+                                "name": "cancel",
+                                "definition": f"{base}/OperationDefinition/AsyncJob-cancel",
+                                "documentation": "Cancel an accepted AsyncJob",
+                            }
+                        ],
                     }
                 ],
                 "interaction": [],

@@ -4,7 +4,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    PyMongoError,
+    WTimeoutError,
+)
 
 from ..search.dates import parse_instant_ms
 from ..search.parameters import SORT_COLUMNS, TOKEN_COLUMNS
@@ -20,16 +26,21 @@ from ..search.query import (
     with_tiebreaker,
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
+from .guard import unavailable_on
 
 CURRENT = "asyncjob"
 HISTORY = "asyncjob_history"
 _PROJECTION = {"resource": 1, "version": 1, "owner": 1}
+# The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
+# NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
+TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
 def _field(column: str) -> str:
     return "_id" if column == "id" else column
 
 
+@unavailable_on(*TRANSIENT_ERRORS)
 class MongoJobStore:
     """Live jobs in one collection (one document each), every version in a history one."""
 

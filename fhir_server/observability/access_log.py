@@ -1,0 +1,43 @@
+"""Structured access log: one JSON object per request on stdout, for log shippers."""
+
+import logging
+import sys
+from datetime import UTC, datetime
+
+import orjson
+
+ACCESS_LOG = logging.getLogger("fhir_server.access")
+
+
+def configure_access_log() -> None:
+    """Write access lines as bare JSON to stdout (idempotent: once per process)."""
+    if ACCESS_LOG.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.propagate = False  # the root logger's text format would wrap the JSON
+
+
+def log_request(
+    request_id: str, method: str, route: str, path: str, status: int, seconds: float
+) -> None:
+    if not ACCESS_LOG.isEnabledFor(logging.INFO):
+        return
+    line = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "event": "request",
+        "request_id": request_id,
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    # A record made directly skips Logger.info's caller lookup (a stack walk per request);
+    # handlers, levels and filters apply as usual.
+    record = logging.LogRecord(
+        ACCESS_LOG.name, logging.INFO, __file__, 0, orjson.dumps(line).decode(), None, None
+    )
+    ACCESS_LOG.handle(record)

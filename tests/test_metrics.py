@@ -1,0 +1,90 @@
+"""Prometheus /metrics: requests and latency by route template and status, jobs by status."""
+
+import re
+
+import httpx
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.storage.base import JobStore
+
+from .conftest import BASE, put_job
+from .faulty_store import FaultyStore
+
+METRICS = "http://testserver/metrics"
+READ = 'method="GET",route="/fhir/R4/AsyncJob/{id}"'
+
+
+def sample(text: str, name: str, labels: str) -> float:
+    """The value of one sample line, e.g. sample(text, "x_total", 'a="b"')."""
+    series = f"{name}{{{labels}}}" if labels else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+    assert match, f"no {series} in /metrics"
+    return float(match.group(1))
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient):
+    response = await client.get(METRICS)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+
+
+async def test_requests_are_counted_by_route_template_and_status(
+    client: httpx.AsyncClient, store: JobStore
+):
+    await put_job(store, id="job-1")
+    await client.get("AsyncJob/job-1")
+    await client.get("AsyncJob/job-1")
+    await client.get("AsyncJob/unknown")
+    text = (await client.get(METRICS)).text
+    assert sample(text, "fhir_server_http_requests_total", READ + ',status="200"') == 2
+    assert sample(text, "fhir_server_http_requests_total", READ + ',status="404"') == 1
+
+
+async def test_latency_histogram_has_buckets_per_route_and_status(client: httpx.AsyncClient):
+    await client.get("AsyncJob?status=accepted")
+    text = (await client.get(METRICS)).text
+    labels = 'method="GET",route="/fhir/R4/AsyncJob",status="200"'
+    name = "fhir_server_http_request_duration_seconds"
+    assert sample(text, f"{name}_bucket", 'le="+Inf",' + labels) == 1
+    assert sample(text, f"{name}_count", labels) == 1
+    assert sample(text, f"{name}_sum", labels) > 0
+
+
+async def test_post_search_is_labelled_with_its_own_template(client: httpx.AsyncClient):
+    await client.post("AsyncJob/_search", data={"status": "accepted"})
+    text = (await client.get(METRICS)).text
+    labels = 'method="POST",route="/fhir/R4/AsyncJob/_search",status="200"'
+    assert sample(text, "fhir_server_http_requests_total", labels) == 1
+
+
+async def test_unknown_paths_share_one_unmatched_label(client: httpx.AsyncClient):
+    await client.get("http://testserver/a/b")
+    await client.get("http://testserver/c")
+    text = (await client.get(METRICS)).text
+    labels = 'method="GET",route="unmatched",status="404"'
+    assert sample(text, "fhir_server_http_requests_total", labels) == 2
+
+
+async def test_jobs_are_counted_by_status_at_scrape(client: httpx.AsyncClient, store: JobStore):
+    await put_job(store, status="accepted")
+    await put_job(store, status="accepted")
+    await put_job(store, status="completed")
+    text = (await client.get(METRICS)).text
+    assert sample(text, "fhir_server_jobs", 'status="accepted"') == 2
+    assert sample(text, "fhir_server_jobs", 'status="completed"') == 1
+    assert sample(text, "fhir_server_jobs", 'status="error"') == 0
+    assert sample(text, "fhir_server_store_up", "") == 1
+
+
+async def test_metrics_still_answer_while_the_database_is_down(store: JobStore, settings: Settings):
+    faulty = FaultyStore(store)
+    await put_job(store, status="accepted")
+    app = create_app(settings, store=faulty)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+        await http.get(METRICS)
+        faulty.down = True
+        response = await http.get(METRICS)
+    assert response.status_code == 200
+    assert sample(response.text, "fhir_server_store_up", "") == 0
+    assert "fhir_server_jobs{" not in response.text

@@ -1,0 +1,69 @@
+"""The real `fhir-server serve` process over TCP, driven by fhirpy like a user would."""
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fhirpy import AsyncFHIRClient
+from fhirpy.base.exceptions import ResourceNotFound
+
+from .conftest import ADMIN_HEADERS, TEST_JWT_SECRET
+from .live_server import ROOT, live_server
+
+EXAMPLES = ROOT / "examples" / "jobs"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with live_server(
+        "--load", str(EXAMPLES), env={"FHIR_SERVER_JWT_SECRET": TEST_JWT_SECRET}
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def fhir(server: str) -> AsyncFHIRClient:
+    return AsyncFHIRClient(f"{server}/fhir/R4", authorization=ADMIN_HEADERS["Authorization"])
+
+
+def test_serve_answers_read_over_tcp(server: str):
+    response = httpx.get(
+        f"{server}/fhir/R4/AsyncJob/0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02", headers=ADMIN_HEADERS
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+
+
+async def test_fhirpy_reads_a_job(fhir: AsyncFHIRClient):
+    job = await fhir.reference("AsyncJob", "0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02").to_resource()
+    assert job["status"] == "completed"
+    assert job["meta"]["versionId"] == "1"
+
+
+async def test_fhirpy_unknown_job_raises_resource_not_found(fhir: AsyncFHIRClient):
+    with pytest.raises(ResourceNotFound):
+        await fhir.reference("AsyncJob", "no-such-job").to_resource()
+
+
+async def test_fhirpy_searches_by_status(fhir: AsyncFHIRClient):
+    jobs = await fhir.resources("AsyncJob").search(status="completed").fetch()
+    assert jobs and all(job["status"] == "completed" for job in jobs)
+
+
+async def test_fhirpy_searches_by_type(fhir: AsyncFHIRClient):
+    jobs = await fhir.resources("AsyncJob").search(type="data-migration").fetch()
+    assert [job["id"] for job in jobs] == ["5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4e"]
+
+
+async def test_fhirpy_fetch_all_follows_next_links_across_pages(fhir: AsyncFHIRClient):
+    everything = await fhir.resources("AsyncJob").limit(100).fetch()
+    paged = await fhir.resources("AsyncJob").limit(2).fetch_all()
+    assert len(everything) >= 5
+    assert sorted(j["id"] for j in paged) == sorted(j["id"] for j in everything)
+
+
+async def test_fhirpy_count_reads_the_total(fhir: AsyncFHIRClient):
+    everything = await fhir.resources("AsyncJob").limit(100).fetch()
+    assert await fhir.resources("AsyncJob").count() == len(everything)
+    completed = [j for j in everything if j["status"] == "completed"]
+    assert await fhir.resources("AsyncJob").search(status="completed").count() == len(completed)
