@@ -184,3 +184,15 @@ async def test_owner_updates_and_deletes_its_own_job(make_client: MakeClient, st
             await http.put(f"AsyncJob/{JOB_ID}", json=job, headers=FHIR_JSON)
         ).status_code == 200
         assert (await http.delete(f"AsyncJob/{JOB_ID}")).status_code == 204
+
+
+async def test_mongodb_store_has_an_index_for_one_owners_newest_jobs():
+    from mongomock_motor import AsyncMongoMockClient
+
+    from fhir_server.storage.mongo import MongoJobStore
+
+    database = AsyncMongoMockClient()["owner_index"]
+    await MongoJobStore(database).open()
+    indexes = await database["asyncjob"].index_information()
+    keys = [tuple(field for field, _ in index["key"]) for index in indexes.values()]
+    assert ("owner", "last_updated", "_id") in keys
