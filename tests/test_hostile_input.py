@@ -195,6 +195,26 @@ async def test_operator_objects_in_a_json_body_are_rejected_and_store_nothing(
     assert await snapshot(store) == []
 
 
+async def test_search_with_invalid_utf8_in_the_query_string_is_400(client: httpx.AsyncClient):
+    response = await client.get("AsyncJob?type=%ff%fe")
+    assert response.status_code == 400
+    assert "not valid UTF-8" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_search_with_invalid_utf8_in_the_form_body_is_400(client: httpx.AsyncClient):
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = await client.post("AsyncJob/_search", content=b"type=%ff", headers=form)
+    assert response.status_code == 400
+
+
+async def test_search_with_percent_encoded_utf8_is_answered(
+    client: httpx.AsyncClient, store: JobStore
+):
+    await put_job(store, id="ukr", type="експорт")
+    response = await client.get("AsyncJob?type=%D0%B5%D0%BA%D1%81%D0%BF%D0%BE%D1%80%D1%82")
+    assert match_ids(response) == ["ukr"]
+
+
 # -- search size ----------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from ..search.dates import parse_instant_ms
 from ..search.parse import SearchRequest, parse_search
 from ..search.query import Cursor
 from ..storage.base import JobRecord, JobStore, index_values
-from .limits import check_search_size
+from .limits import check_query_encoding, check_search_size
 from .responses import fhir_response
 
 BASE_PATH = "/fhir/R4"
@@ -149,8 +149,10 @@ async def history(request: Request) -> Response:
 
 
 async def search(request: Request) -> Response:
+    check_query_encoding(request.scope["query_string"], "query string")
     params = list(request.query_params.multi_items())
     if request.method == "POST":
+        check_query_encoding(await request.body(), "form body")
         form = await request.form()
         params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     check_search_size(request, params)

@@ -4,6 +4,7 @@ values per parameter, value length)."""
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
@@ -84,3 +85,14 @@ def check_search_size(request: Request, params: list[tuple[str, str]]) -> None:
                 f"Search parameter '{name[:80]}' has more than {limits.max_search_values} values",
                 name[:80],
             )
+
+
+def check_query_encoding(raw: bytes, where: str) -> None:
+    """400 when percent-decoding a query string (or form body) does not give UTF-8: the
+    parsers would silently turn those bytes into U+FFFD and search for something else."""
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FhirError.of(
+            400, "structure", f"The {where} is not valid UTF-8 (byte {exc.start} once decoded)"
+        ) from None
