@@ -19,6 +19,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from fhir_server.app import create_app
+from fhir_server.auth.middleware import RequireAccess
+from fhir_server.auth.scopes import CREATE
 from fhir_server.config import Settings
 from fhir_server.jobs import JobService
 from fhir_server.jobs.kickoff import kick_off
@@ -42,8 +44,10 @@ def create_export_app(
     async def export(request: Request) -> Response:
         return await kick_off(request, jobs, type="bulk-export", start=worker.start)
 
+    kick_off_route = Route("/fhir/R4/$export", export, methods=["GET", "POST"])
+    kick_off_route.app = RequireAccess(kick_off_route.app, CREATE)  # a kick-off creates a job
     app.router.routes[0:0] = [
-        Route("/fhir/R4/$export", export, methods=["GET", "POST"]),
+        kick_off_route,
         Mount("/exports", StaticFiles(directory=export_dir), name="exports"),
     ]
     serve_fhir = app.router.lifespan_context

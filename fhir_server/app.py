@@ -8,8 +8,12 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from .api import cancel, ehealth, fhir, health, status, writes
+from .api import cancel, ehealth, fhir, health, openapi, status, writes
+from .api.body_limit import BodyLimitMiddleware
 from .api.errors import EXCEPTION_HANDLERS
+from .api.limits import InputLimits
+from .auth.middleware import guard_routes
+from .auth.setup import authentication
 from .config import Settings
 from .jobs.retention import sweep
 from .loader import load_paths
@@ -80,8 +84,13 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             *cancel.routes(),
             *status.routes(),
             *ehealth.routes(),
+            *openapi.routes(),
         ],
-        middleware=[Middleware(TelemetryMiddleware, app_metrics, settings.access_log)],
+        middleware=[
+            Middleware(TelemetryMiddleware, app_metrics, settings.access_log),
+            authentication(settings),
+            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -92,4 +101,12 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.search_limits = SearchLimits(
         settings.default_page_size, settings.max_page_size, settings.max_offset
     )
+    app.state.input_limits = InputLimits(
+        settings.max_body_bytes,
+        settings.max_json_depth,
+        settings.max_search_parameters,
+        settings.max_search_values,
+        settings.max_search_value_length,
+    )
+    guard_routes(app.routes)  # each route's scope, from fhir_server/auth/policy.py
     return app

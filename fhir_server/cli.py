@@ -1,4 +1,4 @@
-"""fhir-server serve | load | purge: every setting is also a command-line option."""
+"""fhir-server serve | load | purge | token: every setting is also a command-line option."""
 
 import argparse
 import asyncio
@@ -14,10 +14,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from .app import build_store
+from .auth.keys import GENERATED_SECRET_FILE
+from .auth.tokens import mint
 from .config import Settings
 from .durations import parse_duration
 from .jobs.retention import purge_older_than
 from .loader import find_files, load_paths
+from .secrets_file import persistent_secret
 from .storage.sqlite import SchemaTooNew
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
@@ -115,6 +118,28 @@ async def purge(settings: Settings, older_than: timedelta) -> int:
     return 0
 
 
+TOKEN_SETTINGS = ("jwt_secret", "jwks_file", "jwt_issuer", "jwt_audience", "data_dir")
+
+
+def token(settings: Settings, subject: str, scope: str, ttl: timedelta) -> int:
+    """Print an HS256 token signed with the configured secret (or the data dir's)."""
+    if settings.jwt_secret:
+        secret = settings.jwt_secret.encode()
+    elif settings.jwks_file is not None:
+        console.print(
+            "[red]only a JWKS file is configured: tokens come from its identity provider; "
+            "set FHIR_SERVER_JWT_SECRET to mint them here[/red]"
+        )
+        return 2
+    else:
+        secret = persistent_secret(settings.data_dir / GENERATED_SECRET_FILE)
+    issued = mint(
+        secret, subject, scope, ttl, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    print(issued)
+    return 0
+
+
 def _duration(text: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -141,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         "--older-than", type=_duration, required=True, metavar="AGE", help="e.g. 7d, 12h, 30m"
     )
     _add_setting_options(purge_parser, purge_names)
+    token_parser = commands.add_parser("token", help="mint a bearer token (HS256)")
+    token_parser.add_argument("--sub", required=True, help="subject: the owner of its jobs")
+    token_parser.add_argument(
+        "--scope", required=True, help='space-separated scopes, e.g. "system/AsyncJob.rs job:read"'
+    )
+    token_parser.add_argument(
+        "--ttl", type=_duration, default=timedelta(hours=1), metavar="AGE", help="default 1h"
+    )
+    _add_setting_options(token_parser, TOKEN_SETTINGS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
@@ -149,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         serve(settings, args.workers)
         return 0
+    if args.command == "token":
+        return token(_settings(args, TOKEN_SETTINGS), args.sub, args.scope, args.ttl)
     if args.command == "purge":
         return asyncio.run(purge(_settings(args, purge_names), args.older_than))
     return asyncio.run(load(_settings(args, load_names), args.paths))

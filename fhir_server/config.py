@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,7 +21,7 @@ class Settings(BaseSettings):
     mongodb_database: str = Field(default="fhir_server", description="MongoDB database name.")
     data_dir: Path = Field(
         default=Path("data"),
-        description="Folder of the embedded database and the generated secret key.",
+        description="Folder of the embedded database and the generated secrets.",
     )
     secret_key: str | None = Field(
         default=None,
@@ -47,6 +48,39 @@ class Settings(BaseSettings):
         default=timedelta(minutes=10),
         description="eHealth eta of a job without an eta extension: requestTime + this "
         "(ISO-8601 duration or seconds).",
+    )
+    # -- security (fhir_server/auth, fhir_server/api/limits.py) --
+    auth: Literal["on", "off"] = Field(
+        default="on", description="Bearer-token authentication; 'off' lets anyone do anything."
+    )
+    jwt_secret: str | None = Field(
+        default=None,
+        description="HS256 key for bearer tokens; without it and a JWKS file, one is generated "
+        "in the data dir.",
+    )
+    jwks_file: Path | None = Field(
+        default=None, description="JWKS file with the RS256/ES256 keys that sign bearer tokens."
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of bearer tokens.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of bearer tokens.")
+    jwt_leeway_seconds: int = Field(
+        default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat (seconds)."
+    )
+    admin_scope: str = Field(
+        default="system/*.*", description="Scope that sees and changes every owner's jobs."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest request body (bytes); larger is 413."
+    )
+    max_json_depth: int = Field(default=64, ge=1, description="Deepest JSON nesting accepted.")
+    max_search_parameters: int = Field(
+        default=50, ge=1, description="Most parameters one search may have."
+    )
+    max_search_values: int = Field(
+        default=100, ge=1, description="Most values (comma-separated or repeated) per parameter."
+    )
+    max_search_value_length: int = Field(
+        default=2048, ge=1, description="Longest search parameter value (characters)."
     )
     # Production operation (issue 7): MongoDB client, fail-fast deadline, telemetry, shutdown.
     mongodb_max_pool_size: int = Field(

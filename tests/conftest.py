@@ -3,7 +3,8 @@
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 from fhir_server.app import create_app
+from fhir_server.auth.tokens import FULL_SCOPES, mint
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobRecord, JobStore
 from fhir_server.storage.mongo import MongoJobStore
@@ -21,6 +23,26 @@ from fhir_server.storage.sqlite import SqliteJobStore
 os.environ.setdefault("FHIR_SERVER_DATA_DIR", tempfile.mkdtemp(prefix="fhir-server-tests-"))
 
 BASE = "http://testserver/fhir/R4"
+TEST_JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
+ADMIN_TOKEN_SCOPES = FULL_SCOPES  # system/*.* (the admin scope) and both eHealth scopes
+
+
+def token(sub: str = "admin", scope: str = ADMIN_TOKEN_SCOPES, **claims: Any) -> str:
+    """A real HS256 JWT signed with the test secret; claims override (None removes)."""
+    import jwt
+
+    encoded = mint(TEST_JWT_SECRET.encode(), sub, scope, timedelta(hours=1))
+    payload = jwt.decode(encoded, options={"verify_signature": False})
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, TEST_JWT_SECRET, algorithm="HS256")
+
+
+def bearer(sub: str = "admin", scope: str = ADMIN_TOKEN_SCOPES, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, scope, **claims)}"}
+
+
+ADMIN_HEADERS = bearer()
 
 
 def make_job(**fields: Any) -> dict[str, Any]:
@@ -76,14 +98,46 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await job_store.close()
 
 
+@pytest.fixture(autouse=True)
+def server_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Apps built in tests sign tokens with the test secret and keep files in a temp dir."""
+    monkeypatch.setenv("FHIR_SERVER_JWT_SECRET", TEST_JWT_SECRET)
+    monkeypatch.setenv("FHIR_SERVER_DATA_DIR", str(tmp_path / "data"))
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(secret_key="test-secret")
+    return Settings(secret_key="test-secret", jwt_secret=TEST_JWT_SECRET)
 
 
 @pytest.fixture
 async def client(store: JobStore, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin: a valid token with the admin scope and both eHealth scopes."""
     app = create_app(settings, store=store)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS
+    ) as http:
         yield http
+
+
+MakeClient = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+def make_client(store: JobStore, settings: Settings) -> MakeClient:
+    """Clients of one app on `store`: make_client(sub=..., scope=..., headers=...) sends a
+    token for that subject and scope; make_client(headers={}) sends none."""
+    app = create_app(settings, store=store)
+
+    def make(
+        sub: str = "admin",
+        scope: str = ADMIN_TOKEN_SCOPES,
+        headers: dict[str, str] | None = None,
+        **claims: Any,
+    ) -> httpx.AsyncClient:
+        sent = bearer(sub, scope, **claims) if headers is None else headers
+        transport = httpx.ASGITransport(app=app)
+        return httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=sent)
+
+    return make

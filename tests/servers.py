@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from .conftest import TEST_JWT_SECRET
+
 ROOT = Path(__file__).parent.parent
 
 # Writes AsyncJobs into the SQLite file argv[1], argv[2] of them (0: forever), printing each
@@ -73,10 +75,12 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(data_dir: Path, *args: str, workers: int = 1) -> Iterator[str]:
-    """`fhir-server serve` on a free port; yields its FHIR base URL; stops it gracefully."""
+    """`fhir-server serve` on a free port; yields its FHIR base URL; stops it gracefully.
+    Requests need a token from tests.conftest (ADMIN_HEADERS, bearer())."""
     port = free_port()
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]
     command += ["--workers", str(workers), "--data-dir", str(data_dir), "--log-level", "warning"]
+    command += ["--jwt-secret", TEST_JWT_SECRET]  # tests send tokens signed with it
     with open(data_dir.parent / f"server-{port}.log", "w") as log:
         server = subprocess.Popen(
             [*command, *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env()

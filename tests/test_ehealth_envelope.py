@@ -14,7 +14,7 @@ from fhir_server.config import Settings
 from fhir_server.storage.base import JobRecord, JobStore, StoreUnavailable
 from fhir_server.storage.mongo import MongoJobStore
 
-from .conftest import put_job
+from .conftest import ADMIN_HEADERS, put_job
 from .ehealth_helpers import HOST, REQUEST_ID, get, meta
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -132,7 +132,7 @@ class FailingStore(MongoJobStore):
 def failing_client(error: Exception) -> httpx.AsyncClient:
     app = create_app(Settings(secret_key="test-secret"), store=FailingStore(error))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport)
+    return httpx.AsyncClient(transport=transport, headers=ADMIN_HEADERS)
 
 
 async def test_unexpected_error_is_500_internal_error_without_a_stack_trace():

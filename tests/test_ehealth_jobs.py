@@ -10,7 +10,7 @@ from fhir_server.config import Settings
 from fhir_server.resources.ehealth import ETA_EXTENSION_URL
 from fhir_server.storage.base import JobStore
 
-from .conftest import put_job
+from .conftest import ADMIN_HEADERS, put_job
 from .ehealth_helpers import (
     ETA_FORMAT,
     HOST,
@@ -325,7 +325,8 @@ async def test_eta_defaults_to_request_time_plus_the_configured_eta(store: JobSt
     settings = Settings(secret_key="test-secret", ehealth_eta=timedelta(seconds=90))
     app = create_app(settings, store=store)
     await put_job(store, id="job-1", requestTime="2026-01-01T23:59:00.123456+00:00")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, headers=ADMIN_HEADERS) as http:
         data = (await get(http, "/Jobs/job-1")).json()["data"]
     assert data["eta"] == "2026-01-02T00:00:30.123Z"
 

@@ -9,9 +9,10 @@ import pytest
 from examples.export_service import create_export_app
 from examples.worker import ExportWorker
 from fhir_server.config import Settings
+from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
 
-from .conftest import BASE, put_job
+from .conftest import ADMIN_HEADERS, BASE, bearer, put_job
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -22,7 +23,9 @@ async def app_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ExportWorker]]:
     app = create_export_app(settings, store, export_dir=tmp_path, pause=0.2)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS
+    ) as http:
         yield http, app.state.worker
         await app.state.worker.stop()
 
@@ -92,3 +95,15 @@ async def test_a_cancelled_export_stops_without_completing(
     assert current is not None and current.resource is not None
     assert current.resource["status"] == "cancelled"
     assert len(await store.history(job_id)) == 2
+
+
+async def test_kick_off_needs_a_scope_that_creates_jobs(
+    store: JobStore, settings: Settings, tmp_path: Path
+):
+    app = create_export_app(settings, store, export_dir=tmp_path, pause=0.2)
+    headers = bearer("reader", "system/AsyncJob.rs")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=headers) as http:
+        response = await http.get("$export", headers=ASYNC)
+    assert response.status_code == 403
+    assert await store.count(JobQuery()) == 0

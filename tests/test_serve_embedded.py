@@ -9,7 +9,7 @@ import httpx
 
 from fhir_server.storage.sqlite import SqliteJobStore
 
-from .conftest import make_job
+from .conftest import ADMIN_HEADERS, make_job
 from .servers import cli, running_server, start_writer
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "jobs"
@@ -20,7 +20,9 @@ async def hammer(base: str, job_id: str, done: asyncio.Event) -> list[httpx.Resp
     """Read and search until done, on a fresh connection each time (so on either worker)."""
     answers: list[httpx.Response] = []
     limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base + "/", limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(
+        base_url=base + "/", limits=limits, timeout=30, headers=ADMIN_HEADERS
+    ) as http:
         while not done.is_set():
             answers.append(await http.get(f"AsyncJob/{job_id}"))
             answers.append(await http.get("AsyncJob", params={"status": "accepted", "_count": 5}))
@@ -42,7 +44,9 @@ async def test_two_workers_serve_reads_and_searches_during_writes(tmp_path: Path
         done.set()
         answers = [a for task in readers for a in await task]
         await store.close()
-        total = httpx.get(f"{base}/AsyncJob", params={"_count": 0}).json()["total"]
+        total = httpx.get(f"{base}/AsyncJob", params={"_count": 0}, headers=ADMIN_HEADERS).json()[
+            "total"
+        ]
     failed = [(a.status_code, a.text[:200]) for a in answers if a.status_code != 200]
     assert failed == []
     assert len(answers) > 100
@@ -59,7 +63,7 @@ def test_next_links_work_on_every_worker(tmp_path: Path):
         url: str | None = f"{base}/AsyncJob?_count=1"
         while url is not None and len(seen) < 40:
             # A new connection per page: uvicorn hands each to whichever worker accepts it.
-            page = httpx.get(url, headers={"Connection": "close"})
+            page = httpx.get(url, headers={"Connection": "close", **ADMIN_HEADERS})
             assert page.status_code == 200, page.text
             seen += [entry["resource"]["id"] for entry in page.json().get("entry", [])]
             url = next((k["url"] for k in page.json()["link"] if k["relation"] == "next"), None)
@@ -76,19 +80,19 @@ def test_the_generated_secret_is_kept_private_in_the_data_dir(tmp_path: Path):
 def test_load_into_the_data_dir_of_a_running_server(tmp_path: Path):
     data_dir = tmp_path / "data"
     with running_server(data_dir) as base:
-        assert httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}").status_code == 404
+        assert httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}", headers=ADMIN_HEADERS).status_code == 404
         loaded = cli("load", str(EXAMPLES), "--data-dir", str(data_dir))
         assert loaded.returncode == 0, loaded.stderr
-        answer = httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}")
+        answer = httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}", headers=ADMIN_HEADERS)
     assert answer.status_code == 200
 
 
 def test_jobs_survive_a_restart(tmp_path: Path):
     data_dir = tmp_path / "data"
     with running_server(data_dir, "--load", str(EXAMPLES)) as base:
-        assert httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}").status_code == 200
+        assert httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}", headers=ADMIN_HEADERS).status_code == 200
     with running_server(data_dir) as base:
-        answer = httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}")
+        answer = httpx.get(f"{base}/AsyncJob/{EXAMPLE_ID}", headers=ADMIN_HEADERS)
     assert answer.status_code == 200
     assert answer.json()["meta"]["versionId"] == "1"
 

@@ -7,6 +7,7 @@ import pytest
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
+from .conftest import ADMIN_HEADERS
 from .servers import ROOT, running_server
 
 EXAMPLES = ROOT / "examples" / "jobs"
@@ -21,11 +22,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def fhir(server: str) -> AsyncFHIRClient:
-    return AsyncFHIRClient(server)
+    return AsyncFHIRClient(server, authorization=ADMIN_HEADERS["Authorization"])
 
 
 def test_serve_answers_read_over_tcp(server: str):
-    response = httpx.get(f"{server}/AsyncJob/0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02")
+    response = httpx.get(
+        f"{server}/AsyncJob/0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02", headers=ADMIN_HEADERS
+    )
     assert response.status_code == 200
     assert response.json()["status"] == "completed"
 

@@ -14,7 +14,7 @@ from fhir_server.storage.base import JobStore, StoreUnavailable
 from fhir_server.storage.mongo import MongoJobStore
 from fhir_server.storage.mongo_client import connect
 
-from .conftest import BASE, put_job
+from .conftest import ADMIN_HEADERS, BASE, put_job
 from .faulty_store import FaultyStore
 
 # One request per endpoint family that touches the store.
@@ -35,7 +35,8 @@ async def faulty(store: JobStore) -> FaultyStore:
 
 async def _client(settings: Settings, store: object | None) -> httpx.AsyncClient:
     app = create_app(settings, store=store)  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE + "/")
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS)
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ async def test_server_starts_while_the_database_is_down_and_opens_it_later(
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http,
+        httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS) as http,
     ):
         assert_transient_503(await http.get("http://testserver/readyz"))
         faulty.clear()

@@ -294,12 +294,12 @@ async def test_capability_statement_lists_the_write_interactions(client: httpx.A
     assert {"create", "update", "delete"} <= codes
 
 
-async def test_created_job_records_no_owner_without_authentication(
+async def test_created_job_records_the_token_subject_as_owner(
     client: httpx.AsyncClient, store: JobStore
 ):
     response = await client.post("AsyncJob", json=new_job(), headers=FHIR_JSON)
     stored = await store.get(response.json()["id"])
-    assert stored is not None and stored.owner is None
+    assert stored is not None and stored.owner == "admin"
 
 
 async def test_put_keeps_the_stored_owner(client: httpx.AsyncClient, store: JobStore):

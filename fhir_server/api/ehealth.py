@@ -4,6 +4,7 @@ envelope `{"data" | "error", "meta": {code, url, type, request_id}}`.
 Every adapter route carries the scope it needs (`required_scope`) for the auth layer.
 """
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -18,8 +19,9 @@ from ..observability.middleware import request_id_of
 from ..resources import ehealth
 from ..resources.asyncjob import ID_PATTERN
 from ..storage.base import JobStore
-from .fhir import fhir_base
+from .fhir import fhir_base, store_of
 
+log = logging.getLogger("fhir_server")
 JOB_PREFIXES = ("/Jobs", "/api/jobs")
 COMPOSITION_PREFIXES = ("/patients/composition/job", "/api/patients/composition/job")
 ADAPTER_PREFIXES = (*JOB_PREFIXES, *COMPOSITION_PREFIXES)
@@ -92,6 +94,15 @@ def error_response(
     kind = error_type or ERROR_TYPES.get(
         status, INTERNAL_ERROR if status >= 500 else "request_malformed"
     )
+    log.info(
+        "%s %s -> %d %s: %s [request_id=%s]",
+        request.method,
+        request.url.path,
+        status,
+        kind,
+        message,
+        request_id(request),
+    )
     return envelope_response(
         request, status, {"error": {"type": kind, "message": message}}, headers
     )
@@ -111,8 +122,8 @@ def forbidden(request: Request, missing_scope: str) -> EhealthResponse:
 
 
 def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.store
-    return store
+    """The jobs the caller may see (the same ownership rules as the FHIR API)."""
+    return store_of(request)
 
 
 def _default_eta(request: Request) -> timedelta:

@@ -20,6 +20,14 @@ FHIR_BASE = "/fhir/R4"
 def render_fhir_error(request: Request, error: FhirError) -> Response:
     if ehealth.is_adapter_path(request.url.path):  # eHealth clients read only their envelope
         return ehealth.error_response(request, error.status, str(error), headers=error.headers)
+    log.info(
+        "%s %s -> %d %s [request_id=%s]",
+        request.method,
+        request.url.path,
+        error.status,
+        str(error)[:300],
+        ehealth.request_id(request),
+    )
     try:
         media_type, pretty = negotiate(request)
     except FhirError:
@@ -67,7 +75,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable: %s", exc)
+    log.warning("storage unavailable: %s [request_id=%s]", exc, ehealth.request_id(request))
     error = FhirError(
         503,
         [Issue("transient", "The database is unavailable; retry shortly")],
@@ -77,7 +85,12 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception(
+        "unhandled error on %s %s [request_id=%s]",
+        request.method,
+        request.url.path,
+        ehealth.request_id(request),
+    )
     return render_fhir_error(request, FhirError.of(500, "exception", "Internal server error"))
 
 

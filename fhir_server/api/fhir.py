@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..auth.ownership import visible_store
 from ..resources import bundle
 from ..resources.asyncjob import ID_PATTERN, RESOURCE_TYPE
 from ..resources.capability import capability_statement
@@ -21,6 +22,7 @@ from ..search.dates import parse_instant_ms
 from ..search.parse import SearchRequest, parse_search
 from ..search.query import Cursor
 from ..storage.base import JobRecord, JobStore, index_values
+from .limits import check_query_encoding, check_search_size
 from .responses import fhir_response
 
 BASE_PATH = "/fhir/R4"
@@ -36,8 +38,8 @@ INTERACTIONS = (
 
 
 def store_of(request: Request) -> JobStore:
-    store: JobStore = request.app.state.store
-    return store
+    """The store as the caller sees it: its own jobs only, unless it is an admin."""
+    return visible_store(request.app.state.store, request.scope.get("auth"))
 
 
 def fhir_base(request: Request) -> str:
@@ -147,10 +149,13 @@ async def history(request: Request) -> Response:
 
 
 async def search(request: Request) -> Response:
+    check_query_encoding(request.scope["query_string"], "query string")
     params = list(request.query_params.multi_items())
     if request.method == "POST":
+        check_query_encoding(await request.body(), "form body")
         form = await request.form()
         params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    check_search_size(request, params)
     state = request.app.state
     parsed = parse_search(
         params,

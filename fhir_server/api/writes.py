@@ -17,6 +17,7 @@ from ..resources.asyncjob import RESOURCE_TYPE
 from ..resources.outcome import FhirError, all_ok
 from ..storage.base import JobRecord
 from .fhir import BASE_PATH, fhir_base, store_of, valid_id, version_headers
+from .limits import check_json_depth
 from .owner import request_owner
 from .responses import fhir_response, negotiate
 
@@ -66,13 +67,34 @@ async def read_body(request: Request) -> dict[str, Any]:
             f"Content-Type '{media_type or '(none)'}' is not supported; "
             "send application/fhir+json or application/json",
         )
+    charset = _charset(request.headers.get("content-type", ""))
+    if charset not in (None, "utf-8", "utf8"):
+        raise FhirError.of(
+            415, "not-supported", f"Charset '{charset[:40]}' is not supported; send UTF-8"
+        )
+    raw = await request.body()
     try:
-        body = orjson.loads(await request.body())
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FhirError.of(
+            400, "structure", f"The body is not valid UTF-8 (byte {exc.start})"
+        ) from None
+    try:
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FhirError.of(400, "structure", f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise FhirError.of(400, "structure", "The body must be a JSON object (an AsyncJob)")
+    check_json_depth(request, body)
     return body
+
+
+def _charset(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
 
 
 def if_match(request: Request) -> int | None:

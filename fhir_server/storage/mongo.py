@@ -190,7 +190,8 @@ class MongoJobStore:
 
 
 def index_keys() -> list[list[tuple[str, int]]]:
-    """One index per sort, and per token filter and sort; each ends in the unique _id."""
+    """One index per sort, per token filter and sort, and for one owner's newest jobs; each
+    ends in the unique _id."""
     sorts = [_field(c) for c in SORT_COLUMNS if c != "id"]
     keys = [[(s, ASCENDING), ("_id", ASCENDING)] for s in sorts]
     keys += [
@@ -199,6 +200,8 @@ def index_keys() -> list[list[tuple[str, int]]]:
         for s in sorts
         if s != t
     ]
+    # A caller without the admin scope always searches its own jobs: newest first by default.
+    keys.append([("owner", ASCENDING), ("last_updated", DESCENDING), ("_id", DESCENDING)])
     return keys
 
 

@@ -1,0 +1,283 @@
+"""GET /openapi.json: every endpoint, its parameters, body, scope and answers (public).
+
+The FHIR search parameters come from search/parameters.py; the scopes from auth/policy.py;
+a test checks that every route of the app is described here.
+"""
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .. import __version__
+from ..search.parameters import SEARCH_PARAMETERS
+from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
+from .ehealth import COMPOSITION_PREFIXES, JOB_PREFIXES
+from .fhir import BASE_PATH
+from .responses import FhirResponse
+from .status import STATUS_PATH
+
+OPENAPI_PATH = "/openapi.json"
+_JOBS = f"{BASE_PATH}/AsyncJob"
+_FHIR_JSON = "application/fhir+json"
+_OUTCOME = {"$ref": "#/components/schemas/OperationOutcome"}
+_ENVELOPE = {"$ref": "#/components/schemas/EhealthEnvelope"}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_ID = _path_param("id", "Logical id of the AsyncJob ([A-Za-z0-9-.]{1,64})")
+_VID = _path_param("vid", "Version id (1, 2, …)")
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": 'Write only if the stored version is this ETag (W/"n"); else 412',
+    "schema": {"type": "string"},
+}
+_SEARCH_PARAMS = [
+    *(
+        {
+            "name": p.name,
+            "in": "query",
+            "required": False,
+            "description": f"{p.type}: {p.description}",
+            "schema": {"type": "string"},
+        }
+        for p in SEARCH_PARAMETERS
+    ),
+    *(
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in sorted(RESULT_PARAMETERS | HTTP_PARAMETERS)
+    ),
+]
+
+
+def _json_body(schema: dict[str, Any], media_type: str = _FHIR_JSON) -> dict[str, Any]:
+    return {"required": True, "content": {media_type: {"schema": schema}}}
+
+
+def _fhir_answers(*ok: tuple[int, str]) -> dict[str, Any]:
+    answers: dict[str, Any] = {
+        str(code): {"description": text, "content": {_FHIR_JSON: {"schema": {"type": "object"}}}}
+        for code, text in ok
+    }
+    for code, text in (
+        (400, "invalid request"),
+        (401, "missing or invalid bearer token"),
+        (403, "the token lacks the scope"),
+        (404, "unknown (or another owner's) job"),
+        (413, "body too large"),
+        (415, "not JSON"),
+    ):
+        answers.setdefault(
+            str(code), {"description": text, "content": {_FHIR_JSON: {"schema": _OUTCOME}}}
+        )
+    return answers
+
+
+def _ehealth_answers() -> dict[str, Any]:
+    json = {"application/json": {"schema": _ENVELOPE}}
+    return {
+        str(code): {"description": text, "content": json}
+        for code, text in (
+            (200, "job status in the eHealth envelope"),
+            (303, "processed job, with a link to its result"),
+            (400, "invalid id"),
+            (401, "access_denied: missing or invalid bearer token"),
+            (403, "forbidden: the token lacks the scope"),
+            (404, "not_found"),
+        )
+    }
+
+
+def _op(
+    summary: str,
+    scope: str,
+    parameters: list[dict[str, Any]],
+    answers: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    operation = {
+        "summary": summary,
+        "description": f"Needs scope {scope}.",
+        "parameters": parameters,
+        "responses": answers,
+        "security": [{"bearer": []}],
+    }
+    operation.update(extra)
+    return operation
+
+
+_READ = "system/AsyncJob.rs (or .read)"
+_WRITE = "system/AsyncJob.cud (or .write)"
+_JOB = {"$ref": "#/components/schemas/AsyncJob"}
+_FORM = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    paths: dict[str, dict[str, Any]] = {
+        f"{BASE_PATH}/metadata": {
+            "get": {
+                "summary": "CapabilityStatement (public)",
+                "responses": _fhir_answers((200, "CapabilityStatement")),
+                "security": [],
+            }
+        },
+        _JOBS: {
+            "get": _op("search", _READ, _SEARCH_PARAMS, _fhir_answers((200, "searchset Bundle"))),
+            "post": _op(
+                "create",
+                _WRITE,
+                [],
+                _fhir_answers((201, "created")),
+                requestBody=_json_body(_JOB),
+            ),
+        },
+        f"{_JOBS}/_search": {
+            "post": _op(
+                "search (form body merged with the URL's parameters)",
+                _READ,
+                _SEARCH_PARAMS,
+                _fhir_answers((200, "searchset Bundle")),
+                requestBody={"required": False, "content": _FORM},
+            )
+        },
+        f"{_JOBS}/{{id}}": {
+            "get": _op("read", _READ, [_ID], _fhir_answers((200, "AsyncJob"), (410, "deleted"))),
+            "put": _op(
+                "update (or create with this id)",
+                _WRITE,
+                [_ID, _IF_MATCH],
+                _fhir_answers(
+                    (200, "updated"), (201, "created"), (409, "id taken"), (412, "stale")
+                ),
+                requestBody=_json_body(_JOB),
+            ),
+            "delete": _op(
+                "delete", _WRITE, [_ID, _IF_MATCH], _fhir_answers((204, "deleted"), (412, "stale"))
+            ),
+        },
+        f"{_JOBS}/{{id}}/_history": {
+            "get": _op("history", _READ, [_ID], _fhir_answers((200, "history Bundle")))
+        },
+        f"{_JOBS}/{{id}}/_history/{{vid}}": {
+            "get": _op("vread", _READ, [_ID, _VID], _fhir_answers((200, "AsyncJob version")))
+        },
+        f"{_JOBS}/{{id}}/$cancel": {
+            "post": _op("cancel an accepted job", _WRITE, [_ID], _fhir_answers((200, "All OK")))
+        },
+        STATUS_PATH: {
+            "get": _op(
+                "poll (asynchronous request pattern)",
+                _READ,
+                [_ID],
+                _fhir_answers((200, "final AsyncJob"), (202, "running AsyncJob")),
+            ),
+            "delete": _op("cancel", _WRITE, [_ID], _fhir_answers((202, "cancelled"))),
+        },
+        "/healthz": {
+            "get": {
+                "summary": "liveness (public)",
+                "responses": {"200": {"description": "ok"}},
+                "security": [],
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "readiness: the store answers (public)",
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                "security": [],
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (public)",
+                "responses": {"200": {"description": "text exposition format"}},
+                "security": [],
+            }
+        },
+        OPENAPI_PATH: {
+            "get": {
+                "summary": "this document (public)",
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+                "security": [],
+            }
+        },
+    }
+    for prefix in JOB_PREFIXES:
+        paths[f"{prefix}/{{id}}"] = {
+            "get": _op("eHealth job status", "job:read", [_ID], _ehealth_answers())
+        }
+    for prefix in COMPOSITION_PREFIXES:
+        uuid_id = _path_param("id", "Job id (a UUID)")
+        paths[f"{prefix}/{{id}}"] = {
+            "get": _op(
+                "eHealth composition job status", "composition:read", [uuid_id], _ehealth_answers()
+            )
+        }
+    return paths
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fhir-server", "version": __version__},
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": {
+                "AsyncJob": {
+                    "type": "object",
+                    "required": ["resourceType", "status", "requestTime", "request"],
+                    "properties": {
+                        "resourceType": {"const": "AsyncJob"},
+                        "id": {"type": "string"},
+                        "status": {"enum": ["accepted", "error", "completed", "cancelled"]},
+                        "requestTime": {"type": "string", "format": "date-time"},
+                        "transactionTime": {"type": "string", "format": "date-time"},
+                        "request": {"type": "string", "format": "uri"},
+                        "type": {"type": "string"},
+                        "dataVersion": {"type": "integer"},
+                        "output": {"type": "object"},
+                    },
+                },
+                "OperationOutcome": {
+                    "type": "object",
+                    "required": ["resourceType", "issue"],
+                    "properties": {
+                        "resourceType": {"const": "OperationOutcome"},
+                        "issue": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "EhealthEnvelope": {
+                    "type": "object",
+                    "required": ["meta"],
+                    "properties": {
+                        "data": {"type": "object"},
+                        "error": {"type": "object"},
+                        "meta": {"type": "object"},
+                    },
+                },
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return FhirResponse(openapi_document(), media_type="application/json")
+
+
+def routes() -> list[BaseRoute]:
+    return [Route(OPENAPI_PATH, openapi_json, methods=["GET"])]

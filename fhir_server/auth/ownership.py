@@ -1,0 +1,85 @@
+"""The store as one caller sees it: its own jobs only, unless it holds the admin scope.
+
+Another owner's job is hidden exactly like a missing one (get/history/vread find nothing,
+search and count filter on the owner), so handlers answer 404 without knowing why. Jobs
+with no owner (loaded from files) are seen by admins only.
+"""
+
+from dataclasses import replace
+from typing import Any
+
+from ..resources.outcome import FhirError, Issue
+from ..search.query import JobQuery
+from ..storage.base import JobRecord, JobStore
+from .tokens import Principal
+
+
+class IdTaken(FhirError):
+    """A PUT names an id another owner's job uses (409, without saying whose)."""
+
+    def __init__(self, job_id: str) -> None:
+        message = f"AsyncJob/{job_id} cannot be written with this token; use another id"
+        super().__init__(409, [Issue("conflict", message)])
+
+
+class OwnedJobStore:
+    """A JobStore view limited to one owner's jobs (a JobStore itself)."""
+
+    def __init__(self, store: JobStore, owner: str | None) -> None:
+        self.store = store
+        self.owner = owner
+
+    def _sees(self, record: JobRecord | None) -> bool:
+        return record is not None and record.owner is not None and record.owner == self.owner
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        record = await self.store.get(job_id)
+        return record if self._sees(record) else None
+
+    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
+        if await self.get(job_id) is None:
+            return None
+        return await self.store.get_version(job_id, version)
+
+    async def history(self, job_id: str) -> list[JobRecord]:
+        if await self.get(job_id) is None:
+            return []
+        return await self.store.history(job_id)
+
+    async def search(self, query: JobQuery) -> list[JobRecord]:
+        return await self.store.search(replace(query, owner=self.owner or ""))
+
+    async def count(self, query: JobQuery) -> int:
+        return await self.store.count(replace(query, owner=self.owner or ""))
+
+    async def save(
+        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+    ) -> JobRecord:
+        current = await self.store.get(resource["id"])
+        if current is not None and not self._sees(current):
+            raise IdTaken(resource["id"])
+        return await self.store.save(resource, expected_version=expected_version, owner=owner)
+
+    async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
+        if await self.get(job_id) is None:
+            raise FhirError.of(404, "not-found", f"AsyncJob/{job_id} is not known")
+        return await self.store.delete(job_id, expected_version=expected_version)
+
+    async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
+        raise PermissionError("purge is an operator's command, not a caller's")
+
+
+def visible_store(store: JobStore, principal: Principal | None) -> JobStore:
+    """The whole store for admins (and with auth off), else the caller's own jobs."""
+    if principal is None or principal.admin:
+        return store
+    return OwnedJobStore(store, principal.owner)

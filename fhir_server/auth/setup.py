@@ -1,0 +1,63 @@
+"""Authentication from settings: keys, the token policy, the middleware."""
+
+import logging
+from datetime import timedelta
+
+from starlette.middleware import Middleware
+
+from ..config import Settings
+from .keys import load_keys
+from .middleware import AuthenticationMiddleware
+from .tokens import FULL_SCOPES, TokenPolicy, TokenVerifier, mint
+
+log = logging.getLogger("fhir_server")
+STARTUP_TOKEN_TTL = timedelta(hours=24)
+
+
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+
+
+def token_policy(settings: Settings) -> TokenPolicy:
+    keys = load_keys(settings.jwt_secret, settings.jwks_file, settings.data_dir)
+    if keys.secret is not None and len(keys.secret) < MIN_SECRET_BYTES:
+        log.warning(
+            "FHIR_SERVER_JWT_SECRET is shorter than %d bytes: tokens signed with it can be "
+            "brute-forced; use a longer random secret",
+            MIN_SECRET_BYTES,
+        )
+    return TokenPolicy(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=float(settings.jwt_leeway_seconds),
+        admin_scope=settings.admin_scope,
+    )
+
+
+def authentication(settings: Settings) -> Middleware:
+    """The bearer-token middleware; with auth off, one that lets everyone through (and says so
+    at every start). Without configured keys, logs a ready-to-use token."""
+    if settings.auth == "off":
+        log.warning(
+            "AUTHENTICATION IS OFF (FHIR_SERVER_AUTH=off): anyone can read, change and "
+            "delete every job"
+        )
+        return Middleware(AuthenticationMiddleware, verifier=None)
+    policy = token_policy(settings)
+    if policy.keys.generated and policy.keys.secret is not None:
+        token = mint(
+            policy.keys.secret,
+            "admin",
+            FULL_SCOPES,
+            STARTUP_TOKEN_TTL,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        log.info(
+            "no token key configured: signing with the generated secret in %s. "
+            "A token with full scopes, valid %dh:\n\n    Authorization: Bearer %s\n",
+            settings.data_dir,
+            STARTUP_TOKEN_TTL.total_seconds() // 3600,
+            token,
+        )
+    return Middleware(AuthenticationMiddleware, verifier=TokenVerifier(policy))

@@ -1,0 +1,150 @@
+"""Bearer JWTs: verify (PyJWT, briefly cached) into a Principal, and mint for operators."""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from cachetools import TTLCache
+
+from .keys import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, Keys
+from .scopes import parse_scopes
+
+FULL_SCOPES = "system/*.* job:read composition:read"
+CACHE_SIZE = 4096
+CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: whose jobs it owns and what it may do. `unrestricted` when auth is off.
+    expires_at is the token's exp (epoch seconds)."""
+
+    owner: str | None
+    scopes: frozenset[str]
+    admin: bool = False
+    expires_at: float = float("inf")
+    unrestricted: bool = False
+
+
+UNRESTRICTED = Principal(owner=None, scopes=frozenset(), admin=True, unrestricted=True)
+
+
+class InvalidToken(Exception):
+    """The token cannot be accepted; the message is safe to show to the caller."""
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    keys: Keys
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 30.0
+    admin_scope: str = "system/*.*"
+
+
+class TokenVerifier:
+    """Verifies tokens and keeps each verified one for up to a minute, never past its exp."""
+
+    def __init__(self, policy: TokenPolicy) -> None:
+        self.policy = policy
+        self._cache: TTLCache[str, Principal] = TTLCache(CACHE_SIZE, CACHE_SECONDS)
+        self._lock = threading.Lock()
+
+    def verify(self, token: str) -> Principal:
+        with self._lock:
+            cached = self._cache.get(token)
+        if cached is not None and cached.expires_at > time.time():
+            return cached
+        principal = self._verify(token)
+        with self._lock:
+            self._cache[token] = principal
+        return principal
+
+    def _verify(self, token: str) -> Principal:
+        policy = self.policy
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("The access token is malformed") from None
+        key, algorithms = self._key_for(header)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                issuer=policy.issuer,
+                audience=policy.audience,
+                leeway=policy.leeway,
+                options={
+                    "require": ["exp"],
+                    "verify_aud": policy.audience is not None,
+                    "verify_iss": policy.issuer is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The access token expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"The access token has no '{exc.claim}' claim") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("The access token's issuer is not accepted") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("The access token's audience is not accepted") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("The access token's signature is not valid") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("The access token is not valid") from None
+        owner = claims.get("client_id") or claims.get("sub")
+        if not isinstance(owner, str) or not owner:
+            raise InvalidToken("The access token names no subject (sub or client_id)")
+        scopes = parse_scopes(claims.get("scope", claims.get("scp")))
+        return Principal(
+            owner=owner,
+            scopes=scopes,
+            admin=policy.admin_scope in scopes,
+            expires_at=float(claims["exp"]),  # cached no longer than the token lives
+        )
+
+    def _key_for(self, header: dict[str, Any]) -> tuple[Any, list[str]]:
+        """The key and the one algorithm allowed with it: never `none`, never HS with a
+        public key."""
+        algorithm = header.get("alg")
+        keys = self.policy.keys
+        if algorithm in HMAC_ALGORITHMS and keys.secret is not None:
+            return keys.secret, [algorithm]
+        if algorithm in PUBLIC_KEY_ALGORITHMS:
+            candidates = [k for k in keys.jwks if k.algorithm_name == algorithm]
+            kid = header.get("kid")
+            if kid is not None:
+                candidates = [k for k in candidates if k.key_id == kid]
+            if len(candidates) == 1:
+                return candidates[0].key, [algorithm]
+            if candidates and kid is None:
+                raise InvalidToken("The access token names no key id (kid)")
+        raise InvalidToken("The access token is signed with an unknown key or algorithm")
+
+
+def mint(
+    secret: bytes,
+    subject: str,
+    scope: str,
+    ttl: timedelta,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    """An HS256 token for `subject` with `scope`, valid for `ttl`."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "scope": scope,
+        "iat": now,
+        "exp": now + int(ttl.total_seconds()),
+    }
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm="HS256")

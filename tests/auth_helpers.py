@@ -1,0 +1,53 @@
+"""Shared bits of the security tests: owned jobs, key generation, paths of both APIs."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from fhir_server.storage.base import JobRecord, JobStore
+
+from .conftest import make_job
+
+HOST = "http://testserver"
+JOB_ID = "89678f60-4cdc-4fe3-ae83-e8b3ebd35c59"  # a UUID: valid on every adapter path
+# One GET per API family; each answers 200 for a visible job.
+READ_PATHS = {
+    "fhir": f"{HOST}/fhir/R4/AsyncJob/{JOB_ID}",
+    "ehealth-job": f"{HOST}/Jobs/{JOB_ID}",
+    "ehealth-composition": f"{HOST}/patients/composition/job/{JOB_ID}",
+}
+
+
+async def owned_job(store: JobStore, owner: str | None, **fields: Any) -> JobRecord:
+    job = make_job(**{"id": JOB_ID, **fields})
+    current = await store.get(job["id"])
+    version = current.version if current else 0
+    return await store.save(job, expected_version=version, owner=owner)
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def write_jwks(path: Path, *keys: tuple[Any, str, str]) -> Path:
+    """A JWKS file with the public halves of (private key, algorithm, kid)."""
+    entries = []
+    for private, algorithm, kid in keys:
+        algo = jwt.algorithms.get_default_algorithms()[algorithm]
+        entry = json.loads(algo.to_jwk(private.public_key()))
+        entry.update({"kid": kid, "alg": algorithm, "use": "sig"})
+        entries.append(entry)
+    path.write_text(json.dumps({"keys": entries}))
+    return path
+
+
+def signed(private: Any, algorithm: str, kid: str | None, **claims: Any) -> str:
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(claims, private, algorithm=algorithm, headers=headers)

@@ -1,0 +1,63 @@
+"""/openapi.json: public, and it describes every route of the app."""
+
+import httpx
+from starlette.routing import Route
+
+from fhir_server.api.openapi import openapi_document
+from fhir_server.app import create_app
+from fhir_server.auth.policy import PUBLIC_PATHS
+from fhir_server.config import Settings
+
+from .conftest import MakeClient
+
+HOST = "http://testserver"
+
+
+def test_every_route_of_the_app_is_in_the_document(settings: Settings):
+    paths = openapi_document()["paths"]
+    for route in create_app(settings).routes:
+        assert isinstance(route, Route)
+        for method in (route.methods or set()) - {"HEAD"}:
+            assert method.lower() in paths.get(route.path, {}), f"{method} {route.path}"
+
+
+def test_every_operation_in_the_document_is_a_route_of_the_app(settings: Settings):
+    served = {
+        (method.lower(), route.path)
+        for route in create_app(settings).routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+    }
+    for path, operations in openapi_document()["paths"].items():
+        for method in operations:
+            assert (method, path) in served
+
+
+def test_protected_operations_say_which_scope_they_need():
+    for path, operations in openapi_document()["paths"].items():
+        for operation in operations.values():
+            if path in PUBLIC_PATHS:
+                assert operation["security"] == []
+            else:
+                assert operation["security"] == [{"bearer": []}]
+                assert operation["description"].startswith("Needs scope ")
+
+
+async def test_document_is_served_without_a_token(make_client: MakeClient):
+    async with make_client(headers={}) as http:
+        response = await http.get(f"{HOST}/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == openapi_document()
+
+
+def test_search_parameters_are_listed_for_search(settings: Settings):
+    parameters = openapi_document()["paths"]["/fhir/R4/AsyncJob"]["get"]["parameters"]
+    names = {p["name"] for p in parameters}
+    assert {"status", "type", "_id", "_count", "_cursor"} <= names
+
+
+async def test_document_is_valid_json_for_httpx(make_client: MakeClient):
+    async with make_client(headers={}) as http:
+        response: httpx.Response = await http.get(f"{HOST}/openapi.json")
+    assert response.json()["openapi"].startswith("3.")
