@@ -1,6 +1,6 @@
 """Read and search AsyncJobs with fhirpy, as a client application would.
 
-Run `make run` in one terminal, then: .venv/bin/python examples/fhirpy_client.py
+Run `make run` in one terminal, then: FHIR_TOKEN=<token> .venv/bin/python examples/fhirpy_client.py
 """
 
 import asyncio
