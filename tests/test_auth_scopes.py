@@ -139,7 +139,9 @@ async def test_adapter_route_without_its_scope_is_403_forbidden_naming_it(
     assert response.status_code == 403
     error = response.json()["error"]
     assert error["type"] == "forbidden"
-    assert error["message"].endswith(f"Missing allowances: {scope}")
+    assert error["message"] == (
+        f"Your scope does not allow to access this resource. Missing allowances: {scope}"
+    )
 
 
 async def test_scopes_may_come_as_an_scp_list(make_client: MakeClient, store: JobStore):

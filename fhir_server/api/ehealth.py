@@ -43,6 +43,7 @@ ERROR_TYPES = {
 }
 INTERNAL_ERROR = "internal_error"
 MISSING_TOKEN_MESSAGE = "Authorization header is not set or doesn't contain Bearer token"
+INVALID_TOKEN_MESSAGE = "Invalid access token"
 
 
 class EhealthResponse(Response):

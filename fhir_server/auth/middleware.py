@@ -61,7 +61,9 @@ def unauthorized(request: Request, message: str, token_sent: bool) -> Response:
         challenge += f', error="invalid_token", error_description="{message}"'
     headers = {"WWW-Authenticate": challenge}
     if ehealth.is_adapter_path(request.url.path):
-        response: Response = ehealth.access_denied(request, message)
+        # The eHealth gateway's own texts; the reason stays in WWW-Authenticate.
+        text = ehealth.INVALID_TOKEN_MESSAGE if token_sent else ehealth.MISSING_TOKEN_MESSAGE
+        response: Response = ehealth.access_denied(request, text)
         response.headers.update(headers)
         return response
     error = FhirError.of(401, "login", message)
