@@ -227,7 +227,19 @@ async def test_unknown_parameter_is_ignored_with_a_warning(client: httpx.AsyncCl
 async def test_unknown_parameter_with_strict_handling_is_400(client: httpx.AsyncClient, jobs: None):
     response = await client.get("AsyncJob?color=blue", headers={"Prefer": "handling=strict"})
     assert response.status_code == 400
-    assert "color" in response.json()["issue"][0]["diagnostics"]
+    issue = response.json()["issue"][0]
+    assert issue["diagnostics"] == "Unknown search parameter 'color'"  # not "was ignored"
+    assert issue["expression"] == ["color"]
+
+
+async def test_unknown_parameter_in_a_post_search_body_with_strict_handling_is_400(
+    client: httpx.AsyncClient, jobs: None
+):
+    response = await client.post(
+        "AsyncJob/_search", data={"color": "blue"}, headers={"Prefer": "handling=strict"}
+    )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["color"]
 
 
 @pytest.mark.parametrize(

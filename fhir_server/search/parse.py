@@ -65,10 +65,10 @@ def parse_search(
             continue
         definition = BY_NAME.get(name)
         if definition is None:
-            message = f"Unknown search parameter '{raw_name}' was ignored"
-            if strict:
+            message = f"Unknown search parameter '{raw_name}'"
+            if strict:  # Prefer: handling=strict
                 raise FhirError.of(400, "not-supported", message, raw_name)
-            warnings.append(Issue("not-supported", message, severity="warning"))
+            warnings.append(Issue("not-supported", f"{message} was ignored", severity="warning"))
             continue
         if value == "":
             continue  # FHIR: an empty parameter value is ignored
