@@ -1,0 +1,87 @@
+"""Every setting is also a `fhir-server serve` option, and the option reaches the settings."""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_server import cli
+from fhir_server.config import Settings
+
+# A value for each setting's option that differs from its default.
+OPTION_VALUES: dict[str, tuple[str, Any]] = {
+    "host": ("0.0.0.0", "0.0.0.0"),
+    "port": ("8123", 8123),
+    "mongodb_uri": ("mongodb://db.example:27017", "mongodb://db.example:27017"),
+    "mongodb_database": ("jobs", "jobs"),
+    "data_dir": ("/srv/fhir", Path("/srv/fhir")),
+    "secret_key": ("cursor-key", "cursor-key"),
+    "default_page_size": ("50", 50),
+    "max_page_size": ("500", 500),
+    "max_offset": ("100", 100),
+    "log_level": ("debug", "debug"),
+    "load": ("examples/jobs", [Path("examples/jobs")]),
+    "retry_after_seconds": ("9", 9),
+    "retention": ("7d", timedelta(days=7)),
+    "retention_interval": ("30m", timedelta(minutes=30)),
+    "ehealth_eta": ("PT5M", timedelta(minutes=5)),
+    "auth": ("off", "off"),
+    "jwt_secret": ("s" * 40, "s" * 40),
+    "jwks_file": ("/etc/jwks.json", Path("/etc/jwks.json")),
+    "jwt_issuer": ("https://idp.example", "https://idp.example"),
+    "jwt_audience": ("fhir", "fhir"),
+    "jwt_leeway_seconds": ("5", 5),
+    "admin_scope": ("system/AsyncJob.*", "system/AsyncJob.*"),
+    "max_body_bytes": ("2048", 2048),
+    "max_json_depth": ("8", 8),
+    "max_search_parameters": ("5", 5),
+    "max_search_values": ("6", 6),
+    "max_search_value_length": ("7", 7),
+    "mongodb_max_pool_size": ("10", 10),
+    "mongodb_min_pool_size": ("2", 2),
+    "mongodb_server_selection_timeout_ms": ("900", 900),
+    "mongodb_connect_timeout_ms": ("800", 800),
+    "mongodb_socket_timeout_ms": ("700", 700),
+    "mongodb_write_concern": ("2", "2"),
+    "mongodb_journal": ("false", False),
+    "mongodb_retry_writes": ("false", False),
+    "store_timeout": ("0.5", 0.5),
+    "access_log": ("false", False),
+    "shutdown_timeout": ("3", 3),
+}
+
+
+def test_every_setting_has_an_option_value_here():
+    assert set(OPTION_VALUES) == set(Settings.model_fields)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Run `fhir-server serve` up to the point where uvicorn would start."""
+    seen: dict[str, Any] = {}
+
+    async def store_is_usable(settings: Settings) -> bool:
+        return True
+
+    def serve(settings: Settings, workers: int) -> None:
+        seen.update(settings=settings, workers=workers)
+
+    monkeypatch.setattr(cli, "check_store", store_is_usable)
+    monkeypatch.setattr(cli, "serve", serve)
+    for name in Settings.model_fields:  # only the command line counts
+        monkeypatch.delenv(f"FHIR_SERVER_{name.upper()}", raising=False)
+    return seen
+
+
+@pytest.mark.parametrize("name", list(Settings.model_fields))
+def test_serve_option_sets_the_setting(served: dict[str, Any], name: str):
+    text, expected = OPTION_VALUES[name]
+    assert getattr(Settings(), name) != expected
+    assert cli.main(["serve", "--" + name.replace("_", "-"), text]) == 0
+    assert getattr(served["settings"], name) == expected
+
+
+def test_serve_takes_the_number_of_workers(served: dict[str, Any]):
+    assert cli.main(["serve", "--workers", "3"]) == 0
+    assert served["workers"] == 3
