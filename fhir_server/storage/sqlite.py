@@ -92,7 +92,8 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_schema
 
 def index_keys() -> list[tuple[tuple[str, bool], ...]]:
     """(column, descending) per index: every sort column in both directions, alone and behind
-    each token filter, each ending in the unique id so the tie-breaker is served too."""
+    each token filter, and one owner's newest jobs; each ending in the unique id so the
+    tie-breaker is served too."""
     keys: list[tuple[tuple[str, bool], ...]] = []
     for token in (None, *TOKEN_COLUMNS):
         for column in SORT_COLUMNS:
@@ -103,6 +104,9 @@ def index_keys() -> list[tuple[tuple[str, bool], ...]]:
                 key.append(("id", False))
                 if len(key) > 1 and tuple(key) not in keys:
                     keys.append(tuple(key))
+    # A caller without the admin scope always searches its own jobs: newest first by default
+    # (another sort of one owner's jobs sorts only that owner's jobs).
+    keys.append((("owner", False), ("last_updated", True), ("id", False)))
     return keys
 
 
