@@ -1,11 +1,16 @@
 """Loading AsyncJobs from files: resources, Bundles, NDJSON, folders; bad files store nothing."""
 
+import asyncio
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from fhir_server import cli
 from fhir_server.cli import main
+from fhir_server.config import Settings
 from fhir_server.loader import load_paths
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
@@ -110,3 +115,18 @@ def test_cli_load_stores_the_examples(tmp_path: Path, capsys: pytest.CaptureFixt
     examples = Path(__file__).resolve().parent.parent / "examples" / "jobs"
     assert main(["load", str(examples), "--data-dir", str(tmp_path)]) == 0
     assert "stored" in capsys.readouterr().err
+
+
+def test_cli_load_shows_progress_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100, highlight=False)
+    monkeypatch.setattr(cli, "console", terminal)
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"job-{n}.json").write_text(json.dumps(make_job()))
+    settings = Settings(data_dir=tmp_path / "data")
+    assert asyncio.run(cli.load(settings, [folder])) == 0
+    shown = screen.getvalue()
+    assert "loading" in shown and "100%" in shown
+    assert "stored 3 new or changed jobs from 3 files" in shown
