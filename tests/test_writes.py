@@ -3,6 +3,7 @@
 import asyncio
 
 import httpx
+import pytest
 
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
@@ -124,6 +125,28 @@ async def test_put_updates_and_returns_200_with_version_2(
     assert response.headers["etag"] == 'W/"2"'
     assert response.headers["location"] == f"{BASE}/AsyncJob/job-1/_history/2"
     assert response.json()["output"] == _progress("50%")
+
+
+@pytest.mark.parametrize(
+    ("prefer", "answer"),
+    [
+        ("return=minimal", None),
+        ("return=OperationOutcome", "OperationOutcome"),
+        ("return=representation", "AsyncJob"),
+    ],
+)
+async def test_put_honours_prefer_return(
+    client: httpx.AsyncClient, store: JobStore, prefer: str, answer: str | None
+):
+    await put_job(store, id="job-1")
+    job = make_job(id="job-1", output=_progress("50%"))
+    response = await client.put("AsyncJob/job-1", json=job, headers={**FHIR_JSON, "Prefer": prefer})
+    assert response.status_code == 200
+    assert response.headers["etag"] == 'W/"2"'
+    if answer is None:
+        assert response.content == b""
+    else:
+        assert response.json()["resourceType"] == answer
 
 
 async def test_put_of_an_unknown_id_creates_it_with_201(client: httpx.AsyncClient):
