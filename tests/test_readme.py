@@ -1,10 +1,12 @@
 """The README stays true: one Quick start, a configuration table that matches the settings,
-and every route of the app in the endpoint lists."""
+every route of the app in the endpoint lists, and eHealth examples the server really answers."""
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import TypeAdapter
 from starlette.routing import Route
@@ -12,8 +14,13 @@ from starlette.routing import Route
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.durations import Duration
+from fhir_server.loader import load_paths
+from fhir_server.storage.base import JobStore
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+EXAMPLES = ROOT / "examples" / "jobs"
+HOST = "http://testserver"
 
 
 def section(title: str) -> str:
@@ -86,3 +93,26 @@ def test_every_route_is_in_an_endpoint_list():
         if not re.search(rf"`{method} {re.escape(route.path)}[`?]", README)
     ]
     assert missing == []
+
+
+EHEALTH_EXAMPLES = re.findall(
+    r"```\n\$ curl -i -H 'X-Request-ID: (\S+)' http://127\.0\.0\.1:8000(\S+)\n"
+    r"HTTP/1\.1 (\d+)[^\n]*\n.*?\n\n(\{.*?\n\})\n```",
+    README,
+    re.DOTALL,
+)
+
+
+def test_readme_shows_the_ehealth_examples():
+    assert len(EHEALTH_EXAMPLES) >= 11
+
+
+@pytest.mark.parametrize(("request_id", "path", "status", "body"), EHEALTH_EXAMPLES)
+async def test_ehealth_example_in_the_readme_is_what_the_server_answers(
+    client: httpx.AsyncClient, store: JobStore, request_id: str, path: str, status: str, body: str
+):
+    await load_paths(store, [EXAMPLES])
+    response = await client.get(HOST + path, headers={"X-Request-ID": request_id})
+    assert response.status_code == int(status)
+    assert "location" not in response.headers
+    assert response.json() == json.loads(body.replace("http://127.0.0.1:8000", HOST))
