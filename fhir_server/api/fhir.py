@@ -21,7 +21,7 @@ from ..search.cursor import encode_cursor
 from ..search.dates import parse_instant_ms
 from ..search.parse import SearchRequest, parse_search
 from ..search.query import Cursor
-from ..storage.base import JobRecord, JobStore, index_values
+from ..storage.base import JobRecord, JobStore, index_value
 from .limits import check_query_encoding, check_search_size
 from .responses import fhir_response
 
@@ -109,9 +109,14 @@ def _not_modified(request: Request, record: JobRecord) -> bool:
     return False
 
 
+_CONDITIONAL_HEADERS = frozenset({b"if-none-match", b"if-modified-since"})
+
+
 def resource_response(request: Request, record: JobRecord, status_code: int = 200) -> Response:
     headers = version_headers(record)
-    if _not_modified(request, record):
+    # Most reads are unconditional: one scan of the raw headers spares two header lookups.
+    conditional = any(name in _CONDITIONAL_HEADERS for name, _ in request.scope["headers"])
+    if conditional and _not_modified(request, record):
         return Response(status_code=304, headers=headers)
     return fhir_response(request, record.resource, status_code, headers)
 
@@ -199,15 +204,17 @@ def _page_links(
     query = parsed.query
     url = f"{base}/{RESOURCE_TYPE}"
     secret: bytes = request.app.state.secret
+    common = urlencode(parsed.link_params)  # shared by every link: encoded once
 
     def link(extra: list[tuple[str, str]]) -> str:
-        params = parsed.link_params + extra
-        return f"{url}?{urlencode(params)}" if params else url
+        params = "&".join(p for p in (common, urlencode(extra)) if p)
+        return f"{url}?{params}" if params else url
 
     def at(record: JobRecord, forward: bool) -> list[tuple[str, str]]:
         assert record.resource is not None
-        values = index_values(record.resource)
-        cursor = Cursor(tuple(values[k.column] for k in query.sort), record.id, forward)
+        # Only the sort columns: computing every index value parses every date in the job.
+        values = tuple(index_value(record.resource, k.column) for k in query.sort)
+        cursor = Cursor(values, record.id, forward)
         return [("_cursor", encode_cursor(cursor, query.sort, secret))]
 
     current: list[tuple[str, str]] = []

@@ -133,6 +133,10 @@ class SqliteJobStore:
     """Live jobs in `job` (one row each, search columns beside the JSON), every version in
     `job_version`, as the MongoDB store keeps them."""
 
+    # Reads that run on the event loop without awaiting (see the module docstring): no
+    # deadline can interrupt them, so with_deadline leaves them untimed.
+    SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._reader: sqlite3.Connection | None = None
