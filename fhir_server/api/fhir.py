@@ -206,23 +206,24 @@ def _page_links(
     secret: bytes = request.app.state.secret
     common = urlencode(parsed.link_params)  # shared by every link: encoded once
 
-    def link(extra: list[tuple[str, str]]) -> str:
-        params = "&".join(p for p in (common, urlencode(extra)) if p)
+    def link(extra: str) -> str:
+        params = "&".join(p for p in (common, extra) if p)
         return f"{url}?{params}" if params else url
 
-    def at(record: JobRecord, forward: bool) -> list[tuple[str, str]]:
+    def at(record: JobRecord, forward: bool) -> str:
         assert record.resource is not None
         # Only the sort columns: computing every index value parses every date in the job.
         values = tuple(index_value(record.resource, k.column) for k in query.sort)
         cursor = Cursor(values, record.id, forward)
-        return [("_cursor", encode_cursor(cursor, query.sort, secret))]
+        # A cursor is URL-safe base64: nothing in it needs percent-encoding.
+        return f"_cursor={encode_cursor(cursor, query.sort, secret)}"
 
-    current: list[tuple[str, str]] = []
+    current = ""
     if query.cursor is not None:
-        current = [("_cursor", request.query_params.get("_cursor", ""))]
+        current = urlencode([("_cursor", request.query_params.get("_cursor", ""))])
     elif query.offset:
-        current = [("_offset", str(query.offset))]
-    links = [("self", link(current)), ("first", link([]))]
+        current = f"_offset={query.offset}"
+    links = [("self", link(current)), ("first", link(""))]
     if parsed.count_only or not records:
         return links
     forward = query.cursor is None or query.cursor.forward
@@ -231,7 +232,7 @@ def _page_links(
     if query.cursor is not None and (forward or has_more):
         links.append(("previous", link(at(records[0], forward=False))))
     elif query.offset:
-        links.append(("previous", link([("_offset", str(max(query.offset - query.limit, 0)))])))
+        links.append(("previous", link(f"_offset={max(query.offset - query.limit, 0)}")))
     return links
 
 
@@ -240,11 +241,13 @@ async def metadata(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    # Read and search first: the router tries routes in order, and a GET on .../_search
+    # reached the read route before too (the POST-only route matched it only partially).
     return [
-        Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
-        Route(f"{BASE_PATH}/{RESOURCE_TYPE}", search, methods=["GET"]),
-        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/_search", search, methods=["POST"]),
         Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}", read, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}", search, methods=["GET"]),
+        Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/_search", search, methods=["POST"]),
         Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}/_history", history, methods=["GET"]),
         Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}/_history/{{vid}}", vread, methods=["GET"]),
     ]

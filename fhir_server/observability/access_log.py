@@ -9,13 +9,19 @@ import orjson
 ACCESS_LOG = logging.getLogger("fhir_server.access")
 
 
+class JsonLineHandler(logging.StreamHandler):
+    """Writes each record's message as it is: the line is JSON already."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Formatter("%(message)s") would give the same text through several more calls.
+        return record.getMessage()
+
+
 def configure_access_log() -> None:
     """Write access lines as bare JSON to stdout (idempotent: once per process)."""
     if ACCESS_LOG.handlers:
         return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.addHandler(JsonLineHandler(sys.stdout))
     ACCESS_LOG.setLevel(logging.INFO)
     ACCESS_LOG.propagate = False  # the root logger's text format would wrap the JSON
 
