@@ -38,6 +38,7 @@ from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, no
 SCHEMA_VERSION = 1
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
+READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
 T = TypeVar("T")
 
 # Index columns after the id: one per search parameter, as the parameter list defines them.
@@ -150,6 +151,8 @@ class SqliteJobStore:
         await self._write(self._prepare)
         self._reader = _connect(self.path)
         self._reader.execute("PRAGMA query_only = 1")
+        # Random reads by id over a large store otherwise fetch most B-tree pages from the OS.
+        self._reader.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
 
     def _prepare(self) -> None:
         db = self._write_db
