@@ -9,7 +9,10 @@ fixed concurrency; then write benchmarks/results.md, results.json and results.pn
     python -m benchmarks.run --env FHIR_SERVER_MONGODB_URI=mongodb://127.0.0.1:27017 \\
         --env FHIR_SERVER_MONGODB_DATABASE=bench_{n}            # another store; {n} = jobs
 
-The store is whatever `fhir-server serve` would use with the same FHIR_SERVER_* environment.
+The store is whatever `fhir-server serve` would use with the same FHIR_SERVER_* environment;
+by default the embedded store in benchmarks/out/data/jobs-N, kept between runs so that each
+size is seeded once. Runs without a token go to a server started with FHIR_SERVER_AUTH=off,
+runs with one to a server checking a real admin token signed with a benchmark secret.
 """
 
 import argparse
@@ -23,13 +26,17 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
+from fhir_server.auth.tokens import FULL_SCOPES, mint
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TOKEN_HEADER = "Authorization: Bearer benchmark-token"
+# Known to the harness so it can sign the bearer token the server then verifies.
+JWT_SECRET = "benchmark-only-hs256-secret-0123456789abcdef"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -42,7 +49,9 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # non-2xx/3xx responses + socket errors: a row with any is not a valid figure
+    non_2xx: int = 0
+    socket_errors: int = 0
 
 
 @dataclass
@@ -88,6 +97,12 @@ def parse_args() -> argparse.Namespace:
         help="extra environment for the server ({n} becomes the number of jobs)",
     )
     parser.add_argument("--out", type=Path, default=HERE, help="where results.* are written")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=HERE / "out" / "data",
+        help="embedded stores, one folder per size (jobs-N), reused between runs",
+    )
     return parser.parse_args()
 
 
@@ -103,43 +118,22 @@ def bench_size(
     args: argparse.Namespace, jobs: int, pin: tuple[list[str], list[str]]
 ) -> list[Result]:
     server_pin, wrk_pin = pin
-    env = {**os.environ, "BENCH_JOBS": str(jobs)}
+    env = {
+        **os.environ,
+        "BENCH_JOBS": str(jobs),
+        "FHIR_SERVER_DATA_DIR": str(args.data_dir / f"jobs-{jobs}"),
+        "FHIR_SERVER_JWT_SECRET": JWT_SECRET,
+    }
     for item in args.env:
         key, _, value = item.partition("=")
         env[key] = value.replace("{n}", str(jobs))
+    token = mint(JWT_SECRET.encode(), "benchmark-admin", FULL_SCOPES, timedelta(hours=12))
     results: list[Result] = []
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    seed_timeout = 120 + jobs / 50  # seeding goes through the store API, one save per job
-    print(f"== {jobs} jobs: seeding and starting the server", file=sys.stderr)
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.serve_seeded",
-        "--jobs",
-        str(jobs),
-        "--port",
-        str(port),
-    ]
-    with running([*server_pin, *command], env, f"{base}/healthz", seed_timeout):
-        size = page_size(jobs)
-        search = f"{base}/fhir/R4/AsyncJob?status={args.status}&_count=20"
-        first_page = f"{base}/fhir/R4/AsyncJob?_count={size}"
-        scenarios = [
-            Scenario("read", f"{base}/", HERE / "read.lua"),
-            Scenario("search", search),
-            Scenario("page 1", first_page),
-            Scenario("page 500", follow_next(first_page, 499)),
-        ]
-        drive(wrk_pin, f"{base}/", args.warmup, args.connections, env, HERE / "read.lua")
-        for auth in (False, True):
-            for scenario in scenarios:
-                settle(f"{base}/healthz")
-                stats = drive(
-                    wrk_pin, scenario.url, args.duration, args.connections, env, scenario.lua, auth
-                )
-                results.append(Result(jobs, "server", scenario.name, auth, *stats))
-                print(f"   server {scenario.name:9} auth={auth!s:5} {stats}", file=sys.stderr)
+    for auth in (False, True):
+        server_env = {**env, "FHIR_SERVER_AUTH": "on" if auth else "off"}
+        results += bench_server(
+            args, jobs, server_pin, wrk_pin, server_env, token if auth else None
+        )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "benchmarks.serve_ceiling", str(port)]
@@ -149,6 +143,55 @@ def bench_size(
         stats = drive(wrk_pin, f"{base}/", args.duration, args.connections, env, HERE / "read.lua")
         results.append(Result(jobs, "ceiling", "read", False, *stats))
         print(f"   ceiling read {stats}", file=sys.stderr)
+    return results
+
+
+def bench_server(
+    args: argparse.Namespace,
+    jobs: int,
+    server_pin: list[str],
+    wrk_pin: list[str],
+    env: dict[str, str],
+    token: str | None,
+) -> list[Result]:
+    """Every scenario against one server process: auth off without a token, else with it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    seed_timeout = 120 + jobs / 50  # seeding goes through the store API, one save per job
+    print(f"== {jobs} jobs, token={token is not None}: seeding and starting", file=sys.stderr)
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.serve_seeded",
+        "--jobs",
+        str(jobs),
+        "--port",
+        str(port),
+    ]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    results: list[Result] = []
+    with running([*server_pin, *command], env, f"{base}/healthz", seed_timeout):
+        size = page_size(jobs)
+        search = f"{base}/fhir/R4/AsyncJob?status={args.status}&_count=20"
+        first_page = f"{base}/fhir/R4/AsyncJob?_count={size}"
+        scenarios = [
+            Scenario("read", f"{base}/", HERE / "read.lua"),
+            Scenario("search", search),
+            Scenario("page 1", first_page),
+            Scenario("page 500", follow_next(first_page, 499, headers)),
+        ]
+        drive(wrk_pin, f"{base}/", args.warmup, args.connections, env, HERE / "read.lua", token)
+        for scenario in scenarios:
+            settle(f"{base}/healthz")
+            stats = drive(
+                wrk_pin, scenario.url, args.duration, args.connections, env, scenario.lua, token
+            )
+            results.append(Result(jobs, "server", scenario.name, token is not None, *stats))
+            flag = "  <-- ERRORS: not a valid figure" if stats[3] else ""
+            print(
+                f"   server {scenario.name:9} token={token is not None!s:5} {stats}{flag}",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -168,9 +211,9 @@ def settle(url: str, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
-def follow_next(url: str, times: int) -> str:
+def follow_next(url: str, times: int, headers: dict[str, str]) -> str:
     """The URL of the page `times` next-links after url."""
-    with httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30, headers=headers) as http:
         for _ in range(times):
             links = http.get(url).raise_for_status().json()["link"]
             url = next(link["url"] for link in links if link["relation"] == "next")
@@ -218,31 +261,31 @@ def drive(
     connections: int,
     env: dict[str, str],
     lua: Path | None,
-    auth: bool = False,
-) -> tuple[float, float, float, int]:
-    """Run wrk; (requests/s, p50 ms, p99 ms, non-2xx/3xx + socket errors)."""
+    token: str | None = None,
+) -> tuple[float, float, float, int, int, int]:
+    """Run wrk; (requests/s, p50 ms, p99 ms, errors, non-2xx/3xx, socket errors)."""
     command = [*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     command += ["--timeout", "5s"]
     if lua is not None:
         command += ["-s", str(lua)]
-    if auth:
-        command += ["-H", TOKEN_HEADER]
+    if token is not None:
+        command += ["-H", f"Authorization: Bearer {token}"]
     output = subprocess.run(
         [*command, url], env=env, capture_output=True, text=True, check=True
     ).stdout
     return parse_wrk(output)
 
 
-def parse_wrk(output: str) -> tuple[float, float, float, int]:
+def parse_wrk(output: str) -> tuple[float, float, float, int, int, int]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.M))
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
+    non_2xx = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
     socket = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    if socket:
-        errors += sum(int(n) for n in socket.groups())
-    return rps, _ms(percentiles["50"]), _ms(percentiles["99"]), errors
+    socket_errors = sum(int(n) for n in socket.groups()) if socket else 0
+    errors = non_2xx + socket_errors
+    return rps, _ms(percentiles["50"]), _ms(percentiles["99"]), errors, non_2xx, socket_errors
 
 
 def _ms(value: str) -> float:
@@ -261,7 +304,13 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
         f"wrk: 1 thread, {args.connections} connections, {args.duration} s per row; server and"
         " ceiling on CPU 0, wrk on CPU 1. `% ceiling` = requests/s against the ceiling app's"
-        " read at the same size. Page size for page 1 / page 500 is min(20, jobs / 500).",
+        " read at the same size. Page size for page 1 / page 500 is min(20, jobs / 500)."
+        " Rows without a token ran against a server with FHIR_SERVER_AUTH=off, rows with one"
+        " against a server verifying an HS256 admin token on every request. `errors` ="
+        " non-2xx responses + socket errors; a row with errors is flagged and counts for no"
+        " target.",
+        "",
+        f"Machine: {machine()}.",
         "",
         "| jobs | target | scenario | bearer token | requests/s | % ceiling | p50 ms | p99 ms"
         " | errors |",
@@ -269,58 +318,104 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     ]
     for r in results:
         share = f"{100 * r.rps / ceiling[r.jobs]:.0f} %" if ceiling.get(r.jobs) else ""
+        errors = f"**{r.errors} (invalid)**" if r.errors else "0"
         lines.append(
             f"| {r.jobs:,} | {r.target} | {r.scenario} | {'yes' if r.auth else 'no'} |"
-            f" {r.rps:,.0f} | {share} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            f" {r.rps:,.0f} | {share} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {errors} |"
         )
     lines += ["", *summary(results)]
     return "\n".join(lines)
 
 
-def summary(results: list[Result]) -> list[str]:
-    """The issue's targets, computed from this run."""
+def machine() -> str:
+    """CPU model, cores and memory, and the Python running the benchmark."""
+    cpu = "unknown CPU"
+    memory = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()  # type: ignore[union-attr]
+        kib = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        memory = f", {int(kib.group(1)) / 2**20:.0f} GiB" if kib else ""
+    except (OSError, AttributeError):
+        pass
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"{cpu}, {os.cpu_count()} cores{memory}; Python {python}"
 
-    def get(jobs: int, scenario: str, auth: bool = False) -> Result | None:
-        return next(
-            (
-                r
-                for r in results
-                if (r.jobs, r.scenario, r.auth, r.target) == (jobs, scenario, auth, "server")
-            ),
-            None,
-        )
+
+def summary(results: list[Result]) -> list[str]:
+    """The issue's targets, computed from this run: each met, NOT met, or invalid."""
+
+    def get(jobs: int, scenario: str, auth: bool = False, target: str = "server") -> Result | None:
+        key = (jobs, scenario, auth, target)
+        return next((r for r in results if (r.jobs, r.scenario, r.auth, r.target) == key), None)
+
+    def check(label: str, rows: list[Result | None], value: float, ok: bool, goal: str) -> str:
+        if any(r is None for r in rows):
+            return f"- {label}: n/a"
+        if any(r.errors for r in rows if r is not None):
+            return f"- {label}: **invalid** (a run had errors)"
+        verdict = "met" if ok else "**NOT met**"
+        return f"- {label}: {value:.2f} (target {goal}): {verdict}"
 
     sizes = sorted({r.jobs for r in results})
     lines = ["Targets:", ""]
     for jobs in sizes:
-        ceiling = next(r.rps for r in results if r.jobs == jobs and r.target == "ceiling")
+        top = get(jobs, "read", target="ceiling")
         for auth in (False, True):
-            tag = f"{jobs:,} jobs{' + token' if auth else ''}"
+            tag = f"{jobs:,} jobs{', token' if auth else ''}"
             read, search = get(jobs, "read", auth), get(jobs, "search", auth)
             first, deep = get(jobs, "page 1", auth), get(jobs, "page 500", auth)
-            if read and search and first and deep:
+            if not (top and read and search and first and deep):
+                continue
+            share = read.rps / top.rps
+            lines.append(
+                check(f"{tag}: read / ceiling", [read, top], share, share >= 0.5, "≥ 0.50")
+            )
+            share = search.rps / top.rps
+            lines.append(
+                check(f"{tag}: search / ceiling", [search, top], share, share >= 0.2, "≥ 0.20")
+            )
+            deep_ratio = deep.rps / first.rps if first.rps else 0.0
+            lines.append(
+                check(
+                    f"{tag}: page 500 / page 1 throughput",
+                    [deep, first],
+                    deep_ratio,
+                    0.7 <= deep_ratio <= 1.3,
+                    "0.70–1.30",
+                )
+            )
+        for scenario in ("read", "search"):
+            plain, token = get(jobs, scenario), get(jobs, scenario, True)
+            if plain and token:
+                kept = token.rps / plain.rps if plain.rps else 0.0
                 lines.append(
-                    f"- {tag}: read {ratio(read.rps, ceiling, 100)} % of ceiling (target ≥ 50 %),"
-                    f" search {ratio(search.rps, ceiling, 100)} % (≥ 20 %),"
-                    f" page 500 / page 1 throughput {ratio(deep.rps, first.rps)} (0.7–1.3)"
+                    check(
+                        f"{jobs:,} jobs: {scenario} with token / without",
+                        [plain, token],
+                        kept,
+                        kept > 0.5,
+                        "> 0.50",
+                    )
                 )
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
-        for scenario in ("read", "search"):
-            a, b = get(small, scenario), get(large, scenario)
-            if a and b:
-                lines.append(
-                    f"- p99 {scenario}: {large:,} jobs / {small:,} jobs ="
-                    f" {ratio(b.p99_ms, a.p99_ms)} (target ≤ 1.3)"
-                )
+        for auth in (False, True):
+            for scenario in ("read", "search"):
+                a, b = get(small, scenario, auth), get(large, scenario, auth)
+                if a and b:
+                    growth = b.p99_ms / a.p99_ms if a.p99_ms else 0.0
+                    lines.append(
+                        check(
+                            f"p99 {scenario}{' with token' if auth else ''}:"
+                            f" {large:,} jobs / {small:,} jobs",
+                            [a, b],
+                            growth,
+                            growth <= 1.3,
+                            "≤ 1.30",
+                        )
+                    )
     return lines
-
-
-def ratio(a: float, b: float, scale: float = 1) -> str:
-    """a / b for the summary ("n/a" when a run produced nothing to divide by)."""
-    if not b:
-        return "n/a"
-    return f"{scale * a / b:.0f}" if scale != 1 else f"{a / b:.2f}"
 
 
 def plot(results: list[Result], path: Path) -> None:

@@ -76,10 +76,11 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         configure_access_log()
     app_metrics = metrics.Metrics()
     app = Starlette(
+        # The router tries routes in order: the busiest (reads and searches) come first.
         routes=[
+            *fhir.routes(),
             *health.routes(),
             *metrics.routes(),
-            *fhir.routes(),
             *writes.routes(),
             *cancel.routes(),
             *status.routes(),

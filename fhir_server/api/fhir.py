@@ -21,7 +21,7 @@ from ..search.cursor import encode_cursor
 from ..search.dates import parse_instant_ms
 from ..search.parse import SearchRequest, parse_search
 from ..search.query import Cursor
-from ..storage.base import JobRecord, JobStore, index_values
+from ..storage.base import JobRecord, JobStore, index_value
 from .limits import check_query_encoding, check_search_size
 from .responses import fhir_response
 
@@ -88,8 +88,15 @@ def version_headers(record: JobRecord) -> dict[str, str]:
 
 @lru_cache(maxsize=4096)
 def _http_date(instant: str) -> str:
-    moment = datetime.fromtimestamp(parse_instant_ms(instant) / 1000, UTC)
-    return format_datetime(moment, usegmt=True)
+    # A full instant with its zone (every stored lastUpdated) parses with fromisoformat, far
+    # cheaper than the FHIR date grammar: a large store misses this cache on most reads.
+    try:
+        moment = datetime.fromisoformat(instant)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        moment = datetime.fromtimestamp(parse_instant_ms(instant) / 1000, UTC)
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
 def _not_modified(request: Request, record: JobRecord) -> bool:
@@ -109,9 +116,14 @@ def _not_modified(request: Request, record: JobRecord) -> bool:
     return False
 
 
+_CONDITIONAL_HEADERS = frozenset({b"if-none-match", b"if-modified-since"})
+
+
 def resource_response(request: Request, record: JobRecord, status_code: int = 200) -> Response:
     headers = version_headers(record)
-    if _not_modified(request, record):
+    # Most reads are unconditional: one scan of the raw headers spares two header lookups.
+    conditional = any(name in _CONDITIONAL_HEADERS for name, _ in request.scope["headers"])
+    if conditional and _not_modified(request, record):
         return Response(status_code=304, headers=headers)
     return fhir_response(request, record.resource, status_code, headers)
 
@@ -199,23 +211,26 @@ def _page_links(
     query = parsed.query
     url = f"{base}/{RESOURCE_TYPE}"
     secret: bytes = request.app.state.secret
+    common = urlencode(parsed.link_params)  # shared by every link: encoded once
 
-    def link(extra: list[tuple[str, str]]) -> str:
-        params = parsed.link_params + extra
-        return f"{url}?{urlencode(params)}" if params else url
+    def link(extra: str) -> str:
+        params = "&".join(p for p in (common, extra) if p)
+        return f"{url}?{params}" if params else url
 
-    def at(record: JobRecord, forward: bool) -> list[tuple[str, str]]:
+    def at(record: JobRecord, forward: bool) -> str:
         assert record.resource is not None
-        values = index_values(record.resource)
-        cursor = Cursor(tuple(values[k.column] for k in query.sort), record.id, forward)
-        return [("_cursor", encode_cursor(cursor, query.sort, secret))]
+        # Only the sort columns: computing every index value parses every date in the job.
+        values = tuple(index_value(record.resource, k.column) for k in query.sort)
+        cursor = Cursor(values, record.id, forward)
+        # A cursor is URL-safe base64: nothing in it needs percent-encoding.
+        return f"_cursor={encode_cursor(cursor, query.sort, secret)}"
 
-    current: list[tuple[str, str]] = []
+    current = ""
     if query.cursor is not None:
-        current = [("_cursor", request.query_params.get("_cursor", ""))]
+        current = urlencode([("_cursor", request.query_params.get("_cursor", ""))])
     elif query.offset:
-        current = [("_offset", str(query.offset))]
-    links = [("self", link(current)), ("first", link([]))]
+        current = f"_offset={query.offset}"
+    links = [("self", link(current)), ("first", link(""))]
     if parsed.count_only or not records:
         return links
     forward = query.cursor is None or query.cursor.forward
@@ -224,7 +239,7 @@ def _page_links(
     if query.cursor is not None and (forward or has_more):
         links.append(("previous", link(at(records[0], forward=False))))
     elif query.offset:
-        links.append(("previous", link([("_offset", str(max(query.offset - query.limit, 0)))])))
+        links.append(("previous", link(f"_offset={max(query.offset - query.limit, 0)}")))
     return links
 
 
@@ -233,11 +248,13 @@ async def metadata(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    # Read and search first: the router tries routes in order, and a GET on .../_search
+    # reached the read route before too (the POST-only route matched it only partially).
     return [
-        Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
-        Route(f"{BASE_PATH}/{RESOURCE_TYPE}", search, methods=["GET"]),
-        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/_search", search, methods=["POST"]),
         Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}", read, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}", search, methods=["GET"]),
+        Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
+        Route(f"{BASE_PATH}/{RESOURCE_TYPE}/_search", search, methods=["POST"]),
         Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}/_history", history, methods=["GET"]),
         Route(f"{BASE_PATH}/{RESOURCE_TYPE}/{{id}}/_history/{{vid}}", vread, methods=["GET"]),
     ]

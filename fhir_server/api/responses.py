@@ -40,7 +40,7 @@ class FhirResponse(Response):
 
 def negotiate(request: Request) -> tuple[str, bool]:
     """The media type to answer with and whether to indent; FhirError 406 if not JSON."""
-    accept = request.headers.get("accept", "")
+    accept = _accept_header(request.scope["headers"])
     query = request.scope["query_string"]
     if b"_format" not in query and b"_pretty" not in query:  # most requests: no parsing
         return _for_accept(accept), False
@@ -52,6 +52,15 @@ def negotiate(request: Request) -> tuple[str, bool]:
             raise FhirError.of(406, "not-supported", f"Format '{fmt}' is not supported; use json")
         return media_type, pretty
     return _for_accept(accept), pretty
+
+
+def _accept_header(headers: list[tuple[bytes, bytes]]) -> str:
+    """The (first) Accept header straight from the ASGI scope, as request.headers.get would
+    give it, without building a Headers object on every request."""
+    for name, value in headers:
+        if name == b"accept":
+            return value.decode("latin-1")
+    return ""
 
 
 @lru_cache(maxsize=256)

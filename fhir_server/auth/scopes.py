@@ -8,6 +8,7 @@ words (`read` = `rs`, `write` = `cud`, `*` = all).
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 RESOURCE = "AsyncJob"
 CONTEXTS = ("system", "user")
@@ -31,6 +32,7 @@ _RFC6750 = {
 }
 
 
+@lru_cache(maxsize=1024)  # tokens carry a handful of distinct scopes: match each regex once
 def smart_permissions(scope: str) -> str:
     """The permission letters a SMART scope grants on AsyncJob ('' for anything else)."""
     match = _SMART.fullmatch(scope)

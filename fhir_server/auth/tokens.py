@@ -1,13 +1,11 @@
 """Bearer JWTs: verify (PyJWT, briefly cached) into a Principal, and mint for operators."""
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import jwt
-from cachetools import TTLCache
 
 from .keys import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, Keys
 from .scopes import parse_scopes
@@ -50,17 +48,19 @@ class TokenVerifier:
 
     def __init__(self, policy: TokenPolicy) -> None:
         self.policy = policy
-        self._cache: TTLCache[str, Principal] = TTLCache(CACHE_SIZE, CACHE_SECONDS)
-        self._lock = threading.Lock()
+        # token -> (principal, usable until): a plain dict, since TTLCache took a lock and did
+        # expiry bookkeeping on every request (dict get/set are atomic under the GIL).
+        self._cache: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str) -> Principal:
-        with self._lock:
-            cached = self._cache.get(token)
-        if cached is not None and cached.expires_at > time.time():
-            return cached
+        now = time.time()
+        cached = self._cache.get(token)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         principal = self._verify(token)
-        with self._lock:
-            self._cache[token] = principal
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()  # tokens come from clients: keep the cache bounded
+        self._cache[token] = (principal, min(principal.expires_at, now + CACHE_SECONDS))
         return principal
 
     def _verify(self, token: str) -> Principal:

@@ -5,8 +5,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..search.dates import parse_instant_ms
-from ..search.parameters import SEARCH_PARAMETERS
+from ..search.parameters import SEARCH_PARAMETERS, SearchParameter
 from ..search.query import MISSING_DATE, MISSING_TOKEN, JobQuery
+
+BY_COLUMN = {p.column: p for p in SEARCH_PARAMETERS}
 
 
 class VersionConflict(Exception):
@@ -94,13 +96,18 @@ def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str
 
 def index_values(resource: dict[str, Any]) -> dict[str, str | int]:
     """The value of every search parameter, by storage column, absent values as sentinels."""
-    values: dict[str, str | int] = {}
-    for parameter in SEARCH_PARAMETERS:
-        value: Any = resource
-        for key in parameter.path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if parameter.type == "date":
-            values[parameter.column] = MISSING_DATE if value is None else parse_instant_ms(value)
-        else:
-            values[parameter.column] = MISSING_TOKEN if value is None else str(value)
-    return values
+    return {p.column: _index_value(resource, p) for p in SEARCH_PARAMETERS}
+
+
+def index_value(resource: dict[str, Any], column: str) -> str | int:
+    """The value of the search parameter stored in `column` (as index_values has it)."""
+    return _index_value(resource, BY_COLUMN[column])
+
+
+def _index_value(resource: dict[str, Any], parameter: SearchParameter) -> str | int:
+    value: Any = resource
+    for key in parameter.path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if parameter.type == "date":
+        return MISSING_DATE if value is None else parse_instant_ms(value)
+    return MISSING_TOKEN if value is None else str(value)

@@ -49,14 +49,21 @@ def with_deadline(store: S, seconds: float) -> S:
 
 
 class _DeadlineStore:
-    """Forwards every attribute; coroutine methods run under asyncio.timeout."""
+    """Forwards every attribute; coroutine methods run under asyncio.timeout, except those
+    the backend's class lists in SYNCHRONOUS_METHODS."""
 
     def __init__(self, store: Any, seconds: float) -> None:
         self._store = store
         self._seconds = seconds
+        # A method that never awaits cannot be cut off by asyncio.timeout, which would only
+        # cost a timer per call; read from the class, so a wrapper around the store is timed.
+        self._synchronous: frozenset[str] = getattr(type(store), "SYNCHRONOUS_METHODS", frozenset())
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
+        if name in self._synchronous:
+            self.__dict__[name] = attr  # looked up once, not per request
+            return attr
         if name in _UNTIMED or not inspect.iscoroutinefunction(attr):
             return attr
         seconds = self._seconds

@@ -38,6 +38,7 @@ from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, no
 SCHEMA_VERSION = 1
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
+READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
 T = TypeVar("T")
 
 # Index columns after the id: one per search parameter, as the parameter list defines them.
@@ -137,6 +138,10 @@ class SqliteJobStore:
     """Live jobs in `job` (one row each, search columns beside the JSON), every version in
     `job_version`, as the MongoDB store keeps them."""
 
+    # Reads that run on the event loop without awaiting (see the module docstring): no
+    # deadline can interrupt them, so with_deadline leaves them untimed.
+    SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._reader: sqlite3.Connection | None = None
@@ -150,6 +155,8 @@ class SqliteJobStore:
         await self._write(self._prepare)
         self._reader = _connect(self.path)
         self._reader.execute("PRAGMA query_only = 1")
+        # Random reads by id over a large store otherwise fetch most B-tree pages from the OS.
+        self._reader.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
 
     def _prepare(self) -> None:
         db = self._write_db
