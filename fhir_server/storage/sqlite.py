@@ -391,7 +391,7 @@ def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
     selects: list[str] = []
     params: list[Any] = []
     for part in parts:
-        where, part_params = _where(part)
+        where, part_params = _where(part, ordered=True)
         if part.cursor is not None:
             keyset, keyset_params = _keyset(part, keys, part.cursor)
             where = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
@@ -450,11 +450,15 @@ def _tally_answers(query: JobQuery) -> bool:
     )
 
 
-def _where(query: JobQuery) -> tuple[str, list[Any]]:
+def _where(query: JobQuery, ordered: bool = False) -> tuple[str, list[Any]]:
+    """The WHERE clause; `ordered` (a page in sort order) keeps SQLite on the sort's index:
+    a filter on another date column is then checked row by row (unary +), never used to pick
+    an index whose order would need a temporary B-tree to sort every match."""
     clauses: list[str] = []
     params: list[Any] = []
+    leading = full_sort(query.sort)[0].column if ordered else None
     for any_of in query.where:
-        parts = [_condition(c, params) for c in any_of]
+        parts = [_condition(c, params, _may_use_index(c, leading)) for c in any_of]
         clauses.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
     if query.owner is not None:
         clauses.append("owner = ?")
@@ -462,8 +466,13 @@ def _where(query: JobQuery) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _condition(condition: Condition, params: list[Any]) -> str:
-    name = condition.column
+def _may_use_index(condition: Condition, leading: str | None) -> bool:
+    # token filters lead their own indexes; an _id list is a few primary-key lookups
+    return leading is None or condition.column in (leading, "id", *TOKEN_COLUMNS)
+
+
+def _condition(condition: Condition, params: list[Any], indexed: bool = True) -> str:
+    name = condition.column if indexed else f"+{condition.column}"
     if isinstance(condition, TokenMatch):
         values = sorted(condition.values)
         params += values
@@ -472,7 +481,7 @@ def _condition(condition: Condition, params: list[Any]) -> str:
         marks = ", ".join("?" for _ in values)
         return f"{name} {'NOT IN' if condition.negate else 'IN'} ({marks})"
     if isinstance(condition, Missing):
-        params.append(MISSING_TOKEN if name in TOKEN_COLUMNS else MISSING_DATE)
+        params.append(MISSING_TOKEN if condition.column in TOKEN_COLUMNS else MISSING_DATE)
         return f"{name} {'=' if condition.missing else '!='} ?"
     return _date_condition(name, condition, params)
 

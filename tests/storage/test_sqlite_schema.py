@@ -5,8 +5,21 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.search.parameters import DEFAULT_SORT, SORT_COLUMNS, TOKEN_COLUMNS
-from fhir_server.search.query import Cursor, JobQuery, SortKey, TokenMatch
+from fhir_server.search.parameters import (
+    DEFAULT_SORT,
+    SEARCH_PARAMETERS,
+    SORT_COLUMNS,
+    TOKEN_COLUMNS,
+)
+from fhir_server.search.query import (
+    Condition,
+    Cursor,
+    DateRange,
+    JobQuery,
+    Missing,
+    SortKey,
+    TokenMatch,
+)
 from fhir_server.storage import sqlite as sqlite_store
 from fhir_server.storage.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteJobStore, search_sql
 
@@ -19,17 +32,26 @@ def plan(path: Path, query: JobQuery) -> list[str]:
         return [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
 
+DATE_COLUMNS = tuple(p.column for p in SEARCH_PARAMETERS if p.type == "date")
 DEFAULT_ORDER = tuple(SortKey(column, descending) for column, descending in DEFAULT_SORT)
 
 
 def every_search() -> list[JobQuery]:
-    """No filter, or one token filter for one or several values; by each sort key both ways;
+    """No filter, or one filter of each kind: a token for one or several values, a token's
+    :not and :missing, a date range, its ne, its :missing; by each sort key both ways;
     first page and a later one. Searches of one owner's jobs (every caller without the admin
     scope) in the default order too; another order of them sorts that owner's jobs only."""
-    filters: list[tuple[tuple[TokenMatch, ...], ...]] = [()]
+    filters: list[tuple[tuple[Condition, ...], ...]] = [()]
     for column in TOKEN_COLUMNS:
         filters.append(((TokenMatch(column, frozenset({"x"})),),))
         filters.append(((TokenMatch(column, frozenset({"x", "y", "z"})),),))
+        filters.append(((TokenMatch(column, frozenset({"x"}), negate=True),),))
+        filters.append(((Missing(column, missing=True),),))
+    for column in DATE_COLUMNS:
+        filters.append(((DateRange(column, 1_000, 2_000),),))
+        filters.append(((DateRange(column, None, 2_000),),))
+        filters.append(((DateRange(column, 1_000, 2_000, negate=True),),))
+        filters.append(((Missing(column, missing=False),),))
     queries = []
     for where in filters:
         for sort_column in SORT_COLUMNS:
