@@ -18,7 +18,7 @@ from .config import Settings
 from .jobs.retention import sweep
 from .loader import load_paths
 from .observability import metrics
-from .observability.access_log import configure_access_log
+from .observability.access_log import AccessLog
 from .observability.middleware import TelemetryMiddleware
 from .search.parse import SearchLimits
 from .secrets_file import persistent_secret
@@ -71,9 +71,10 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         if opening is not None:
             opening.cancel()
         await job_store.close()
+        if access_log is not None:
+            access_log.flush()
 
-    if settings.access_log:
-        configure_access_log()
+    access_log = AccessLog() if settings.access_log else None
     app_metrics = metrics.Metrics()
     app = Starlette(
         # The router tries routes in order: the busiest (reads and searches) come first.
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             *openapi.routes(),
         ],
         middleware=[
-            Middleware(TelemetryMiddleware, app_metrics, settings.access_log),
+            Middleware(TelemetryMiddleware, app_metrics, access_log),
             authentication(settings),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         ],
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         lifespan=lifespan,
     )
     app.state.metrics = app_metrics
+    app.state.access_log = access_log
     app.state.settings = settings
     app.state.store = job_store
     app.state.secret = cursor_secret(settings)

@@ -1,37 +1,65 @@
 """JSON access log: one line per request with request id, route template, status, latency."""
 
+import asyncio
+import io
 import json
-import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from fhir_server.observability.access_log import ACCESS_LOG
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.observability.access_log import FLUSH_SECONDS, AccessLog
 from fhir_server.storage.base import JobStore
 
-from .conftest import put_job
+from .conftest import ADMIN_HEADERS, BASE, put_job
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict[str, object]] = []
+class Written:
+    """What the app's access log wrote, as parsed JSON lines."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage()))
+    def __init__(self, log: AccessLog) -> None:
+        self.log = log
+        self.stream = io.BytesIO()
+        log.stream = self.stream
+
+    def raw(self) -> bytes:
+        return self.stream.getvalue()
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        return self.lines()[index]
+
+    def __len__(self) -> int:
+        return len(self.lines())
+
+    def lines(self) -> list[dict[str, object]]:
+        self.log.flush()
+        return [json.loads(line) for line in self.raw().splitlines()]
 
 
 @pytest.fixture
-def access_lines() -> Iterator[list[dict[str, object]]]:
-    handler = Lines()
-    ACCESS_LOG.addHandler(handler)
-    yield handler.lines
-    ACCESS_LOG.removeHandler(handler)
+def app_and_lines(store: JobStore, settings: Settings) -> tuple[object, Written]:
+    app = create_app(settings, store=store)
+    return app, Written(app.state.access_log)
+
+
+@pytest.fixture
+async def client(app_and_lines: tuple[object, Written]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app_and_lines[0])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def access_lines(app_and_lines: tuple[object, Written]) -> Written:
+    return app_and_lines[1]
 
 
 async def test_each_request_writes_one_json_line(
-    client: httpx.AsyncClient, store: JobStore, access_lines: list[dict[str, object]]
+    client: httpx.AsyncClient, store: JobStore, access_lines: Written
 ):
     await put_job(store, id="job-1")
     await client.get("AsyncJob/job-1")
@@ -46,7 +74,7 @@ async def test_each_request_writes_one_json_line(
 
 
 async def test_incoming_request_id_is_logged_and_echoed(
-    client: httpx.AsyncClient, access_lines: list[dict[str, object]]
+    client: httpx.AsyncClient, access_lines: Written
 ):
     response = await client.get("AsyncJob/unknown", headers={"X-Request-ID": "req-42"})
     assert response.headers["x-request-id"] == "req-42"
@@ -55,7 +83,7 @@ async def test_incoming_request_id_is_logged_and_echoed(
 
 
 async def test_request_id_is_generated_when_absent(
-    client: httpx.AsyncClient, access_lines: list[dict[str, object]]
+    client: httpx.AsyncClient, access_lines: Written
 ):
     response = await client.get("AsyncJob?status=accepted")
     generated = response.headers["x-request-id"]
@@ -63,9 +91,34 @@ async def test_request_id_is_generated_when_absent(
     assert access_lines[0]["request_id"] == generated
 
 
-async def test_unsafe_request_id_is_replaced(
-    client: httpx.AsyncClient, access_lines: list[dict[str, object]]
-):
+async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient, access_lines: Written):
     response = await client.get("AsyncJob", headers={"X-Request-ID": 'x" forged\tline'})
     assert response.headers["x-request-id"] != 'x" forged\tline'
     assert access_lines[0]["request_id"] == response.headers["x-request-id"]
+
+
+async def test_lines_are_written_within_the_flush_interval_without_a_flush_call(
+    client: httpx.AsyncClient, access_lines: Written
+):
+    await client.get("AsyncJob/unknown")
+    await client.get("AsyncJob/unknown")
+    assert access_lines.raw() == b""  # buffered: one write for both
+    await asyncio.sleep(FLUSH_SECONDS * 2)
+    written = access_lines.raw().splitlines()
+    assert [json.loads(line)["status"] for line in written] == [404, 404]
+
+
+async def test_shutdown_writes_what_is_buffered(store: JobStore, settings: Settings):
+    app = create_app(settings, store=store)
+    lines = Written(app.state.access_log)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
+            await http.get("AsyncJob/unknown", headers=ADMIN_HEADERS)
+        assert lines.raw() == b""
+    assert json.loads(lines.raw())["status"] == 404
+
+
+def test_no_access_log_when_it_is_turned_off(store: JobStore):
+    app = create_app(Settings(access_log=False), store=store)
+    assert app.state.access_log is None

@@ -1,52 +1,67 @@
-"""Structured access log: one JSON object per request on stdout, for log shippers."""
+"""Structured access log: one JSON object per request on stdout, for log shippers.
 
-import logging
+Lines are buffered and written together once per FLUSH_SECONDS (and at shutdown): a logging
+record and a write per request cost more than the rest of a read by id (~35 µs of ~110 µs).
+A crash can lose at most the last FLUSH_SECONDS of lines, as with nginx's buffered log.
+"""
+
+import asyncio
 import sys
 import time
+from typing import BinaryIO
 
 import orjson
 
-ACCESS_LOG = logging.getLogger("fhir_server.access")
+FLUSH_SECONDS = 0.2
+MAX_BUFFERED_LINES = 1000  # a burst is written at once rather than held in memory
 
 
-class JsonLineHandler(logging.StreamHandler):
-    """Writes each record's message as it is: the line is JSON already."""
+class AccessLog:
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.stream = stream  # None: sys.stdout as it is when written (tests replace it)
+        self._lines: list[bytes] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is pending
 
-    def format(self, record: logging.LogRecord) -> str:
-        # Formatter("%(message)s") would give the same text through several more calls.
-        return record.getMessage()
+    def record(
+        self, request_id: str, method: str, route: str, path: str, status: int, seconds: float
+    ) -> None:
+        line = {
+            "ts": utc_timestamp(time.time()),
+            "event": "request",
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        self._lines.append(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+        if len(self._lines) >= MAX_BUFFERED_LINES:
+            self.flush()
+        else:
+            self._schedule_flush()
 
+    def _schedule_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a synchronous caller): write at once
+            self.flush()
+            return
+        if self._flush_loop is not loop:  # none pending, or pending on a loop that has ended
+            self._flush_loop = loop
+            loop.call_later(FLUSH_SECONDS, self.flush)
 
-def configure_access_log() -> None:
-    """Write access lines as bare JSON to stdout (idempotent: once per process)."""
-    if ACCESS_LOG.handlers:
-        return
-    ACCESS_LOG.addHandler(JsonLineHandler(sys.stdout))
-    ACCESS_LOG.setLevel(logging.INFO)
-    ACCESS_LOG.propagate = False  # the root logger's text format would wrap the JSON
-
-
-def log_request(
-    request_id: str, method: str, route: str, path: str, status: int, seconds: float
-) -> None:
-    if not ACCESS_LOG.isEnabledFor(logging.INFO):
-        return
-    line = {
-        "ts": utc_timestamp(time.time()),
-        "event": "request",
-        "request_id": request_id,
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "latency_ms": round(seconds * 1000, 3),
-    }
-    # A record made directly skips Logger.info's caller lookup (a stack walk per request);
-    # handlers, levels and filters apply as usual.
-    record = logging.LogRecord(
-        ACCESS_LOG.name, logging.INFO, __file__, 0, orjson.dumps(line).decode(), None, None
-    )
-    ACCESS_LOG.handle(record)
+    def flush(self) -> None:
+        self._flush_loop = None
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        stream = self.stream or sys.stdout.buffer
+        try:
+            stream.write(b"".join(lines))
+            stream.flush()
+        except (OSError, ValueError):  # stdout closed or gone: the lines cannot be written
+            pass
 
 
 _second: tuple[int, str] = (-1, "")

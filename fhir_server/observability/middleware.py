@@ -11,7 +11,7 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .access_log import log_request
+from .access_log import AccessLog
 from .metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -21,7 +21,7 @@ _SAFE_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,200}")
 
 
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics | None, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None, access_log: AccessLog | None) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
@@ -52,8 +52,8 @@ class TelemetryMiddleware:
             method = scope["method"]
             if self.metrics is not None:
                 self.metrics.observe(method, route, status, seconds)
-            if self.access_log:
-                log_request(request_id, method, route, scope["path"], status, seconds)
+            if self.access_log is not None:
+                self.access_log.record(request_id, method, route, scope["path"], status, seconds)
 
     def _route_template(self, scope: Scope) -> str:
         """The path template the router matched (e.g. /fhir/R4/AsyncJob/{id})."""
