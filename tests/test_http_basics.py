@@ -1,6 +1,7 @@
 """CapabilityStatement, content negotiation, health, and errors outside the routes."""
 
 import httpx
+import orjson
 import pytest
 
 from fhir_server.search.parameters import SEARCH_PARAMETERS
@@ -75,6 +76,26 @@ async def test_pretty_indents(client: httpx.AsyncClient, store: JobStore):
     assert b"\n" not in compact.content
     assert b'\n  "resourceType"' in pretty.content
     assert pretty.json() == compact.json()
+
+
+async def test_pretty_search_indents_the_stored_resources_too(
+    client: httpx.AsyncClient, store: JobStore
+):
+    await put_job(store, id="job-1")
+    compact = await client.get("AsyncJob", params={"_id": "job-1"})
+    pretty = await client.get("AsyncJob", params={"_id": "job-1", "_pretty": "true"})
+    assert b"\n" not in compact.content
+    # The entry's resource is indented at its depth, not embedded on one line.
+    assert b'\n        "resourceType": "AsyncJob"' in pretty.content
+    assert pretty.json()["entry"] == compact.json()["entry"]
+
+
+async def test_read_answers_the_stored_json_byte_for_byte(
+    client: httpx.AsyncClient, store: JobStore
+):
+    record = await put_job(store, id="job-1")
+    response = await client.get("AsyncJob/job-1")
+    assert response.content == orjson.dumps(record.resource)
 
 
 async def test_other_resource_types_are_not_supported(client: httpx.AsyncClient):

@@ -125,7 +125,7 @@ def resource_response(request: Request, record: JobRecord, status_code: int = 20
     conditional = any(name in _CONDITIONAL_HEADERS for name, _ in request.scope["headers"])
     if conditional and _not_modified(request, record):
         return Response(status_code=304, headers=headers)
-    return fhir_response(request, record.resource, status_code, headers)
+    return fhir_response(request, record.body, status_code, headers)
 
 
 async def read(request: Request) -> Response:
@@ -191,7 +191,12 @@ async def run_search(request: Request, parsed: SearchRequest) -> dict[str, Any]:
         if has_more:
             records = records[: query.limit] if forward else records[1:]
     base = fhir_base(request)
-    resources = [subset(r.resource, parsed.elements, parsed.summary) for r in records if r.resource]
+    if parsed.elements is None and parsed.summary is None:
+        resources = [(r.id, r.body) for r in records]
+    else:
+        resources = [
+            (r.id, subset(r.resource or {}, parsed.elements, parsed.summary)) for r in records
+        ]
     return bundle.searchset(
         base,
         resources,

@@ -35,7 +35,10 @@ class FhirResponse(Response):
         super().__init__(content, status_code, headers, f"{media_type}; charset=utf-8")
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_INDENT_2 if self.pretty else 0)
+        body = orjson.dumps(content)
+        if self.pretty:  # stored resources are embedded as they are (orjson.Fragment): reindent
+            body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+        return body
 
 
 def negotiate(request: Request) -> tuple[str, bool]:

@@ -23,7 +23,7 @@ def _bundle(kind: str, total: int | None, links: list[tuple[str, str]]) -> dict[
 
 def searchset(
     base: str,
-    resources: list[dict[str, Any]],
+    resources: list[tuple[str, Any]],
     *,
     total: int | None,
     links: list[tuple[str, str]],
@@ -32,11 +32,11 @@ def searchset(
     bundle = _bundle("searchset", total, links)
     entries: list[dict[str, Any]] = [
         {
-            "fullUrl": f"{base}/{RESOURCE_TYPE}/{r['id']}",
-            "resource": r,
+            "fullUrl": f"{base}/{RESOURCE_TYPE}/{job_id}",
+            "resource": resource,
             "search": {"mode": "match"},
         }
-        for r in resources
+        for job_id, resource in resources
     ]
     if warnings:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})

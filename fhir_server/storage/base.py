@@ -1,8 +1,9 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 from ..search.dates import parse_instant_ms
 from ..search.parameters import SEARCH_PARAMETERS, SearchParameter
@@ -25,19 +26,68 @@ class StoreUnavailable(Exception):
     """The database cannot be reached right now."""
 
 
-@dataclass(frozen=True, slots=True)
 class JobRecord:
-    """One version of a job. A deleted version carries no resource."""
+    """One version of a job. A deleted version carries no resource.
 
-    id: str
-    version: int
-    last_updated: str
-    resource: dict[str, Any] | None
-    owner: str | None = None
+    A store that keeps the resource as JSON hands over those bytes (`stored`): they are parsed
+    only when `resource` is first used, and responses embed them as they are (`body`), so a
+    read or a page of search results is not parsed and serialized again.
+    """
+
+    __slots__ = ("_last_updated", "_resource", "_stored", "id", "owner", "version")
+
+    def __init__(
+        self,
+        id: str,
+        version: int,
+        last_updated: str | None,
+        resource: dict[str, Any] | None,
+        owner: str | None = None,
+        *,
+        stored: bytes | None = None,
+    ) -> None:
+        self.id = id
+        self.version = version
+        self.owner = owner
+        self._last_updated = last_updated  # None: meta.lastUpdated of the stored resource
+        self._resource = resource
+        self._stored = stored
+
+    @property
+    def resource(self) -> dict[str, Any] | None:
+        if self._resource is None and self._stored is not None:
+            self._resource = orjson.loads(self._stored)
+        return self._resource
+
+    @property
+    def last_updated(self) -> str:
+        if self._last_updated is None:
+            resource = self.resource
+            assert resource is not None, "a deletion is stored with its time"
+            self._last_updated = str(resource["meta"]["lastUpdated"])
+        return self._last_updated
 
     @property
     def deleted(self) -> bool:
-        return self.resource is None
+        return self._resource is None and self._stored is None
+
+    @property
+    def body(self) -> dict[str, Any] | orjson.Fragment | None:
+        """The resource for orjson to serialize: the stored bytes when the store gave them."""
+        if self._stored is not None:
+            return orjson.Fragment(self._stored)
+        return self._resource
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.id, self.version, self.last_updated, self.resource, self.owner)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobRecord) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking content: not hashable
+
+    def __repr__(self) -> str:
+        return f"JobRecord(id={self.id!r}, version={self.version}, deleted={self.deleted})"
 
 
 class JobStore(Protocol):

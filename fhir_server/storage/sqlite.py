@@ -367,14 +367,12 @@ def _append_version(
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     job_id, version, owner, blob = row[:4]
-    resource = orjson.loads(blob)
-    return JobRecord(job_id, version, resource["meta"]["lastUpdated"], resource, owner)
+    return JobRecord(job_id, version, None, None, owner, stored=blob)
 
 
 def _version_record(row: tuple[Any, ...]) -> JobRecord:
     job_id, version, last_updated, owner, blob = row
-    resource = None if blob is None else orjson.loads(blob)
-    return JobRecord(job_id, version, last_updated, resource, owner)
+    return JobRecord(job_id, version, last_updated, None, owner, stored=blob)
 
 
 def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
