@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -246,13 +247,8 @@ class SqliteJobStore:
         return records
 
     async def count(self, query: JobQuery) -> int:
-        if _tally_answers(query):
-            where, params = _where(query)
-            return int(
-                self._read(f"SELECT coalesce(sum(n), 0) FROM job_tally{where}", params)[0][0]
-            )
-        where, params = _where(query)
-        return int(self._read(f"SELECT count(*) FROM job{where}", params)[0][0])
+        sql, params = count_sql(query)
+        return int(self._read(sql, params)[0][0])
 
     async def save(
         self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
@@ -375,7 +371,22 @@ def _version_record(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(job_id, version, last_updated, None, owner, stored=blob)
 
 
-def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
+# A query is immutable and clients repeat theirs (pollers, the same page links): the SQL
+# for one is built once. Values are bound, so a cached statement holds no formatted input.
+_SQL_CACHE_SIZE = 1024
+
+
+@lru_cache(maxsize=_SQL_CACHE_SIZE)
+def count_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT counting query's matches: from job_tally when it can answer."""
+    where, params = _where(query)
+    table = "job_tally" if _tally_answers(query) else "job"
+    counted = "coalesce(sum(n), 0)" if table == "job_tally" else "count(*)"
+    return f"SELECT {counted} FROM {table}{where}", tuple(params)
+
+
+@lru_cache(maxsize=_SQL_CACHE_SIZE)
+def search_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
     """The SELECT for one page of query; values are always bound, never formatted in.
 
     A token matching one of several values is split into one SELECT per value, merged in
@@ -402,7 +413,7 @@ def search_sql(query: JobQuery) -> tuple[str, list[Any]]:
     if query.offset:
         sql += " OFFSET ?"
         params.append(query.offset)
-    return sql, params
+    return sql, tuple(params)
 
 
 MAX_MERGED_VALUES = 16
