@@ -1,5 +1,6 @@
 """FHIR JSON responses: content negotiation (_format, Accept) and orjson rendering."""
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -34,11 +35,26 @@ class FhirResponse(Response):
         self.pretty = pretty
         super().__init__(content, status_code, headers, f"{media_type}; charset=utf-8")
 
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # Starlette's version checks every header for a caller's own Content-Length or
+        # Content-Type; FHIR handlers never set those, so the raw list is built directly.
+        raw = [(b"content-type", _encoded(self.media_type))]
+        if self.status_code >= 200 and self.status_code not in (204, 304):
+            raw.append((b"content-length", str(len(self.body)).encode()))
+        if headers:
+            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = raw
+
     def render(self, content: Any) -> bytes:
         body = orjson.dumps(content)
         if self.pretty:  # stored resources are embedded as they are (orjson.Fragment): reindent
             body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
         return body
+
+
+@lru_cache(maxsize=16)
+def _encoded(media_type: str) -> bytes:
+    return media_type.encode("latin-1")
 
 
 def negotiate(request: Request) -> tuple[str, bool]:

@@ -77,14 +77,24 @@ class RequireAccess:
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
         self.access = access
+        # Callers come back with the same scope sets: each is judged once (bounded below).
+        self._allowed: dict[frozenset[str], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get("auth")
-        if principal is None or principal.unrestricted or self.access.allows(principal.scopes):
+        if principal is None or principal.unrestricted or self._allows(principal.scopes):
             await self.app(scope, receive, send)
             return
         response = forbidden(Request(scope), self.access)
         await response(scope, receive, send)
+
+    def _allows(self, scopes: frozenset[str]) -> bool:
+        allowed = self._allowed.get(scopes)
+        if allowed is None:
+            if len(self._allowed) >= 1024:
+                self._allowed.clear()
+            allowed = self._allowed[scopes] = self.access.allows(scopes)
+        return allowed
 
 
 def forbidden(request: Request, access: Access) -> Response:
