@@ -111,5 +111,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         settings.max_search_values,
         settings.max_search_value_length,
     )
+    app.state.search_parser = fhir.SearchParser(
+        app.state.search_limits, app.state.input_limits, app.state.secret
+    )
     guard_routes(app.routes)  # each route's scope, from fhir_server/auth/policy.py
     return app

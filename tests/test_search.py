@@ -310,3 +310,32 @@ async def test_a_value_that_looks_like_an_operator_matches_literally(
     await put_job(store, id="odd", type="$gt")
     await put_job(store, id="plain", type="export")
     assert ids(await search(client, "type=$gt")) == ["odd"]
+
+
+async def test_a_repeated_search_is_answered_alike_from_the_parse_cache(
+    client: httpx.AsyncClient, store: JobStore
+):
+    await put_job(store, id="job-1", status="accepted")
+    first = (await client.get("AsyncJob?status=accepted")).json()
+    await put_job(store, id="job-2", status="accepted")
+    second = (await client.get("AsyncJob?status=accepted")).json()
+    # The parse is reused, the query runs again: the new job is found.
+    assert [e["resource"]["id"] for e in first["entry"]] == ["job-1"]
+    assert {e["resource"]["id"] for e in second["entry"]} == {"job-1", "job-2"}
+
+
+async def test_a_rejected_query_string_stays_rejected(client: httpx.AsyncClient):
+    for _ in range(2):
+        response = await client.get("AsyncJob?_count=many")
+        assert response.status_code == 400
+        assert "_count" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_strict_handling_is_judged_per_request_for_the_same_query(
+    client: httpx.AsyncClient,
+):
+    lenient = await client.get("AsyncJob?colour=red")
+    strict = await client.get("AsyncJob?colour=red", headers={"Prefer": "handling=strict"})
+    again = await client.get("AsyncJob?colour=red")
+    assert lenient.status_code == 200 and again.status_code == 200
+    assert strict.status_code == 400

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,10 +19,10 @@ from ..resources.elements import subset
 from ..resources.outcome import FhirError
 from ..search.cursor import encode_cursor
 from ..search.dates import parse_instant_ms
-from ..search.parse import SearchRequest, parse_search
+from ..search.parse import SearchLimits, SearchRequest, parse_search
 from ..search.query import Cursor
 from ..storage.base import JobRecord, JobStore, index_value
-from .limits import check_query_encoding, check_search_size
+from .limits import InputLimits, check_query_encoding, check_search_size
 from .responses import fhir_response
 
 BASE_PATH = "/fhir/R4"
@@ -161,21 +161,42 @@ async def history(request: Request) -> Response:
 
 
 async def search(request: Request) -> Response:
-    check_query_encoding(request.scope["query_string"], "query string")
-    params = list(request.query_params.multi_items())
+    query_string: bytes = request.scope["query_string"]
+    strict = "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
+    parser: SearchParser = request.app.state.search_parser
     if request.method == "POST":
+        check_query_encoding(query_string, "query string")
         check_query_encoding(await request.body(), "form body")
         form = await request.form()
+        params = list(request.query_params.multi_items())
         params += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    check_search_size(request, params)
-    state = request.app.state
-    parsed = parse_search(
-        params,
-        limits=state.search_limits,
-        secret=state.secret,
-        strict="handling=strict" in request.headers.get("prefer", "").replace(" ", ""),
-    )
+        parsed = parser.parse(params, strict)
+    else:
+        parsed = parser.parse_query_string(query_string, strict)
     return fhir_response(request, await run_search(request, parsed))
+
+
+class SearchParser:
+    """Checks and parses search parameters with the app's limits and cursor secret.
+
+    A GET search is parsed once per distinct query string (bounded LRU): pollers and page
+    links repeat theirs, and parsing cost as much as running the query. A SearchRequest is
+    never changed after parsing, and a rejected query string (an exception) is not cached.
+    """
+
+    def __init__(self, search: SearchLimits, inputs: InputLimits, secret: bytes) -> None:
+        self.search_limits = search
+        self.input_limits = inputs
+        self.secret = secret
+        self.parse_query_string = lru_cache(maxsize=1024)(self._parse_query_string)
+
+    def _parse_query_string(self, query_string: bytes, strict: bool) -> SearchRequest:
+        check_query_encoding(query_string, "query string")
+        return self.parse(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True), strict)
+
+    def parse(self, params: list[tuple[str, str]], strict: bool) -> SearchRequest:
+        check_search_size(self.input_limits, params)
+        return parse_search(params, limits=self.search_limits, secret=self.secret, strict=strict)
 
 
 async def run_search(request: Request, parsed: SearchRequest) -> dict[str, Any]:

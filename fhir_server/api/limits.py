@@ -54,9 +54,8 @@ def check_json_depth(request: Request, body: Any) -> None:
         raise FhirError.of(400, "structure", f"The JSON body nests deeper than {limit} levels")
 
 
-def check_search_size(request: Request, params: list[tuple[str, str]]) -> None:
+def check_search_size(limits: InputLimits, params: list[tuple[str, str]]) -> None:
     """400 for a search with too many parameters, values or too long a value."""
-    limits = input_limits(request)
     if len(params) > limits.max_search_parameters:
         raise FhirError.of(
             400,
