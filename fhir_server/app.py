@@ -4,22 +4,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
 
 from .api import cancel, ehealth, fhir, health, openapi, status, writes
 from .api.body_limit import BodyLimitMiddleware
 from .api.errors import EXCEPTION_HANDLERS
+from .api.hot_routes import HotRoutes
 from .api.limits import InputLimits
-from .auth.middleware import guard_routes
-from .auth.setup import authentication
+from .auth.middleware import AuthenticationMiddleware, guard_routes
+from .auth.setup import token_verifier
 from .config import Settings
 from .jobs.retention import sweep
 from .loader import load_paths
 from .observability import metrics
 from .observability.access_log import AccessLog
-from .observability.middleware import TelemetryMiddleware
+from .observability.middleware import Telemetry, TelemetryMiddleware
 from .search.parse import SearchLimits
 from .secrets_file import persistent_secret
 from .storage.base import JobStore
@@ -49,6 +52,19 @@ def cursor_secret(settings: Settings) -> bytes:
     return persistent_secret(settings.data_dir / SECRET_FILE)
 
 
+class FhirServerApp(Starlette):
+    """The Starlette app, with the hottest GET routes answered before its middleware."""
+
+    def __init__(self, hot_routes: HotRoutes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot_routes = hot_routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        if not await self.hot_routes.answer(scope, receive, send):
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Starlette:
     settings = settings or Settings()
     job_store = with_deadline(store or build_store(settings), settings.store_timeout)
@@ -76,21 +92,26 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     access_log = AccessLog() if settings.access_log else None
     app_metrics = metrics.Metrics()
-    app = Starlette(
-        # The router tries routes in order: the busiest (reads and searches) come first.
-        routes=[
-            *fhir.routes(),
-            *health.routes(),
-            *metrics.routes(),
-            *writes.routes(),
-            *cancel.routes(),
-            *status.routes(),
-            *ehealth.routes(),
-            *openapi.routes(),
-        ],
+    telemetry = Telemetry(app_metrics, access_log)
+    verifier = token_verifier(settings)
+    # The router tries routes in order: the busiest (reads and searches) come first.
+    routes = [
+        *fhir.routes(),
+        *health.routes(),
+        *metrics.routes(),
+        *writes.routes(),
+        *cancel.routes(),
+        *status.routes(),
+        *ehealth.routes(),
+        *openapi.routes(),
+    ]
+    guard_routes(routes)  # each route's scope, from fhir_server/auth/policy.py
+    app = FhirServerApp(
+        HotRoutes(routes, fhir.HOT_ROUTES, verifier, telemetry),
+        routes=routes,
         middleware=[
-            Middleware(TelemetryMiddleware, app_metrics, access_log),
-            authentication(settings),
+            Middleware(TelemetryMiddleware, telemetry),
+            Middleware(AuthenticationMiddleware, verifier=verifier),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -114,5 +135,4 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.search_parser = fhir.SearchParser(
         app.state.search_limits, app.state.input_limits, app.state.secret
     )
-    guard_routes(app.routes)  # each route's scope, from fhir_server/auth/policy.py
     return app

@@ -13,7 +13,7 @@ from ..api.errors import render_fhir_error
 from ..resources.outcome import FhirError
 from .policy import PUBLIC_PATHS, route_access
 from .scopes import Access, SmartAccess
-from .tokens import UNRESTRICTED, InvalidToken, TokenVerifier
+from .tokens import UNRESTRICTED, InvalidToken, Principal, TokenVerifier
 
 log = logging.getLogger("fhir_server")
 REALM = 'Bearer realm="fhir-server"'
@@ -27,9 +27,19 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
+def authenticate(scope: Scope, verifier: TokenVerifier | None) -> Principal:
+    """The caller of a non-public request; InvalidToken if its bearer token is missing or
+    not accepted. With no verifier (auth off) every caller is unrestricted."""
+    if verifier is None:
+        return UNRESTRICTED
+    token = bearer_token(scope)
+    if token is None:
+        raise InvalidToken(ehealth.MISSING_TOKEN_MESSAGE)
+    return verifier.verify(token)
+
+
 class AuthenticationMiddleware:
-    """Sets scope["auth"] to the caller's Principal, or answers 401. With no verifier (auth
-    off) every caller is unrestricted."""
+    """Sets scope["auth"] to the caller's Principal, or answers 401."""
 
     def __init__(self, app: ASGIApp, verifier: TokenVerifier | None) -> None:
         self.app = app
@@ -42,13 +52,11 @@ class AuthenticationMiddleware:
         if self.verifier is None:
             scope["auth"] = UNRESTRICTED
         elif scope["path"] not in PUBLIC_PATHS:
-            token = bearer_token(scope)
             try:
-                if token is None:
-                    raise InvalidToken(ehealth.MISSING_TOKEN_MESSAGE)
-                scope["auth"] = self.verifier.verify(token)
+                scope["auth"] = authenticate(scope, self.verifier)
             except InvalidToken as exc:
-                response = unauthorized(Request(scope), str(exc), token is not None)
+                token_sent = bearer_token(scope) is not None
+                response = unauthorized(Request(scope), str(exc), token_sent)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -81,12 +89,14 @@ class RequireAccess:
         self._allowed: dict[frozenset[str], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        principal = scope.get("auth")
-        if principal is None or principal.unrestricted or self._allows(principal.scopes):
+        if self.permits(scope.get("auth")):
             await self.app(scope, receive, send)
             return
         response = forbidden(Request(scope), self.access)
         await response(scope, receive, send)
+
+    def permits(self, principal: Principal | None) -> bool:
+        return principal is None or principal.unrestricted or self._allows(principal.scopes)
 
     def _allows(self, scopes: frozenset[str]) -> bool:
         allowed = self._allowed.get(scopes)

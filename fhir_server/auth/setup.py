@@ -1,13 +1,10 @@
-"""Authentication from settings: keys, the token policy, the middleware."""
+"""Authentication from settings: keys, the token policy, the verifier."""
 
 import logging
 from datetime import timedelta
 
-from starlette.middleware import Middleware
-
 from ..config import Settings
 from .keys import load_keys
-from .middleware import AuthenticationMiddleware
 from .tokens import FULL_SCOPES, TokenPolicy, TokenVerifier, mint
 
 log = logging.getLogger("fhir_server")
@@ -34,15 +31,15 @@ def token_policy(settings: Settings) -> TokenPolicy:
     )
 
 
-def authentication(settings: Settings) -> Middleware:
-    """The bearer-token middleware; with auth off, one that lets everyone through (and says so
-    at every start). Without configured keys, logs a ready-to-use token."""
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """The bearer-token verifier; None with auth off, when everyone is let through (and every
+    start says so). Without configured keys, logs a ready-to-use token."""
     if settings.auth == "off":
         log.warning(
             "AUTHENTICATION IS OFF (FHIR_SERVER_AUTH=off): anyone can read, change and "
             "delete every job"
         )
-        return Middleware(AuthenticationMiddleware, verifier=None)
+        return None
     policy = token_policy(settings)
     if policy.keys.generated and policy.keys.secret is not None:
         token = mint(
@@ -60,4 +57,4 @@ def authentication(settings: Settings) -> Middleware:
             STARTUP_TOKEN_TTL.total_seconds() // 3600,
             token,
         )
-    return Middleware(AuthenticationMiddleware, verifier=TokenVerifier(policy))
+    return TokenVerifier(policy)

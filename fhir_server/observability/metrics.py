@@ -5,9 +5,14 @@ The jobs gauge is counted from the store when /metrics is scraped, never on the 
 """
 
 import asyncio
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.utils import floatToGoString
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -20,23 +25,50 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+class RequestSeries:
+    """Requests and latency by method, route template and status as plain counts, turned into
+    Prometheus families when scraped: Counter.inc and Histogram.observe took a lock per value
+    (four per request), the largest part of what telemetry cost a read."""
+
+    def __init__(self) -> None:
+        # (method, route, status) -> [count per bucket (the last is +Inf)..., sum of seconds]
+        self._series: dict[tuple[str, str, int], list[float]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method if method in _METHODS else "other", route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [0] * (len(LATENCY_BUCKETS) + 2)
+        series[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # `le` bounds are inclusive
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ("method", "route", "status")
+        requests = CounterMetricFamily(
+            "fhir_server_http_requests",
+            "HTTP requests by method, route template and status",
+            labels=labels,
+        )
+        latency = HistogramMetricFamily(
+            "fhir_server_http_request_duration_seconds",
+            "HTTP request latency by method, route template and status",
+            labels=labels,
+        )
+        bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+        for (method, route, status), series in list(self._series.items()):
+            values = [method, route, str(status)]
+            cumulative = list(accumulate(series[:-1]))
+            requests.add_metric(values, cumulative[-1])
+            latency.add_metric(values, list(zip(bounds, cumulative, strict=True)), series[-1])
+        yield requests
+        yield latency
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ("method", "route", "status")
-        self.requests = Counter(
-            "fhir_server_http_requests",
-            "HTTP requests by method, route template and status",
-            labels,
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "fhir_server_http_request_duration_seconds",
-            "HTTP request latency by method, route template and status",
-            labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestSeries()
+        self.registry.register(self.requests)
         self.jobs = Gauge(
             "fhir_server_jobs", "Live AsyncJobs by status", ("status",), registry=self.registry
         )
@@ -45,19 +77,9 @@ class Metrics:
             "1 if the store answered the last scrape, else 0",
             registry=self.registry,
         )
-        # labels() takes a lock and hashes; look each label set up once.
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            name = method if method in _METHODS else "other"
-            values = (name, route, str(status))
-            children = (self.requests.labels(*values), self.latency.labels(*values))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests.observe(method, route, status, seconds)
 
     async def count_jobs(self, store: JobStore) -> None:
         """Refresh the jobs gauge; on a store outage drop it and report store_up 0."""

@@ -20,11 +20,44 @@ UNMATCHED = "unmatched"
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,200}")
 
 
-class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics | None, access_log: AccessLog | None) -> None:
-        self.app = app
+class Telemetry:
+    """What each request leaves behind: its access-log line and its metrics."""
+
+    def __init__(self, metrics: Metrics | None, access_log: AccessLog | None) -> None:
         self.metrics = metrics
         self.access_log = access_log
+
+    def record(
+        self, request_id: str, method: str, route: str, path: str, status: int, seconds: float
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(method, route, status, seconds)
+        if self.access_log is not None:
+            self.access_log.record(request_id, method, route, path, status, seconds)
+
+
+class TaggedSend:
+    """An ASGI send that adds the X-Request-ID header to the response and notes its status
+    (500 until a response starts)."""
+
+    __slots__ = ("header", "send", "status")
+
+    def __init__(self, send: Send, request_id: str) -> None:
+        self.send = send
+        self.header = (REQUEST_ID_HEADER, request_id.encode())
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), self.header]
+        await self.send(message)
+
+
+class TelemetryMiddleware:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
         self._routes_by_endpoint: dict[Any, list[Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -34,26 +67,15 @@ class TelemetryMiddleware:
         start = perf_counter()
         request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
-        id_header = (REQUEST_ID_HEADER, request_id.encode())
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
+        tagged = TaggedSend(send, request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, tagged)
         finally:
-            seconds = perf_counter() - start
             route = self._route_template(scope)
-            method = scope["method"]
-            if self.metrics is not None:
-                self.metrics.observe(method, route, status, seconds)
-            if self.access_log is not None:
-                self.access_log.record(request_id, method, route, scope["path"], status, seconds)
+            seconds = perf_counter() - start
+            self.telemetry.record(
+                request_id, scope["method"], route, scope["path"], tagged.status, seconds
+            )
 
     def _route_template(self, scope: Scope) -> str:
         """The path template the router matched (e.g. /fhir/R4/AsyncJob/{id})."""

@@ -34,7 +34,7 @@ class JobRecord:
     read or a page of search results is not parsed and serialized again.
     """
 
-    __slots__ = ("_last_updated", "_resource", "_stored", "id", "owner", "version")
+    __slots__ = ("_indexed", "_last_updated", "_resource", "_stored", "id", "owner", "version")
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class JobRecord:
         owner: str | None = None,
         *,
         stored: bytes | None = None,
+        indexed: dict[str, str | int] | None = None,
     ) -> None:
         self.id = id
         self.version = version
@@ -52,6 +53,7 @@ class JobRecord:
         self._last_updated = last_updated  # None: meta.lastUpdated of the stored resource
         self._resource = resource
         self._stored = stored
+        self._indexed = indexed  # index values the store read with the row, by column
 
     @property
     def resource(self) -> dict[str, Any] | None:
@@ -66,6 +68,15 @@ class JobRecord:
             assert resource is not None, "a deletion is stored with its time"
             self._last_updated = str(resource["meta"]["lastUpdated"])
         return self._last_updated
+
+    def index_value(self, column: str) -> str | int:
+        """The search parameter's value in `column`: as the store read it, else from the
+        resource (which then has to be parsed)."""
+        if self._indexed is not None and column in self._indexed:
+            return self._indexed[column]
+        resource = self.resource
+        assert resource is not None, "a deletion has no index values"
+        return index_value(resource, column)
 
     @property
     def deleted(self) -> bool:

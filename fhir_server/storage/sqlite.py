@@ -217,9 +217,9 @@ class SqliteJobStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def get(self, job_id: str) -> JobRecord | None:
-        rows = self._read("SELECT id, version, owner, resource FROM job WHERE id = ?", (job_id,))
+        rows = self._read(_LIVE_JOB, (job_id,))
         if rows:
-            return _record(rows[0])
+            return _record(rows[0], _LIVE_JOB_INDEXED)
         rows = self._read(_NEWEST_VERSION, (job_id,))
         return _version_record(rows[0]) if rows else None
 
@@ -241,7 +241,8 @@ class SqliteJobStore:
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query)
-        records = [_record(row) for row in self._read(sql, params)]
+        indexed = sort_columns(query.sort)
+        records = [_record(row, indexed) for row in self._read(sql, params)]
         if query.cursor is not None and not query.cursor.forward:
             records.reverse()
         return records
@@ -361,9 +362,16 @@ def _append_version(
     )
 
 
-def _record(row: tuple[Any, ...]) -> JobRecord:
+# A read by id also takes lastUpdated's index value: Last-Modified without parsing the JSON.
+_LIVE_JOB_INDEXED = ("last_updated",)
+_LIVE_JOB = "SELECT id, version, owner, resource, last_updated FROM job WHERE id = ?"
+
+
+def _record(row: tuple[Any, ...], indexed: tuple[str, ...]) -> JobRecord:
+    """A job row: id, version, owner, resource, then the index columns named in `indexed`."""
     job_id, version, owner, blob = row[:4]
-    return JobRecord(job_id, version, None, None, owner, stored=blob)
+    values = dict(zip(indexed, row[4:], strict=True))
+    return JobRecord(job_id, version, None, None, owner, stored=blob, indexed=values)
 
 
 def _version_record(row: tuple[Any, ...]) -> JobRecord:
@@ -395,8 +403,9 @@ def search_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
     keys = full_sort(query.sort)
     forward = query.cursor is None or query.cursor.forward
     parts = _disjoint_parts(query)
-    # A merge orders by result columns, so each part also returns the sort columns.
-    columns = ", ".join(["id", "version", "owner", "resource", *_merge_columns(keys, parts)])
+    # The sort columns come with each row: a merge orders by them, and the page's cursor
+    # links are made of them (without them every resource on the page would be parsed).
+    columns = ", ".join(["id", "version", "owner", "resource", *sort_columns(query.sort)])
     selects: list[str] = []
     params: list[Any] = []
     for part in parts:
@@ -444,8 +453,10 @@ def _disjoint_parts(query: JobQuery) -> list[JobQuery]:
     return [query]
 
 
-def _merge_columns(keys: tuple[SortKey, ...], parts: list[JobQuery]) -> list[str]:
-    return [k.column for k in keys if k.column != "id"] if len(parts) > 1 else []
+@lru_cache(maxsize=64)
+def sort_columns(sort: tuple[SortKey, ...]) -> tuple[str, ...]:
+    """The index columns a page's rows carry after the job's own: its sort keys but the id."""
+    return tuple(k.column for k in full_sort(sort) if k.column != "id")
 
 
 def _tally_answers(query: JobQuery) -> bool:
