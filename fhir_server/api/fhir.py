@@ -1,6 +1,5 @@
 """FHIR REST handlers for AsyncJob: read, vread, history, search, metadata."""
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
@@ -205,7 +204,7 @@ async def run_search(request: Request, parsed: SearchRequest) -> dict[str, Any]:
     records: list[JobRecord] = []
     has_more = False
     if not parsed.count_only:
-        records = await store.search(replace(query, limit=query.limit + 1))
+        records = await store.search(parsed.page_query)
         has_more = len(records) > query.limit
         forward = query.cursor is None or query.cursor.forward
         if has_more:
@@ -236,7 +235,7 @@ def _page_links(
     query = parsed.query
     url = f"{base}/{RESOURCE_TYPE}"
     secret: bytes = request.app.state.secret
-    common = urlencode(parsed.link_params)  # shared by every link: encoded once
+    common = parsed.link_query
 
     def link(extra: str) -> str:
         params = "&".join(p for p in (common, extra) if p)

@@ -22,7 +22,7 @@ def encode_cursor(cursor: Cursor, sort: tuple[SortKey, ...], secret: bytes) -> s
     payload = orjson.dumps(
         {"v": list(cursor.values), "i": cursor.id, "f": cursor.forward, "s": sort_signature(sort)}
     )
-    mac = hmac.new(secret, payload, hashlib.sha256).digest()[:16]
+    mac = hmac.digest(secret, payload, "sha256")[:16]
     return base64.urlsafe_b64encode(mac + payload).decode().rstrip("=")
 
 

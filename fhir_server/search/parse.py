@@ -1,7 +1,8 @@
 """Parse FHIR search parameters (name, value pairs) into a SearchRequest."""
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
 
 from ..resources.asyncjob import ID_PATTERN
 from ..resources.outcome import FhirError, Issue
@@ -37,6 +38,15 @@ class SearchRequest:
     warnings: list[Issue] = field(default_factory=list)
     # The parameters that define the result set, for self/first/next links.
     link_params: list[tuple[str, str]] = field(default_factory=list)
+    # A parsed GET search is cached and reused, so what each of its pages needs is made once:
+    # the link parameters encoded, and the query for one row more than the page (is there a
+    # next page?).
+    link_query: str = field(init=False)
+    page_query: JobQuery = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.link_query = urlencode(self.link_params)
+        self.page_query = replace(self.query, limit=self.query.limit + 1)
 
 
 def _bad(name: str, message: str) -> FhirError:

@@ -1,5 +1,6 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -45,7 +46,7 @@ class JobRecord:
         owner: str | None = None,
         *,
         stored: bytes | None = None,
-        indexed: dict[str, str | int] | None = None,
+        indexed: tuple[Mapping[str, Any], Any] | None = None,
     ) -> None:
         self.id = id
         self.version = version
@@ -53,7 +54,9 @@ class JobRecord:
         self._last_updated = last_updated  # None: meta.lastUpdated of the stored resource
         self._resource = resource
         self._stored = stored
-        self._indexed = indexed  # index values the store read with the row, by column
+        # Index values the store read with the row: (where each column is, the row) so that
+        # nothing is built per row; values[where[column]] is the column's value.
+        self._indexed = indexed
 
     @property
     def resource(self) -> dict[str, Any] | None:
@@ -72,8 +75,10 @@ class JobRecord:
     def index_value(self, column: str) -> str | int:
         """The search parameter's value in `column`: as the store read it, else from the
         resource (which then has to be parsed)."""
-        if self._indexed is not None and column in self._indexed:
-            return self._indexed[column]
+        if self._indexed is not None:
+            where, values = self._indexed
+            if column in where:
+                return values[where[column]]
         resource = self.resource
         assert resource is not None, "a deletion has no index values"
         return index_value(resource, column)

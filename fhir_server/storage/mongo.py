@@ -213,14 +213,8 @@ def _instant(epoch_ms: int) -> str:
 
 def _record(doc: dict[str, Any]) -> JobRecord:
     resource = doc["resource"]
-    indexed = {c: doc[_field(c)] for c in SORT_COLUMNS if _field(c) in doc}
     return JobRecord(
-        doc["_id"],
-        doc["version"],
-        resource["meta"]["lastUpdated"],
-        resource,
-        doc.get("owner"),
-        indexed=indexed,
+        doc["_id"], doc["version"], resource["meta"]["lastUpdated"], resource, doc.get("owner")
     )
 
 

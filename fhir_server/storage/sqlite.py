@@ -9,7 +9,7 @@ own; several processes share the file through SQLite's locking (BEGIN IMMEDIATE,
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -241,7 +241,7 @@ class SqliteJobStore:
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query)
-        indexed = sort_columns(query.sort)
+        indexed = _sort_positions(query.sort)
         records = [_record(row, indexed) for row in self._read(sql, params)]
         if query.cursor is not None and not query.cursor.forward:
             records.reverse()
@@ -363,15 +363,14 @@ def _append_version(
 
 
 # A read by id also takes lastUpdated's index value: Last-Modified without parsing the JSON.
-_LIVE_JOB_INDEXED = ("last_updated",)
+_LIVE_JOB_INDEXED = {"last_updated": 4}
 _LIVE_JOB = "SELECT id, version, owner, resource, last_updated FROM job WHERE id = ?"
 
 
-def _record(row: tuple[Any, ...], indexed: tuple[str, ...]) -> JobRecord:
-    """A job row: id, version, owner, resource, then the index columns named in `indexed`."""
+def _record(row: tuple[Any, ...], indexed: Mapping[str, int]) -> JobRecord:
+    """A job row: id, version, owner, resource, then index columns at the `indexed` places."""
     job_id, version, owner, blob = row[:4]
-    values = dict(zip(indexed, row[4:], strict=True))
-    return JobRecord(job_id, version, None, None, owner, stored=blob, indexed=values)
+    return JobRecord(job_id, version, None, None, owner, stored=blob, indexed=(indexed, row))
 
 
 def _version_record(row: tuple[Any, ...]) -> JobRecord:
@@ -457,6 +456,12 @@ def _disjoint_parts(query: JobQuery) -> list[JobQuery]:
 def sort_columns(sort: tuple[SortKey, ...]) -> tuple[str, ...]:
     """The index columns a page's rows carry after the job's own: its sort keys but the id."""
     return tuple(k.column for k in full_sort(sort) if k.column != "id")
+
+
+@lru_cache(maxsize=64)
+def _sort_positions(sort: tuple[SortKey, ...]) -> dict[str, int]:
+    """Where a page's row holds each index column (the id is the row's first value)."""
+    return {"id": 0} | {column: 4 + i for i, column in enumerate(sort_columns(sort))}
 
 
 def _tally_answers(query: JobQuery) -> bool:
