@@ -6,6 +6,7 @@ import httpx
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.observability.metrics import Metrics
 from fhir_server.storage.base import JobStore
 
 from .conftest import BASE, put_job
@@ -88,3 +89,26 @@ async def test_metrics_still_answer_while_the_database_is_down(store: JobStore, 
     assert response.status_code == 200
     assert sample(response.text, "fhir_server_store_up", "") == 0
     assert "fhir_server_jobs{" not in response.text
+
+
+def test_a_latency_on_a_bucket_bound_counts_in_that_bucket():
+    metrics = Metrics()
+    metrics.observe("GET", "/x", 200, 0.0005)
+    metrics.observe("GET", "/x", 200, 0.0006)
+    text = metrics.exposition().decode()
+    name = "fhir_server_http_request_duration_seconds_bucket"
+    labels = 'method="GET",route="/x",status="200"'
+    assert sample(text, name, 'le="0.0005",' + labels) == 1
+    assert sample(text, name, 'le="0.001",' + labels) == 2
+    assert sample(text, name, 'le="+Inf",' + labels) == 2
+
+
+def test_unknown_methods_share_one_label():
+    metrics = Metrics()
+    metrics.observe("BREW", "/x", 405, 0.001)
+    metrics.observe("PROPFIND", "/x", 405, 0.001)
+    text = metrics.exposition().decode()
+    assert (
+        sample(text, "fhir_server_http_requests_total", 'method="other",route="/x",status="405"')
+        == 2
+    )
