@@ -16,16 +16,18 @@ runs with one to a server checking a real admin token signed with a benchmark se
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +40,7 @@ ROOT = HERE.parent
 # Known to the harness so it can sign the bearer token the server then verifies.
 JWT_SECRET = "benchmark-only-hs256-secret-0123456789abcdef"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+READ_LUA = HERE / "read.lua"
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Result:
     errors: int  # non-2xx/3xx responses + socket errors: a row with any is not a valid figure
     non_2xx: int = 0
     socket_errors: int = 0
+    rounds: int = 1
 
 
 @dataclass
@@ -86,6 +90,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each row, interleaved; the median counts"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per server")
     parser.add_argument("--connections", type=int, default=64, help="wrk concurrency")
     parser.add_argument("--status", default="accepted", help="status the search filters on")
@@ -117,6 +124,9 @@ def pinning() -> tuple[list[str], list[str]]:
 def bench_size(
     args: argparse.Namespace, jobs: int, pin: tuple[list[str], list[str]]
 ) -> list[Result]:
+    """Every scenario at one store size, in rounds: each round drives the ceiling and then
+    every server scenario once, so a slow spell of the machine hits both sides of a ratio.
+    A row is the median of its rounds."""
     server_pin, wrk_pin = pin
     env = {
         **os.environ,
@@ -128,71 +138,91 @@ def bench_size(
         key, _, value = item.partition("=")
         env[key] = value.replace("{n}", str(jobs))
     token = mint(JWT_SECRET.encode(), "benchmark-admin", FULL_SCOPES, timedelta(hours=12))
-    results: list[Result] = []
-    for auth in (False, True):
-        server_env = {**env, "FHIR_SERVER_AUTH": "on" if auth else "off"}
-        results += bench_server(
-            args, jobs, server_pin, wrk_pin, server_env, token if auth else None
+    runs: list[Run] = []
+    with contextlib.ExitStack() as servers:
+        # One after the other: the first tops the store up, the second finds it full.
+        for auth in (False, True):
+            base = servers.enter_context(start_server(args, jobs, server_pin, env, auth))
+            runs += server_runs(args, jobs, base, token if auth else None)
+        base = servers.enter_context(start_ceiling(server_pin, env))
+        runs.insert(
+            0, Run(Result(jobs, "ceiling", "read", False, 0, 0, 0, 0), f"{base}/", READ_LUA)
         )
+        for run in runs:  # warm-up: first requests, page caches, cached tokens
+            drive(wrk_pin, run.url, args.warmup, args.connections, env, run.lua, run.token)
+        for round_number in range(1, args.rounds + 1):
+            for run in runs:
+                settle(run.url)
+                stats = drive(
+                    wrk_pin, run.url, args.duration, args.connections, env, run.lua, run.token
+                )
+                run.rounds.append(stats)
+                flag = "  <-- ERRORS: not a valid figure" if stats[3] else ""
+                row = run.row
+                print(
+                    f"   round {round_number} {row.target:7} {row.scenario:9} "
+                    f"token={row.auth!s:5} {stats}{flag}",
+                    file=sys.stderr,
+                )
+    return [run.median() for run in runs]
+
+
+@dataclass
+class Run:
+    """One row of the table: what to drive, and the figures of each round."""
+
+    row: Result
+    url: str
+    lua: Path | None = None
+    token: str | None = None
+    rounds: list[tuple[float, float, float, int, int, int]] = field(default_factory=list)
+
+    def median(self) -> Result:
+        """The row with each figure the median of the rounds; errors are added up."""
+        rps, p50, p99 = (statistics.median(r[i] for r in self.rounds) for i in range(3))
+        errors, non_2xx, socket_errors = (sum(r[i] for r in self.rounds) for i in (3, 4, 5))
+        row = self.row
+        return Result(
+            row.jobs, row.target, row.scenario, row.auth, rps, p50, p99, errors,
+            non_2xx, socket_errors, rounds=len(self.rounds),
+        )  # fmt: skip
+
+
+def start_server(
+    args: argparse.Namespace, jobs: int, pin: list[str], env: dict[str, str], auth: bool
+) -> "running":
+    """The server on the size's store: auth off for the runs without a token."""
+    port = free_port()
+    print(f"== {jobs} jobs, token={auth}: seeding and starting", file=sys.stderr)
+    command = [sys.executable, "-m", "benchmarks.serve_seeded"]
+    command += ["--jobs", str(jobs), "--port", str(port)]
+    server_env = {**env, "FHIR_SERVER_AUTH": "on" if auth else "off"}
+    base = f"http://127.0.0.1:{port}"
+    seed_timeout = 120 + jobs / 50  # seeding goes through the store API, one save per job
+    return running([*pin, *command], server_env, f"{base}/healthz", seed_timeout, base)
+
+
+def start_ceiling(pin: list[str], env: dict[str, str]) -> "running":
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "benchmarks.serve_ceiling", str(port)]
-    with running([*server_pin, *command], env, f"{base}/fhir/R4/AsyncJob/bench-0000000", 60):
-        drive(wrk_pin, f"{base}/", args.warmup, args.connections, env, HERE / "read.lua")
-        settle(f"{base}/fhir/R4/AsyncJob/bench-0000000")
-        stats = drive(wrk_pin, f"{base}/", args.duration, args.connections, env, HERE / "read.lua")
-        results.append(Result(jobs, "ceiling", "read", False, *stats))
-        print(f"   ceiling read {stats}", file=sys.stderr)
-    return results
+    return running([*pin, *command], env, f"{base}/fhir/R4/AsyncJob/bench-0000000", 60, base)
 
 
-def bench_server(
-    args: argparse.Namespace,
-    jobs: int,
-    server_pin: list[str],
-    wrk_pin: list[str],
-    env: dict[str, str],
-    token: str | None,
-) -> list[Result]:
-    """Every scenario against one server process: auth off without a token, else with it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    seed_timeout = 120 + jobs / 50  # seeding goes through the store API, one save per job
-    print(f"== {jobs} jobs, token={token is not None}: seeding and starting", file=sys.stderr)
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.serve_seeded",
-        "--jobs",
-        str(jobs),
-        "--port",
-        str(port),
-    ]
+def server_runs(args: argparse.Namespace, jobs: int, base: str, token: str | None) -> list[Run]:
+    """The four scenarios against one server: read, search, page 1 and page 500."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    results: list[Result] = []
-    with running([*server_pin, *command], env, f"{base}/healthz", seed_timeout):
-        size = page_size(jobs)
-        search = f"{base}/fhir/R4/AsyncJob?status={args.status}&_count=20"
-        first_page = f"{base}/fhir/R4/AsyncJob?_count={size}"
-        scenarios = [
-            Scenario("read", f"{base}/", HERE / "read.lua"),
-            Scenario("search", search),
-            Scenario("page 1", first_page),
-            Scenario("page 500", follow_next(first_page, 499, headers)),
-        ]
-        drive(wrk_pin, f"{base}/", args.warmup, args.connections, env, HERE / "read.lua", token)
-        for scenario in scenarios:
-            settle(f"{base}/healthz")
-            stats = drive(
-                wrk_pin, scenario.url, args.duration, args.connections, env, scenario.lua, token
-            )
-            results.append(Result(jobs, "server", scenario.name, token is not None, *stats))
-            flag = "  <-- ERRORS: not a valid figure" if stats[3] else ""
-            print(
-                f"   server {scenario.name:9} token={token is not None!s:5} {stats}{flag}",
-                file=sys.stderr,
-            )
-    return results
+    first_page = f"{base}/fhir/R4/AsyncJob?_count={page_size(jobs)}"
+    scenarios = [
+        ("read", f"{base}/", READ_LUA),
+        ("search", f"{base}/fhir/R4/AsyncJob?status={args.status}&_count=20", None),
+        ("page 1", first_page, None),
+        ("page 500", follow_next(first_page, 499, headers), None),
+    ]
+    return [
+        Run(Result(jobs, "server", name, token is not None, 0, 0, 0, 0), url, lua, token)
+        for name, url, lua in scenarios
+    ]
 
 
 def page_size(jobs: int) -> int:
@@ -223,11 +253,15 @@ def follow_next(url: str, times: int, headers: dict[str, str]) -> str:
 class running:
     """A server process for the duration of a with-block; stopped (by its pid) at exit."""
 
-    def __init__(self, command: list[str], env: dict[str, str], probe: str, timeout: float):
+    def __init__(
+        self, command: list[str], env: dict[str, str], probe: str, timeout: float, base: str = ""
+    ):
         self.command, self.env, self.probe, self.timeout = command, env, probe, timeout
+        self.base = base
         self.log = open(HERE / "server.log", "ab")  # noqa: SIM115
 
-    def __enter__(self) -> subprocess.Popen[bytes]:
+    def __enter__(self) -> str:
+        """The server's base URL, once it answers its probe."""
         self.process = subprocess.Popen(
             self.command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log
         )
@@ -237,7 +271,7 @@ class running:
                 raise SystemExit(f"server exited; see {HERE / 'server.log'}")
             try:
                 if httpx.get(self.probe, timeout=1).status_code == 200:
-                    return self.process
+                    return self.base
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
@@ -302,9 +336,11 @@ def free_port() -> int:
 def markdown(results: list[Result], args: argparse.Namespace) -> str:
     ceiling = {r.jobs: r.rps for r in results if r.target == "ceiling"}
     lines = [
-        f"wrk: 1 thread, {args.connections} connections, {args.duration} s per row; server and"
-        " ceiling on CPU 0, wrk on CPU 1. `% ceiling` = requests/s against the ceiling app's"
-        " read at the same size. Page size for page 1 / page 500 is min(20, jobs / 500)."
+        f"wrk: 1 thread, {args.connections} connections, {args.duration} s per run; server and"
+        f" ceiling on CPU 0, wrk on CPU 1. {args.rounds} rounds per size, each running the"
+        " ceiling and then every server row once; a row's figures are the medians of its"
+        " rounds. `% ceiling` = requests/s against the ceiling app's read at the same size."
+        " Page size for page 1 / page 500 is min(20, jobs / 500)."
         " Rows without a token ran against a server with FHIR_SERVER_AUTH=off, rows with one"
         " against a server verifying an HS256 admin token on every request. `errors` ="
         " non-2xx responses + socket errors; a row with errors is flagged and counts for no"

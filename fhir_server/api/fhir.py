@@ -120,9 +120,11 @@ _CONDITIONAL_HEADERS = frozenset({b"if-none-match", b"if-modified-since"})
 def resource_response(request: Request, record: JobRecord, status_code: int = 200) -> Response:
     headers = version_headers(record)
     # Most reads are unconditional: one scan of the raw headers spares two header lookups.
-    conditional = any(name in _CONDITIONAL_HEADERS for name, _ in request.scope["headers"])
-    if conditional and _not_modified(request, record):
-        return Response(status_code=304, headers=headers)
+    for name, _ in request.scope["headers"]:
+        if name in _CONDITIONAL_HEADERS:
+            if _not_modified(request, record):
+                return Response(status_code=304, headers=headers)
+            break
     return fhir_response(request, record.body, status_code, headers)
 
 

@@ -9,6 +9,7 @@ Whatever it would answer differently (no or a bad token, a missing scope, a GET 
 body, an unexpected error) it leaves untouched, having sent nothing, to the whole stack.
 """
 
+from os.path import commonpath
 from time import perf_counter
 
 from starlette.requests import Request
@@ -41,10 +42,15 @@ class HotRoutes:
             raise LookupError("a hot route has no access rule: guard the routes first")
         self.verifier = verifier
         self.telemetry = telemetry
+        # Every hot path contains this (a root_path may precede it): others skip the matching.
+        prefixes = [r.path.split("{")[0] for r in self.routes]
+        self.common_part = commonpath(prefixes) if prefixes else ""
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer a plain GET on a hot route; False (nothing sent) for anything else."""
         if scope["type"] != "http" or scope["method"] != "GET":
+            return False
+        if self.common_part not in scope["path"]:
             return False
         for route in self.routes:
             match, child_scope = route.matches(scope)
@@ -58,8 +64,9 @@ class HotRoutes:
         self, route: Route, child_scope: Scope, scope: Scope, receive: Receive, send: Send
     ) -> bool:
         start = perf_counter()
-        if any(name in _BODY_HEADERS for name, _ in scope["headers"]):
-            return False
+        for name, _ in scope["headers"]:
+            if name in _BODY_HEADERS:
+                return False
         try:
             principal = authenticate(scope, self.verifier)
         except InvalidToken:

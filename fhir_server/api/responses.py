@@ -42,7 +42,7 @@ class FhirResponse(Response):
         if self.status_code >= 200 and self.status_code not in (204, 304):
             raw.append((b"content-length", str(len(self.body)).encode()))
         if headers:
-            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            raw += [(_header_name(k), v.encode("latin-1")) for k, v in headers.items()]
         self.raw_headers = raw
 
     def render(self, content: Any) -> bytes:
@@ -55,6 +55,11 @@ class FhirResponse(Response):
 @lru_cache(maxsize=16)
 def _encoded(media_type: str) -> bytes:
     return media_type.encode("latin-1")
+
+
+@lru_cache(maxsize=64)  # handlers set a handful of header names: ETag, Last-Modified, ...
+def _header_name(name: str) -> bytes:
+    return name.lower().encode("latin-1")
 
 
 def negotiate(request: Request) -> tuple[str, bool]:
