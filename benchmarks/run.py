@@ -2,10 +2,11 @@
 
 For each number of jobs: start the server on the configured store (topped up to that many
 jobs) pinned to CPU 0, and the ceiling app likewise; drive each with wrk pinned to CPU 1 at a
-fixed concurrency; then write benchmarks/results.md, results.json and results.png.
+fixed concurrency, in rounds that each run every row once (a row is its rounds' median);
+then write benchmarks/results.md, results.json and results.png.
 
-    python -m benchmarks.run --sizes 1000 10000 100000 --duration 10
-    python -m benchmarks.run --sizes 1000 --duration 3          # quick look
+    python -m benchmarks.run --sizes 1000 10000 100000 --duration 10 --rounds 3
+    python -m benchmarks.run --sizes 1000 --duration 3 --rounds 1   # quick look
     python -m benchmarks.run --env FHIR_SERVER_MONGODB_URI=mongodb://127.0.0.1:27017 \\
         --env FHIR_SERVER_MONGODB_DATABASE=bench_{n}            # another store; {n} = jobs
 
