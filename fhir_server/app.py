@@ -60,7 +60,7 @@ class FhirServerApp(Starlette):
         self.hot_routes = hot_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self
+        scope["app"] = self  # as Starlette sets it: handlers find the state through it
         if not await self.hot_routes.answer(scope, receive, send):
             await super().__call__(scope, receive, send)
 

@@ -187,3 +187,16 @@ async def test_an_unexpected_error_in_a_hot_handler_is_a_500_operation_outcome(
     assert response.status_code == 500
     assert response.json()["issue"][0]["code"] == "exception"
     assert "a bug" not in response.text
+
+
+async def test_behind_a_path_prefix_a_read_is_answered_the_same(apps: Apps):
+    answers = []
+    for app in (apps.hot, apps.whole):
+        transport = httpx.ASGITransport(app=app, root_path="/jobs-api")
+        async with httpx.AsyncClient(transport=transport, headers=ADMIN_HEADERS) as http:
+            answers.append(await http.get("http://testserver/jobs-api/fhir/R4/AsyncJob/job-1"))
+    hot, whole = answers
+    assert hot.status_code == whole.status_code == 200
+    assert headers_of(hot) == headers_of(whole)
+    assert hot.content == whole.content
+    assert apps.hot.middleware_stack is None  # the hot path answered it

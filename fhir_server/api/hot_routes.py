@@ -37,13 +37,15 @@ class HotRoutes:
         telemetry: Telemetry,
     ) -> None:
         # Only leading routes: the router tries them first, so it would pick the same one.
-        self.routes = [r for r in routes[:count] if isinstance(r, Route)]
-        if any(not isinstance(r.app, RequireAccess) for r in self.routes):
-            raise LookupError("a hot route has no access rule: guard the routes first")
+        self.routes: list[tuple[Route, RequireAccess]] = []
+        for route in routes[:count]:
+            if not isinstance(route, Route) or not isinstance(route.app, RequireAccess):
+                raise LookupError(f"{route!r} is no guarded route: guard the routes first")
+            self.routes.append((route, route.app))
         self.verifier = verifier
         self.telemetry = telemetry
         # Every hot path contains this (a root_path may precede it): others skip the matching.
-        prefixes = [r.path.split("{")[0] for r in self.routes]
+        prefixes = [route.path.split("{")[0] for route, _ in self.routes]
         self.common_part = commonpath(prefixes) if prefixes else ""
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -52,16 +54,22 @@ class HotRoutes:
             return False
         if self.common_part not in scope["path"]:
             return False
-        for route in self.routes:
+        for route, guard in self.routes:
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
-                return await self._answer(route, child_scope, scope, receive, send)
+                return await self._answer(route, guard, child_scope, scope, receive, send)
             if match is not Match.NONE:
                 return False
         return False
 
     async def _answer(
-        self, route: Route, child_scope: Scope, scope: Scope, receive: Receive, send: Send
+        self,
+        route: Route,
+        guard: RequireAccess,
+        child_scope: Scope,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> bool:
         start = perf_counter()
         for name, _ in scope["headers"]:
@@ -71,8 +79,6 @@ class HotRoutes:
             principal = authenticate(scope, self.verifier)
         except InvalidToken:
             return False  # the authentication layer answers 401
-        guard = route.app
-        assert isinstance(guard, RequireAccess)
         if not guard.permits(principal):
             return False  # the route's guard answers 403
         request_id = request_id_of(scope)
