@@ -28,7 +28,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class RequestSeries:
     """Requests and latency by method, route template and status as plain counts, turned into
     Prometheus families when scraped: Counter.inc and Histogram.observe took a lock per value
-    (four per request), the largest part of what telemetry cost a read."""
+    (three per request), the largest part of what telemetry cost a read."""
 
     def __init__(self) -> None:
         # (method, route, status) -> [count per bucket (the last is +Inf)..., sum of seconds]
