@@ -65,7 +65,7 @@ class FhirServerApp(Starlette):
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FhirServerApp:
     settings = settings or Settings()
     job_store = with_deadline(store or build_store(settings), settings.store_timeout)
 

@@ -25,7 +25,7 @@ class Apps:
     def __init__(self, store: JobStore, settings: Settings) -> None:
         self.hot = create_app(settings, store=store)
         self.whole = create_app(settings, store=store)
-        self.whole.hot_routes.routes.clear()  # type: ignore[attr-defined]
+        self.whole.hot_routes.routes.clear()
 
     async def get(
         self, app: Starlette, path: str, headers: dict[str, str] | None = None
