@@ -59,13 +59,6 @@ class Result:
     rounds: int = 1
 
 
-@dataclass
-class Scenario:
-    name: str
-    url: str
-    lua: Path | None = None
-
-
 def main() -> int:
     args = parse_args()
     wrk = shutil.which("wrk")

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..auth.middleware import RequireAccess, authenticate
 from ..auth.tokens import InvalidToken, TokenVerifier
-from ..observability.middleware import TaggedSend, Telemetry, request_id_of
+from ..observability.middleware import TaggedSend, Telemetry, assign_request_id
 from ..resources.outcome import FhirError
 from ..storage.base import StoreUnavailable
 from .errors import on_store_unavailable, render_fhir_error
@@ -81,8 +81,7 @@ class HotRoutes:
             return False  # the authentication layer answers 401
         if not guard.permits(principal):
             return False  # the route's guard answers 403
-        request_id = request_id_of(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = assign_request_id(scope)
         scope["auth"] = principal
         scope.update(child_scope)
         request = Request(scope, receive, send)

@@ -65,8 +65,7 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
-        request_id = request_id_of(scope)
-        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
+        request_id = assign_request_id(scope)
         tagged = TaggedSend(send, request_id)
         try:
             await self.app(scope, receive, tagged)
@@ -93,6 +92,13 @@ class TelemetryMiddleware:
             if route.matches(scope)[0] == Match.FULL:
                 return str(route.path)
         return UNMATCHED
+
+
+def assign_request_id(scope: Scope) -> str:
+    """The request's id, kept in its state (request.state.request_id) for later layers."""
+    request_id = request_id_of(scope)
+    scope.setdefault("state", {})["request_id"] = request_id
+    return request_id
 
 
 def request_id_of(scope: Scope) -> str:
