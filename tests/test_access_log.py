@@ -122,3 +122,40 @@ async def test_shutdown_writes_what_is_buffered(store: JobStore, settings: Setti
 def test_no_access_log_when_it_is_turned_off(store: JobStore):
     app = create_app(Settings(access_log=False), store=store)
     assert app.state.access_log is None
+
+
+def test_a_flush_pending_on_an_ended_loop_does_not_strand_later_lines():
+    stream = io.BytesIO()
+    log = AccessLog(stream)
+
+    async def record(request_id: str, then_wait: float) -> None:
+        log.record(request_id, "GET", "/r", "/r", 200, 0.001)
+        await asyncio.sleep(then_wait)
+
+    asyncio.run(record("first", 0))  # its loop ends before the flush is due
+    assert stream.getvalue() == b""
+    asyncio.run(record("second", FLUSH_SECONDS * 2))  # a new loop must schedule its own
+    ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+    assert ids == ["first", "second"]
+
+
+async def test_one_flush_is_scheduled_for_a_burst_of_lines():
+    stream = io.BytesIO()
+    log = AccessLog(stream)
+    loop = asyncio.get_running_loop()
+    scheduled: list[float] = []
+    call_later = loop.call_later
+
+    def counting_call_later(delay: float, callback, *args):  # type: ignore[no-untyped-def]
+        scheduled.append(delay)
+        return call_later(delay, callback, *args)
+
+    loop.call_later = counting_call_later  # type: ignore[method-assign]
+    try:
+        for n in range(50):
+            log.record(f"r{n}", "GET", "/r", "/r", 200, 0.001)
+    finally:
+        del loop.call_later  # back to the class's method
+    assert scheduled == [FLUSH_SECONDS]
+    await asyncio.sleep(FLUSH_SECONDS * 2)
+    assert len(stream.getvalue().splitlines()) == 50

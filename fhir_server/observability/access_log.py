@@ -42,14 +42,18 @@ class AccessLog:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
+        pending = self._flush_loop
+        # A flush pending on a running loop writes every buffered line: nothing to do, and no
+        # asyncio.get_running_loop per request (on Python 3.11 it makes a getpid system call).
+        if pending is not None and pending.is_running():
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (a synchronous caller): write at once
             self.flush()
             return
-        if self._flush_loop is not loop:  # none pending, or pending on a loop that has ended
-            self._flush_loop = loop
-            loop.call_later(FLUSH_SECONDS, self.flush)
+        self._flush_loop = loop  # none was pending, or it was on a loop that has ended
+        loop.call_later(FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
         self._flush_loop = None
