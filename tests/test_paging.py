@@ -83,6 +83,28 @@ async def test_links_are_absolute_and_keep_the_search(client: httpx.AsyncClient,
         assert "status=completed" in url and "_count=2" in url
 
 
+async def test_self_link_names_the_page_it_is_on(client: httpx.AsyncClient, many: list[str]):
+    first = (await client.get("AsyncJob?_sort=_id&_count=5")).json()
+    second_url = links(first)["next"]
+    second = (await client.get(second_url)).json()
+    assert links(second)["self"] == second_url
+    assert ids((await client.get(links(second)["self"])).json()) == many[5:10]
+    at_offset = (await client.get("AsyncJob?_sort=_id&_count=5&_offset=10")).json()
+    assert links(at_offset)["self"].endswith("_offset=10")
+
+
+async def test_post_search_with_the_cursor_in_its_body_links_to_itself(
+    client: httpx.AsyncClient, many: list[str]
+):
+    first = (await client.get("AsyncJob?_sort=_id&_count=5")).json()
+    cursor = links(first)["next"].split("_cursor=")[1]
+    form = {"_sort": "_id", "_count": "5", "_cursor": cursor}
+    second = (await client.post("AsyncJob/_search", data=form)).json()
+    assert ids(second) == many[5:10]
+    assert links(second)["self"].endswith(f"_cursor={cursor}")
+    assert ids((await client.get(links(second)["self"])).json()) == many[5:10]
+
+
 async def test_offset_pages(client: httpx.AsyncClient, many: list[str]):
     page = (await client.get("AsyncJob?_sort=_id&_count=5&_offset=10")).json()
     assert ids(page) == many[10:15]

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -249,12 +249,7 @@ def _page_links(
         # A cursor is URL-safe base64: nothing in it needs percent-encoding.
         return f"_cursor={encode_cursor(cursor, query.sort, secret)}"
 
-    current = ""
-    if query.cursor is not None:
-        current = urlencode([("_cursor", request.query_params.get("_cursor", ""))])
-    elif query.offset:
-        current = f"_offset={query.offset}"
-    links = [("self", link(current)), ("first", link(""))]
+    links = [("self", link(parsed.page_param)), ("first", link(""))]
     if parsed.count_only or not records:
         return links
     forward = query.cursor is None or query.cursor.forward

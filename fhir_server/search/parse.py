@@ -38,6 +38,8 @@ class SearchRequest:
     warnings: list[Issue] = field(default_factory=list)
     # The parameters that define the result set, for self/first/next links.
     link_params: list[tuple[str, str]] = field(default_factory=list)
+    # Where in the result set this page is (`_cursor=…` or `_offset=…`), for its self link.
+    page_param: str = ""
     # A parsed GET search is cached and reused, so what each of its pages needs is made once:
     # the link parameters encoded, and the query for one row more than the page (is there a
     # next page?).
@@ -95,12 +97,15 @@ def parse_search(
         if offset > limits.max_offset:
             raise _bad("_offset", f"must not exceed {limits.max_offset}; follow the next link")
     cursor: Cursor | None = None
+    page_param = f"_offset={offset}" if offset else ""
     if "_cursor" in result:
+        token = result["_cursor"][1]
         try:
-            cursor = decode_cursor(result["_cursor"][1], sort, secret)
+            cursor = decode_cursor(token, sort, secret)
         except CursorError as exc:
             raise _bad("_cursor", str(exc)) from exc
         offset = 0
+        page_param = urlencode([("_cursor", token)])
     total = True
     if "_total" in result:
         mode = result["_total"][1]
@@ -124,6 +129,7 @@ def parse_search(
         summary=summary if summary not in (None, "false", "count") else None,
         warnings=warnings,
         link_params=link_params,
+        page_param=page_param,
     )
 
 
