@@ -10,6 +10,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.observability import access_log
 from fhir_server.observability.access_log import FLUSH_SECONDS, AccessLog
 from fhir_server.storage.base import JobStore
 
@@ -159,3 +160,27 @@ async def test_one_flush_is_scheduled_for_a_burst_of_lines():
     assert scheduled == [FLUSH_SECONDS]
     await asyncio.sleep(FLUSH_SECONDS * 2)
     assert len(stream.getvalue().splitlines()) == 50
+
+
+async def test_a_line_carries_the_time_of_its_request_not_of_its_flush(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    stream = io.BytesIO()
+    log = AccessLog(stream)
+    with monkeypatch.context() as patched:
+        patched.setattr(access_log.time, "time", lambda: 1_700_000_000.25)
+        log.record("r1", "GET", "/r", "/r", 200, 0.0015)
+    log.flush()
+    line = json.loads(stream.getvalue())
+    assert line["ts"] == "2023-11-14T22:13:20.250Z"
+    assert line["latency_ms"] == 1.5
+
+
+async def test_a_full_buffer_is_written_at_once():
+    stream = io.BytesIO()
+    log = AccessLog(stream)
+    for n in range(access_log.MAX_BUFFERED_LINES):
+        log.record(f"r{n}", "GET", "/r", "/r", 200, 0.001)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == access_log.MAX_BUFFERED_LINES  # no flush interval waited for
+    assert json.loads(lines[-1])["request_id"] == f"r{access_log.MAX_BUFFERED_LINES - 1}"
