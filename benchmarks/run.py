@@ -151,7 +151,7 @@ def bench_size(
             for run in runs:
                 beside = measure(args, env, wrk_pin, ceiling, round_number)
                 measure(args, env, wrk_pin, run, round_number)
-                run.ceiling_rps.append(beside[0])
+                run.ceiling_beside.append(beside[0])
     return [ceiling.median(), *(run.median() for run in runs)]
 
 
@@ -181,13 +181,13 @@ class Run:
     lua: Path | None = None
     token: str | None = None
     rounds: list[tuple[float, float, float, int, int, int]] = field(default_factory=list)
-    ceiling_rps: list[float] = field(default_factory=list)  # the ceiling run before each round
+    ceiling_beside: list[float] = field(default_factory=list)  # the ceiling run before each round
 
     def median(self) -> Result:
         """The row with each figure the median of the rounds; errors are added up."""
         rps, p50, p99 = (statistics.median(r[i] for r in self.rounds) for i in range(3))
         errors, non_2xx, socket_errors = (sum(r[i] for r in self.rounds) for i in (3, 4, 5))
-        beside = self.ceiling_rps or [r[0] for r in self.rounds]  # the ceiling: itself
+        beside = self.ceiling_beside or [r[0] for r in self.rounds]  # the ceiling: itself
         shares = [r[0] / c for r, c in zip(self.rounds, beside, strict=True) if c]
         row = self.row
         return Result(
