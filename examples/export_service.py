@@ -15,16 +15,18 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from fhir_server.app import create_app
-from fhir_server.auth.middleware import RequireAccess
-from fhir_server.auth.scopes import CREATE
-from fhir_server.config import Settings
-from fhir_server.jobs import JobService
-from fhir_server.jobs.kickoff import kick_off
-from fhir_server.storage.base import JobStore
+from fhir_server import (
+    GuardedRoute,
+    JobService,
+    JobStore,
+    Settings,
+    SmartAccess,
+    create_app,
+    kick_off,
+)
 
 from .worker import ExportWorker
 
@@ -36,20 +38,28 @@ def create_export_app(
     export_dir: Path | None = None,
     pause: float = 1.0,
 ) -> Starlette:
-    app = create_app(settings, store)
     export_dir = export_dir or Path(tempfile.mkdtemp(prefix="fhir-export-"))
-    jobs = JobService(app.state.store)
-    worker = ExportWorker(jobs, export_dir, pause=pause)
+    worker: ExportWorker | None = None
 
     async def export(request: Request) -> Response:
-        return await kick_off(request, jobs, type="bulk-export", start=worker.start)
+        assert worker is not None
+        return await kick_off(request, worker.jobs, type="bulk-export", start=worker.start)
 
-    kick_off_route = Route("/fhir/R4/$export", export, methods=["GET", "POST"])
-    kick_off_route.app = RequireAccess(kick_off_route.app, CREATE)  # a kick-off creates a job
-    app.router.routes[0:0] = [
-        kick_off_route,
-        Mount("/exports", StaticFiles(directory=export_dir), name="exports"),
-    ]
+    app = create_app(
+        settings,
+        store,
+        routes=[
+            # A kick-off creates a job: it needs the create permission on AsyncJob.
+            GuardedRoute(
+                "/fhir/R4/$export",
+                export,
+                methods=["GET", "POST"],
+                access=SmartAccess("AsyncJob", "c"),
+            ),
+            Mount("/exports", StaticFiles(directory=export_dir), name="exports"),
+        ],
+    )
+    worker = ExportWorker(JobService(app.state.store), export_dir, pause=pause)
     serve_fhir = app.router.lifespan_context
 
     @contextlib.asynccontextmanager

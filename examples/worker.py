@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 
 import orjson
 
-from fhir_server.jobs import JobCancelled, JobService
+from fhir_server import JobCancelled, JobService
 from fhir_server.resources.asyncjob import STATUSES
 from fhir_server.search.query import JobQuery, SortKey, TokenMatch
 from fhir_server.storage.base import JobRecord

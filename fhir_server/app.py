@@ -3,27 +3,27 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount
 
-from .api import cancel, ehealth, fhir, health, openapi, status, writes
-from .api.body_limit import BodyLimitMiddleware
 from .api.errors import EXCEPTION_HANDLERS
-from .api.hot_routes import HotRoutes
 from .api.limits import InputLimits
-from .auth.middleware import AuthenticationMiddleware, guard_routes
+from .api.pipeline import RequestPipeline
+from .api.routes import all_routes
+from .api.search import SearchParser
 from .auth.setup import token_verifier
 from .config import Settings
+from .jobs.loader import load_paths
 from .jobs.retention import sweep
-from .loader import load_paths
 from .observability import metrics
 from .observability.access_log import AccessLog
-from .observability.middleware import Telemetry, TelemetryMiddleware
-from .search.parse import SearchLimits
+from .observability.telemetry import Telemetry
+from .resources.asyncjob import ASYNC_JOB
+from .resources.kinds import ResourceKind
+from .search.paging import SearchLimits
 from .secrets_file import persistent_secret
 from .storage.base import JobStore
 from .storage.guard import with_deadline
@@ -52,20 +52,14 @@ def cursor_secret(settings: Settings) -> bytes:
     return persistent_secret(settings.data_dir / SECRET_FILE)
 
 
-class FhirServerApp(Starlette):
-    """The Starlette app, with the hottest GET routes answered before its middleware."""
-
-    def __init__(self, hot_routes: HotRoutes, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.hot_routes = hot_routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self  # as Starlette sets it: handlers find the state through it
-        if not await self.hot_routes.answer(scope, receive, send):
-            await super().__call__(scope, receive, send)
-
-
-def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FhirServerApp:
+def create_app(
+    settings: Settings | None = None,
+    store: JobStore | None = None,
+    *,
+    routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The server as an ASGI app. `routes` are served too, tried before the FHIR API's (e.g.
+    a kick-off endpoint: see examples/export_service.py)."""
     settings = settings or Settings()
     job_store = with_deadline(store or build_store(settings), settings.store_timeout)
 
@@ -92,27 +86,30 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     access_log = AccessLog() if settings.access_log else None
     app_metrics = metrics.Metrics()
-    telemetry = Telemetry(app_metrics, access_log)
-    verifier = token_verifier(settings)
-    # The router tries routes in order: the busiest (reads and searches) come first.
-    routes = [
-        *fhir.routes(),
-        *health.routes(),
-        *metrics.routes(),
-        *writes.routes(),
-        *cancel.routes(),
-        *status.routes(),
-        *ehealth.routes(),
-        *openapi.routes(),
-    ]
-    guard_routes(routes)  # each route's scope, from fhir_server/auth/policy.py
-    app = FhirServerApp(
-        HotRoutes(routes, fhir.HOT_ROUTES, verifier, telemetry),
-        routes=routes,
+    secret = cursor_secret(settings)
+    search_limits = SearchLimits(
+        settings.default_page_size, settings.max_page_size, settings.max_offset
+    )
+    input_limits = InputLimits(
+        settings.max_body_bytes,
+        settings.max_json_depth,
+        settings.max_search_parameters,
+        settings.max_search_values,
+        settings.max_search_value_length,
+    )
+
+    def parser_for(kind: ResourceKind) -> SearchParser:
+        return SearchParser(kind, search_limits, input_limits, secret)
+
+    app = Starlette(
+        routes=[*routes, *all_routes(parser_for)],
         middleware=[
-            Middleware(TelemetryMiddleware, telemetry),
-            Middleware(AuthenticationMiddleware, verifier=verifier),
-            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+            Middleware(
+                RequestPipeline,
+                verifier=token_verifier(settings),
+                telemetry=Telemetry(app_metrics, access_log),
+                max_body_bytes=settings.max_body_bytes,
+            )
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -121,18 +118,11 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.access_log = access_log
     app.state.settings = settings
     app.state.store = job_store
-    app.state.secret = cursor_secret(settings)
-    app.state.search_limits = SearchLimits(
-        settings.default_page_size, settings.max_page_size, settings.max_offset
-    )
-    app.state.input_limits = InputLimits(
-        settings.max_body_bytes,
-        settings.max_json_depth,
-        settings.max_search_parameters,
-        settings.max_search_values,
-        settings.max_search_value_length,
-    )
-    app.state.search_parser = fhir.SearchParser(
-        app.state.search_limits, app.state.input_limits, app.state.secret
-    )
+    app.state.stores = {ASYNC_JOB.type: job_store}
+    app.state.secret = secret
+    app.state.search_limits = search_limits
+    app.state.input_limits = input_limits
+    for route in app.routes:  # mounted sub-applications (the eHealth adapter) share the state
+        if isinstance(route, Mount) and isinstance(route.app, Starlette):
+            route.app.state = app.state
     return app

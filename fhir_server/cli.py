@@ -18,8 +18,8 @@ from .auth.keys import GENERATED_SECRET_FILE
 from .auth.tokens import mint
 from .config import Settings
 from .durations import parse_duration
+from .jobs.loader import find_files, load_paths
 from .jobs.retention import purge_older_than
-from .loader import find_files, load_paths
 from .secrets_file import persistent_secret
 from .storage.sqlite import SchemaTooNew
 

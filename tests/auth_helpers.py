@@ -51,3 +51,20 @@ def write_jwks(path: Path, *keys: tuple[Any, str, str]) -> Path:
 def signed(private: Any, algorithm: str, kid: str | None, **claims: Any) -> str:
     headers = {"kid": kid} if kid else None
     return jwt.encode(claims, private, algorithm=algorithm, headers=headers)
+
+
+# Answered without a token (the README's Security section lists the same).
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/fhir/R4/metadata", "/openapi.json")
+
+
+def app_routes(app: Any) -> list[Any]:
+    """Every route of the app, those of mounted sub-applications included."""
+    from starlette.routing import Mount
+
+    routes = []
+    for route in app.routes:
+        if isinstance(route, Mount):
+            routes += app_routes(route.app)
+        else:
+            routes.append(route)
+    return routes

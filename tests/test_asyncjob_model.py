@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server.api.http_status import status_of
 from fhir_server.resources.asyncjob import validate_async_job
 from fhir_server.resources.outcome import FhirError
 
@@ -13,7 +14,7 @@ from .conftest import make_job
 def problems(data: Any) -> dict[str, str]:
     with pytest.raises(FhirError) as caught:
         validate_async_job(data)
-    assert caught.value.status == 400
+    assert status_of(caught.value) == 400
     return {issue.expression or "": issue.code for issue in caught.value.issues}
 
 

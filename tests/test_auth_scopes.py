@@ -1,13 +1,14 @@
 """Authorization: SMART v1/v2 scopes on the FHIR routes, eHealth scopes on the adapter."""
 
 import pytest
-from starlette.routing import Route
 
-from fhir_server.auth.middleware import guard_routes
+from fhir_server.api.routing import GuardedRoute
+from fhir_server.auth.policy import interaction_access
 from fhir_server.auth.scopes import smart_permissions
+from fhir_server.resources.asyncjob import ASYNC_JOB
 from fhir_server.storage.base import JobStore
 
-from .auth_helpers import HOST, JOB_ID, owned_job
+from .auth_helpers import HOST, JOB_ID, PUBLIC_PATHS, app_routes, owned_job
 from .conftest import MakeClient, make_job
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -66,7 +67,7 @@ def body_for(method: str, path: str) -> dict[str, object] | None:
 
 @pytest.mark.parametrize(("scope", "granted"), SCOPES.items())
 def test_smart_scope_grants_these_permissions(scope: str, granted: str):
-    assert smart_permissions(scope) == granted
+    assert smart_permissions(scope, "AsyncJob") == granted
 
 
 @pytest.mark.parametrize(("method", "path", "scope", "allowed"), CASES)
@@ -150,20 +151,16 @@ async def test_scopes_may_come_as_an_scp_list(make_client: MakeClient, store: Jo
         assert (await http.get(f"{HOST}/Jobs/{JOB_ID}")).status_code == 200
 
 
-def test_a_route_without_an_access_rule_stops_the_app_from_starting():
-    async def endpoint(request: object) -> None: ...
-
-    with pytest.raises(LookupError, match="ROUTE_ACCESS"):
-        guard_routes([Route("/fhir/R4/AsyncJob/$new-operation", endpoint, methods=["POST"])])
+def test_an_interaction_the_kind_does_not_declare_has_no_access_rule():
+    with pytest.raises(LookupError, match=r"\$new-operation"):
+        interaction_access(ASYNC_JOB, "$new-operation")
 
 
 async def test_every_route_of_the_app_is_guarded(make_client: MakeClient):
     http = make_client()
     app = http._transport.app  # type: ignore[attr-defined]
     await http.aclose()
-    from fhir_server.auth.middleware import RequireAccess
-    from fhir_server.auth.policy import PUBLIC_PATHS
 
-    for route in app.routes:
-        assert isinstance(route, Route)
-        assert (route.path in PUBLIC_PATHS) != isinstance(route.app, RequireAccess), route.path
+    for route in app_routes(app):
+        assert isinstance(route, GuardedRoute), route.path
+        assert (route.template in PUBLIC_PATHS) == (route.access is None), route.template

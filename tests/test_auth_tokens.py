@@ -17,12 +17,21 @@ from cryptography.hazmat.primitives import serialization
 from fhir_server.app import create_app
 from fhir_server.auth import tokens
 from fhir_server.auth.keys import GENERATED_SECRET_FILE, Keys
-from fhir_server.auth.policy import PUBLIC_PATHS
 from fhir_server.auth.tokens import TokenPolicy, TokenVerifier
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobStore
 
-from .auth_helpers import HOST, JOB_ID, READ_PATHS, ec_key, owned_job, rsa_key, signed, write_jwks
+from .auth_helpers import (
+    HOST,
+    JOB_ID,
+    PUBLIC_PATHS,
+    READ_PATHS,
+    ec_key,
+    owned_job,
+    rsa_key,
+    signed,
+    write_jwks,
+)
 from .conftest import TEST_JWT_SECRET, MakeClient, bearer, token
 
 FHIR_PATH = READ_PATHS["fhir"]

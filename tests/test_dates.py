@@ -2,7 +2,7 @@
 
 import pytest
 
-from fhir_server.search.dates import parse_date_range, parse_instant_ms
+from fhir_server.resources.instants import parse_date_range, parse_instant_ms
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ import pytest
 from starlette.requests import Request
 
 from fhir_server.api import ehealth
+from fhir_server.api.routing import AccessDenied, GuardedRoute, NotAuthenticated
 from fhir_server.app import create_app
+from fhir_server.auth.scopes import EhealthAccess
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobRecord, JobStore, StoreUnavailable
 from fhir_server.storage.mongo import MongoJobStore
@@ -175,7 +177,8 @@ def adapter_request(path: str = "/Jobs/job-1", request_id: bytes | None = None) 
 
 
 def test_access_denied_renders_401_in_the_envelope():
-    response = ehealth.access_denied(adapter_request(request_id=REQUEST_ID.encode()))
+    error = NotAuthenticated("the token expired", token_sent=False)
+    response = ehealth.error_envelope(adapter_request(request_id=REQUEST_ID.encode()), error)
     assert response.status_code == 401
     assert orjson.loads(response.body) == {
         "error": {
@@ -186,8 +189,9 @@ def test_access_denied_renders_401_in_the_envelope():
     }
 
 
-def test_access_denied_carries_the_given_message():
-    response = ehealth.access_denied(adapter_request(), "Invalid access token")
+def test_a_refused_token_is_named_invalid_whatever_the_reason():
+    error = NotAuthenticated("Signature verification failed", token_sent=True)
+    response = ehealth.error_envelope(adapter_request(), error)
     assert orjson.loads(response.body)["error"] == {
         "type": "access_denied",
         "message": "Invalid access token",
@@ -197,7 +201,8 @@ def test_access_denied_carries_the_given_message():
 @pytest.mark.parametrize("scope", ["job:read", "composition:read"])
 def test_forbidden_renders_403_naming_the_missing_scope(scope: str):
     path = "/patients/composition/job/89678f60-4cdc-4fe3-ae83-e8b3ebd35c59"
-    response = ehealth.forbidden(adapter_request(path, REQUEST_ID.encode()), scope)
+    error = AccessDenied(EhealthAccess(scope))
+    response = ehealth.error_envelope(adapter_request(path, REQUEST_ID.encode()), error)
     assert response.status_code == 403
     assert orjson.loads(response.body) == {
         "error": {
@@ -211,9 +216,10 @@ def test_forbidden_renders_403_naming_the_missing_scope(scope: str):
 
 def test_every_adapter_route_declares_its_required_scope():
     scopes = {
-        route.path: route.required_scope
-        for route in ehealth.routes()
-        if isinstance(route, ehealth.EhealthRoute)
+        route.template: route.access.scope
+        for mount in ehealth.mounts()
+        for route in mount.routes
+        if isinstance(route, GuardedRoute) and isinstance(route.access, EhealthAccess)
     }
     assert scopes == {
         "/Jobs/{id}": "job:read",

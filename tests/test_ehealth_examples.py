@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fhir_server.loader import load_paths
+from fhir_server.jobs.loader import load_paths
 from fhir_server.storage.base import JobStore
 
 from .ehealth_helpers import HOST, REQUEST_ID, get

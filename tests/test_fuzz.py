@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fhir_server.api.ehealth import is_adapter_path
+from fhir_server.api.ehealth import ADAPTER_PREFIXES
 from fhir_server.api.openapi import openapi_document
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
@@ -98,6 +98,10 @@ async def snapshot(store: JobStore) -> list[tuple[str, int]]:
     for job_id in (JOB_ID, "owned-by-bob"):
         versions += [(f"history:{job_id}", len(await store.history(job_id)))]
     return sorted(versions)
+
+
+def is_adapter_path(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in ADAPTER_PREFIXES)
 
 
 def assert_error_shape(path: str, response: httpx.Response) -> None:

@@ -4,7 +4,7 @@ import httpx
 import orjson
 import pytest
 
-from fhir_server.search.parameters import SEARCH_PARAMETERS
+from fhir_server.resources.asyncjob import SEARCH_PARAMETERS
 from fhir_server.storage.base import JobStore
 
 from .conftest import put_job

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from fhir_server.api.http_status import status_of
 from fhir_server.jobs import (
     JobCancelled,
     JobDeleted,
@@ -104,7 +105,7 @@ async def test_cancel_of_a_completed_job_is_refused(jobs: JobService):
     await jobs.complete(job.id)
     with pytest.raises(FhirError) as raised:
         await jobs.cancel(job.id)
-    assert raised.value.status == 400
+    assert status_of(raised.value) == 400
     assert str(raised.value) == (
         "AsyncJob cannot be cancelled if status is not 'accepted', job had status 'completed'"
     )
@@ -130,7 +131,7 @@ async def test_a_completed_job_cannot_fail(jobs: JobService, store: JobStore):
     await jobs.complete(job.id)
     with pytest.raises(RuleViolation) as raised:
         await jobs.fail(job.id, "too late")
-    assert raised.value.status == 422
+    assert status_of(raised.value) == 422
     assert raised.value.issues[0].code == "business-rule"
     assert len(await store.history(job.id)) == 2
 
@@ -139,7 +140,7 @@ async def test_invalid_output_is_refused_and_nothing_stored(jobs: JobService, st
     job = await jobs.submit(EXPORT)
     with pytest.raises(FhirError) as raised:
         await jobs.complete(job.id, [{"name": "output", "valueUri": 42}])
-    assert raised.value.status == 400
+    assert status_of(raised.value) == 400
     assert len(await store.history(job.id)) == 1
 
 

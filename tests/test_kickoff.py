@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fhir_server.api.kickoff import kick_off
 from fhir_server.jobs import JobService
-from fhir_server.jobs.kickoff import kick_off
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobRecord, JobStore
 

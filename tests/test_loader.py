@@ -11,7 +11,7 @@ from rich.console import Console
 from fhir_server import cli
 from fhir_server.cli import main
 from fhir_server.config import Settings
-from fhir_server.loader import load_paths
+from fhir_server.jobs.loader import load_paths
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from fhir_server.loader import find_files, load_paths
+from fhir_server.jobs.loader import find_files, load_paths
 from fhir_server.storage.base import JobRecord, JobStore
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "jobs"

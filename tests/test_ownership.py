@@ -78,7 +78,7 @@ async def test_put_on_another_owners_job_is_409_and_changes_nothing(
         job = make_job(id=JOB_ID, type="bulk-export")
         response = await http.put(f"AsyncJob/{JOB_ID}", json=job, headers=FHIR_JSON)
     assert response.status_code == 409
-    assert response.json()["issue"][0]["code"] == "conflict"
+    assert response.json()["issue"][0]["code"] == "duplicate"
     stored = await store.get(JOB_ID)
     assert stored is not None and stored.version == 1 and stored.owner == "alice"
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.durations import Duration
-from fhir_server.loader import load_paths
+from fhir_server.jobs.loader import load_paths
 from fhir_server.storage.base import JobStore
 
 ROOT = Path(__file__).parent.parent

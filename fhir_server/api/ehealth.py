@@ -1,25 +1,36 @@
-"""eHealth (ЕСОЗ) job-status adapter: a read-only renderer over the JobStore, in eHealth's
-envelope `{"data" | "error", "meta": {code, url, type, request_id}}`.
+"""eHealth (ЕСОЗ) job-status adapter: a read-only renderer over the AsyncJob store, in
+eHealth's envelope `{"data" | "error", "meta": {code, url, type, request_id}}`.
 
-Every adapter route carries the scope it needs (`required_scope`) for the auth layer.
+Each adapter path is a mounted sub-application with its own error rendering: whatever goes
+wrong under it (a refused token, a missing scope, an unknown path, the database) is answered
+in the envelope, while the same request path (api/pipeline.py) runs in front of it.
 """
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
-from ..observability.middleware import request_id_of
+from ..auth.scopes import EhealthAccess
+from ..observability.request_ids import request_id_of
 from ..resources import ehealth
-from ..resources.asyncjob import ID_PATTERN
-from ..storage.base import JobStore
-from .fhir import fhir_base, store_of
+from ..resources.asyncjob import ASYNC_JOB
+from ..resources.kinds import ID_PATTERN
+from ..resources.outcome import FhirError
+from ..storage.base import JobStore, StoreUnavailable
+from .errors import routing_error, store_unavailable, unexpected
+from .http_status import status_of
+from .records import store_of
+from .routing import AccessDenied, Endpoint, GuardedRoute, NotAuthenticated
+from .urls import fhir_base
 
 log = logging.getLogger("fhir_server")
 JOB_PREFIXES = ("/Jobs", "/api/jobs")
@@ -51,10 +62,6 @@ class EhealthResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-def is_adapter_path(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in ADAPTER_PREFIXES)
 
 
 def request_id(request: Request) -> str:
@@ -109,22 +116,43 @@ def error_response(
     )
 
 
-def access_denied(request: Request, message: str = MISSING_TOKEN_MESSAGE) -> EhealthResponse:
-    """401 for a missing or invalid token (for the auth layer)."""
-    return error_response(request, 401, message, "access_denied")
+def error_envelope(request: Request, error: FhirError) -> EhealthResponse:
+    """Any error, as the eHealth gateway words it."""
+    status = status_of(error)
+    if isinstance(error, NotAuthenticated):
+        # The gateway's own texts; the reason stays in WWW-Authenticate.
+        text = INVALID_TOKEN_MESSAGE if error.token_sent else MISSING_TOKEN_MESSAGE
+        return error_response(request, status, text, "access_denied", error.headers)
+    if isinstance(error, AccessDenied):
+        message = (
+            "Your scope does not allow to access this resource. "
+            f"Missing allowances: {error.access.missing}"
+        )
+        return error_response(request, status, message, "forbidden", error.headers)
+    return error_response(request, status, str(error), headers=error.headers)
 
 
-def forbidden(request: Request, missing_scope: str) -> EhealthResponse:
-    """403 for a token without the route's scope (for the auth layer)."""
-    message = (
-        f"Your scope does not allow to access this resource. Missing allowances: {missing_scope}"
-    )
-    return error_response(request, 403, message, "forbidden")
+async def _on_fhir_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return error_envelope(request, exc)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_envelope(request, routing_error(request, exc))
+
+
+async def _on_store_unavailable(request: Request, exc: Exception) -> Response:
+    return error_envelope(request, store_unavailable(request, exc))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    return error_envelope(request, unexpected(request, exc))
 
 
 def _store(request: Request) -> JobStore:
     """The jobs the caller may see (the same ownership rules as the FHIR API)."""
-    return store_of(request)
+    return store_of(request, ASYNC_JOB)
 
 
 def _default_eta(request: Request) -> timedelta:
@@ -138,7 +166,7 @@ async def _live_resource(request: Request, job_id: str) -> dict[str, Any] | None
     return None if record is None else record.resource
 
 
-def job_status_endpoint(prefix: str) -> Callable[[Request], Awaitable[Response]]:
+def job_status_endpoint(prefix: str) -> Endpoint:
     async def job_status(request: Request) -> Response:
         job_id: str = request.path_params["id"]
         if not ID_PATTERN.fullmatch(job_id):
@@ -157,7 +185,7 @@ def job_status_endpoint(prefix: str) -> Callable[[Request], Awaitable[Response]]
     return job_status
 
 
-def composition_status_endpoint(prefix: str) -> Callable[[Request], Awaitable[Response]]:
+def composition_status_endpoint(prefix: str) -> Endpoint:
     async def composition_status(request: Request) -> Response:
         job_id: str = request.path_params["id"]
         if not _UUID.fullmatch(job_id):
@@ -176,24 +204,50 @@ def composition_status_endpoint(prefix: str) -> Callable[[Request], Awaitable[Re
     return composition_status
 
 
-class EhealthRoute(Route):
-    """A GET route of the adapter that knows the OAuth scope a caller needs."""
+class AdapterMount(Mount):
+    """A Mount that takes every path under its prefix, the bare prefix included: all of them
+    belong to the adapter and are answered in its envelope (Mount's own pattern stops at a
+    newline, and leaves the bare prefix to a redirect)."""
 
-    def __init__(
-        self,
-        prefix: str,
-        endpoint: Callable[[Request], Awaitable[Response]],
-        required_scope: str,
-    ) -> None:
-        super().__init__(f"{prefix}/{{id}}", endpoint, methods=["GET"])
-        self.required_scope = required_scope
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return super().matches(scope)
+        root_path = scope.get("root_path", "")
+        prefix = root_path + self.path
+        path = scope["path"]
+        if path != prefix and not path.startswith(prefix + "/"):
+            return Match.NONE, {}
+        child = {
+            "path_params": {},
+            "app_root_path": scope.get("app_root_path", root_path),
+            "root_path": prefix,
+            "endpoint": self.app,
+        }
+        return Match.FULL, child
 
 
-def routes() -> list[BaseRoute]:
+def _adapter(prefix: str, endpoint: Endpoint, scope: str) -> Mount:
+    route = GuardedRoute(
+        "/{id}", endpoint, methods=["GET"], access=EhealthAccess(scope), template=f"{prefix}/{{id}}"
+    )
+    app = Starlette(
+        routes=[route],
+        exception_handlers={
+            FhirError: _on_fhir_error,
+            HTTPException: _on_http_exception,
+            StoreUnavailable: _on_store_unavailable,
+            Exception: _on_unexpected,
+        },
+    )
+    return AdapterMount(prefix, app=app)
+
+
+def mounts() -> list[Mount]:
+    """One sub-application per adapter path."""
     return [
-        *(EhealthRoute(p, job_status_endpoint(p), JOB_SCOPE) for p in JOB_PREFIXES),
+        *(_adapter(p, job_status_endpoint(p), JOB_SCOPE) for p in JOB_PREFIXES),
         *(
-            EhealthRoute(p, composition_status_endpoint(p), COMPOSITION_SCOPE)
+            _adapter(p, composition_status_endpoint(p), COMPOSITION_SCOPE)
             for p in COMPOSITION_PREFIXES
         ),
     ]

@@ -1,4 +1,4 @@
-"""Every error leaves as an OperationOutcome: no HTML, no stack traces."""
+"""Every error of the FHIR API leaves as an OperationOutcome: no HTML, no stack traces."""
 
 import logging
 
@@ -7,32 +7,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..resources.asyncjob import RESOURCE_TYPE
+from ..observability.request_ids import request_id_of
 from ..resources.outcome import FhirError, Issue
+from ..resources.registry import BY_TYPE
 from ..storage.base import StoreUnavailable
-from . import ehealth
-from .responses import FhirResponse, negotiate
+from .http_status import ProtocolError, status_of
+from .responses import FHIR_JSON, FhirResponse, negotiate
+from .routing import AUTH_ERROR, REJECTION
+from .urls import BASE_PATH
 
 log = logging.getLogger("fhir_server")
-FHIR_BASE = "/fhir/R4"
+RETRY_AFTER_SECONDS = "5"
 
 
 def render_fhir_error(request: Request, error: FhirError) -> Response:
-    if ehealth.is_adapter_path(request.url.path):  # eHealth clients read only their envelope
-        return ehealth.error_response(request, error.status, str(error), headers=error.headers)
+    status = status_of(error)
     log.info(
         "%s %s -> %d %s [request_id=%s]",
         request.method,
         request.url.path,
-        error.status,
+        status,
         str(error)[:300],
-        ehealth.request_id(request),
+        request_id_of(request.scope),
     )
     try:
         media_type, pretty = negotiate(request)
     except FhirError:
-        media_type, pretty = "application/fhir+json", False
-    return FhirResponse(error.outcome(), error.status, error.headers, media_type, pretty)
+        media_type, pretty = FHIR_JSON, False
+    return FhirResponse(error.outcome(), status, error.headers, media_type, pretty)
 
 
 async def on_fhir_error(request: Request, exc: Exception) -> Response:
@@ -43,55 +45,71 @@ async def on_fhir_error(request: Request, exc: Exception) -> Response:
 async def on_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own errors: no route (404) and wrong method (405)."""
     assert isinstance(exc, HTTPException)
+    return render_fhir_error(request, routing_error(request, exc))
+
+
+def routing_error(request: Request, exc: HTTPException) -> FhirError:
     path = request.url.path
+    # No route serves this path: a request every route would refuse is refused as such.
+    refused = request.scope.get(REJECTION) or request.scope.get(AUTH_ERROR)
+    if exc.status_code == 404 and isinstance(refused, FhirError):
+        return refused
     if exc.status_code == 404:
-        error = FhirError.of(404, "not-found", f"No endpoint at {path}")
-        if path.startswith(FHIR_BASE + "/"):
-            resource_type = path[len(FHIR_BASE) + 1 :].split("/")[0]
-            if resource_type != RESOURCE_TYPE:
-                error = FhirError.of(
+        if path.startswith(BASE_PATH + "/"):
+            resource_type = path[len(BASE_PATH) + 1 :].split("/")[0]
+            if resource_type not in BY_TYPE:
+                return ProtocolError(
                     404, "not-supported", f"Resource type '{resource_type}' is not supported"
                 )
-    elif exc.status_code == 405:
-        error = FhirError.of(
+        return ProtocolError(404, "not-found", f"No endpoint at {path}")
+    if exc.status_code == 405:
+        error = ProtocolError(
             405, "not-supported", f"Method {request.method} is not allowed on {path}"
         )
         error.headers.update(exc.headers or {})
         allowed = allowed_methods(request)
         if allowed:
             error.headers["Allow"] = ", ".join(allowed)
-    else:
-        error = FhirError.of(exc.status_code, "processing", str(exc.detail))
-    return render_fhir_error(request, error)
+        return error
+    return ProtocolError(exc.status_code, "processing", str(exc.detail))
 
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's Allow names only the first)."""
     methods: set[str] = set()
+    root_path = request.scope.get("root_path", "")
+    path = request.url.path.removeprefix(root_path)  # under a Mount: the path below it
     for route in request.app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
             methods |= route.methods
     return sorted(methods)
 
 
-async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("storage unavailable: %s [request_id=%s]", exc, ehealth.request_id(request))
-    error = FhirError(
-        503,
+def store_unavailable(request: Request, exc: Exception) -> FhirError:
+    log.warning("storage unavailable: %s [request_id=%s]", exc, request_id_of(request.scope))
+    return FhirError(
         [Issue("transient", "The database is unavailable; retry shortly")],
-        {"Retry-After": "5"},
+        {"Retry-After": RETRY_AFTER_SECONDS},
     )
-    return render_fhir_error(request, error)
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception(
+def unexpected(request: Request, exc: Exception) -> FhirError:
+    log.error(
         "unhandled error on %s %s [request_id=%s]",
         request.method,
         request.url.path,
-        ehealth.request_id(request),
+        request_id_of(request.scope),
+        exc_info=exc,
     )
-    return render_fhir_error(request, FhirError.of(500, "exception", "Internal server error"))
+    return FhirError.of("exception", "Internal server error")
+
+
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    return render_fhir_error(request, store_unavailable(request, exc))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    return render_fhir_error(request, unexpected(request, exc))
 
 
 EXCEPTION_HANDLERS = {

@@ -1,8 +1,11 @@
-"""Liveness (/healthz: the process answers) and readiness (/readyz: storage answers)."""
+"""Liveness (/healthz: the process answers), readiness (/readyz: storage answers) and the
+Prometheus metrics (/metrics)."""
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+
+from ..observability.metrics import Metrics
 
 
 async def healthz(request: Request) -> Response:
@@ -10,9 +13,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    await request.app.state.store.ping()  # StoreUnavailable becomes a 503 OperationOutcome
+    for store in request.app.state.stores.values():
+        await store.ping()  # StoreUnavailable becomes a 503 OperationOutcome
     return JSONResponse({"status": "ready"})
 
 
-def routes() -> list[BaseRoute]:
-    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+async def metrics(request: Request) -> Response:
+    app_metrics: Metrics = request.app.state.metrics
+    await app_metrics.count_jobs(request.app.state.store)
+    return Response(app_metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

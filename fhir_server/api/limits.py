@@ -9,6 +9,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.requests import Request
 
 from ..resources.outcome import FhirError
+from .http_status import ProtocolError
 
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 
@@ -23,7 +24,7 @@ class InputLimits:
 
 
 def body_too_large(limit: int) -> FhirError:
-    return FhirError.of(413, "too-costly", f"The request body is larger than {limit} bytes")
+    return ProtocolError(413, "too-costly", f"The request body is larger than {limit} bytes")
 
 
 def json_depth(value: Any) -> int:
@@ -51,14 +52,13 @@ def input_limits(request: Request) -> InputLimits:
 def check_json_depth(request: Request, body: Any) -> None:
     limit = input_limits(request).max_json_depth
     if json_depth(body) > limit:
-        raise FhirError.of(400, "structure", f"The JSON body nests deeper than {limit} levels")
+        raise FhirError.of("structure", f"The JSON body nests deeper than {limit} levels")
 
 
 def check_search_size(limits: InputLimits, params: list[tuple[str, str]]) -> None:
     """400 for a search with too many parameters, values or too long a value."""
     if len(params) > limits.max_search_parameters:
         raise FhirError.of(
-            400,
             "too-costly",
             f"The search has {len(params)} parameters; at most "
             f"{limits.max_search_parameters} are accepted",
@@ -70,7 +70,6 @@ def check_search_size(limits: InputLimits, params: list[tuple[str, str]]) -> Non
             or len(value) > limits.max_search_value_length
         ):
             raise FhirError.of(
-                400,
                 "too-costly",
                 f"Search parameter '{name[:80]}' is longer than "
                 f"{limits.max_search_value_length} characters",
@@ -79,7 +78,6 @@ def check_search_size(limits: InputLimits, params: list[tuple[str, str]]) -> Non
         values[name] = values.get(name, 0) + len(_UNESCAPED_COMMA.split(value))
         if values[name] > limits.max_search_values:
             raise FhirError.of(
-                400,
                 "too-costly",
                 f"Search parameter '{name[:80]}' has more than {limits.max_search_values} values",
                 name[:80],
@@ -93,5 +91,5 @@ def check_query_encoding(raw: bytes, where: str) -> None:
         unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FhirError.of(
-            400, "structure", f"The {where} is not valid UTF-8 (byte {exc.start} once decoded)"
+            "structure", f"The {where} is not valid UTF-8 (byte {exc.start} once decoded)"
         ) from None

@@ -1,25 +1,25 @@
 """GET /openapi.json: every endpoint, its parameters, body, scope and answers (public).
 
-The FHIR search parameters come from search/parameters.py; the scopes from auth/policy.py;
-a test checks that every route of the app is described here.
+The FHIR paths, search parameters and scopes come from the registered resource kinds; a test
+checks that every route of the app is described here.
 """
 
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from .. import __version__
-from ..search.parameters import SEARCH_PARAMETERS
+from ..auth.policy import interaction_access
+from ..resources.asyncjob import ASYNC_JOB
+from ..resources.kinds import ResourceKind
+from ..resources.registry import KINDS
 from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
+from ..version import __version__
 from .ehealth import COMPOSITION_PREFIXES, JOB_PREFIXES
-from .fhir import BASE_PATH
 from .responses import FhirResponse
-from .status import STATUS_PATH
+from .urls import BASE_PATH, STATUS_PATH
 
 OPENAPI_PATH = "/openapi.json"
-_JOBS = f"{BASE_PATH}/AsyncJob"
 _FHIR_JSON = "application/fhir+json"
 _OUTCOME = {"$ref": "#/components/schemas/OperationOutcome"}
 _ENVELOPE = {"$ref": "#/components/schemas/EhealthEnvelope"}
@@ -35,7 +35,7 @@ def _path_param(name: str, description: str) -> dict[str, Any]:
     }
 
 
-_ID = _path_param("id", "Logical id of the AsyncJob ([A-Za-z0-9-.]{1,64})")
+_ID = _path_param("id", "Logical id ([A-Za-z0-9-.]{1,64})")
 _VID = _path_param("vid", "Version id (1, 2, …)")
 _IF_MATCH = {
     "name": "If-Match",
@@ -44,22 +44,25 @@ _IF_MATCH = {
     "description": 'Write only if the stored version is this ETag (W/"n"); else 412',
     "schema": {"type": "string"},
 }
-_SEARCH_PARAMS = [
-    *(
-        {
-            "name": p.name,
-            "in": "query",
-            "required": False,
-            "description": f"{p.type}: {p.description}",
-            "schema": {"type": "string"},
-        }
-        for p in SEARCH_PARAMETERS
-    ),
-    *(
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in sorted(RESULT_PARAMETERS | HTTP_PARAMETERS)
-    ),
-]
+
+
+def _search_params(kind: ResourceKind) -> list[dict[str, Any]]:
+    return [
+        *(
+            {
+                "name": p.name,
+                "in": "query",
+                "required": False,
+                "description": f"{p.type}: {p.description}",
+                "schema": {"type": "string"},
+            }
+            for p in kind.search_parameters
+        ),
+        *(
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in sorted(RESULT_PARAMETERS | HTTP_PARAMETERS)
+        ),
+    ]
 
 
 def _json_body(schema: dict[str, Any], media_type: str = _FHIR_JSON) -> dict[str, Any]:
@@ -118,10 +121,91 @@ def _op(
     return operation
 
 
-_READ = "system/AsyncJob.rs (or .read)"
-_WRITE = "system/AsyncJob.cud (or .write)"
-_JOB = {"$ref": "#/components/schemas/AsyncJob"}
 _FORM = {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}
+
+
+def _needs(kind: ResourceKind, interaction: str) -> str:
+    """The scope an interaction needs, in words: `system/AsyncJob.rs (or .read)`."""
+    access = interaction_access(kind, interaction)
+    return f"{access.scope} (or .{access.missing.rsplit('.', 1)[1]})"
+
+
+def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
+    base = f"{BASE_PATH}/{kind.type}"
+    schema = {"$ref": f"#/components/schemas/{kind.type}"}
+    search = _search_params(kind)
+    paths: dict[str, dict[str, Any]] = {
+        base: {
+            "get": _op(
+                "search", _needs(kind, "search-type"), search, _fhir_answers((200, "searchset"))
+            ),
+            "post": _op(
+                "create",
+                _needs(kind, "create"),
+                [],
+                _fhir_answers((201, "created")),
+                requestBody=_json_body(schema),
+            ),
+        },
+        f"{base}/_search": {
+            "post": _op(
+                "search (form body merged with the URL's parameters)",
+                _needs(kind, "search-type"),
+                search,
+                _fhir_answers((200, "searchset Bundle")),
+                requestBody={"required": False, "content": _FORM},
+            )
+        },
+        f"{base}/{{id}}": {
+            "get": _op(
+                "read",
+                _needs(kind, "read"),
+                [_ID],
+                _fhir_answers((200, kind.type), (410, "deleted")),
+            ),
+            "put": _op(
+                "update (or create with this id)",
+                _needs(kind, "update"),
+                [_ID, _IF_MATCH],
+                _fhir_answers(
+                    (200, "updated"), (201, "created"), (409, "id taken"), (412, "stale")
+                ),
+                requestBody=_json_body(schema),
+            ),
+            "delete": _op(
+                "delete",
+                _needs(kind, "delete"),
+                [_ID, _IF_MATCH],
+                _fhir_answers((204, "deleted"), (412, "stale")),
+            ),
+        },
+        f"{base}/{{id}}/_history": {
+            "get": _op(
+                "history",
+                _needs(kind, "history-instance"),
+                [_ID],
+                _fhir_answers((200, "history Bundle")),
+            )
+        },
+        f"{base}/{{id}}/_history/{{vid}}": {
+            "get": _op(
+                "vread",
+                _needs(kind, "vread"),
+                [_ID, _VID],
+                _fhir_answers((200, f"{kind.type} version")),
+            )
+        },
+    }
+    for operation in kind.operations:
+        paths[f"{base}/{{id}}/${operation.name}"] = {
+            "post": _op(
+                operation.description,
+                _needs(kind, f"${operation.name}"),
+                [_ID],
+                _fhir_answers((200, "All OK")),
+            )
+        }
+    return paths
 
 
 def _paths() -> dict[str, dict[str, Any]]:
@@ -133,57 +217,16 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "security": [],
             }
         },
-        _JOBS: {
-            "get": _op("search", _READ, _SEARCH_PARAMS, _fhir_answers((200, "searchset Bundle"))),
-            "post": _op(
-                "create",
-                _WRITE,
-                [],
-                _fhir_answers((201, "created")),
-                requestBody=_json_body(_JOB),
-            ),
-        },
-        f"{_JOBS}/_search": {
-            "post": _op(
-                "search (form body merged with the URL's parameters)",
-                _READ,
-                _SEARCH_PARAMS,
-                _fhir_answers((200, "searchset Bundle")),
-                requestBody={"required": False, "content": _FORM},
-            )
-        },
-        f"{_JOBS}/{{id}}": {
-            "get": _op("read", _READ, [_ID], _fhir_answers((200, "AsyncJob"), (410, "deleted"))),
-            "put": _op(
-                "update (or create with this id)",
-                _WRITE,
-                [_ID, _IF_MATCH],
-                _fhir_answers(
-                    (200, "updated"), (201, "created"), (409, "id taken"), (412, "stale")
-                ),
-                requestBody=_json_body(_JOB),
-            ),
-            "delete": _op(
-                "delete", _WRITE, [_ID, _IF_MATCH], _fhir_answers((204, "deleted"), (412, "stale"))
-            ),
-        },
-        f"{_JOBS}/{{id}}/_history": {
-            "get": _op("history", _READ, [_ID], _fhir_answers((200, "history Bundle")))
-        },
-        f"{_JOBS}/{{id}}/_history/{{vid}}": {
-            "get": _op("vread", _READ, [_ID, _VID], _fhir_answers((200, "AsyncJob version")))
-        },
-        f"{_JOBS}/{{id}}/$cancel": {
-            "post": _op("cancel an accepted job", _WRITE, [_ID], _fhir_answers((200, "All OK")))
-        },
         STATUS_PATH: {
             "get": _op(
                 "poll (asynchronous request pattern)",
-                _READ,
+                _needs(ASYNC_JOB, "read"),
                 [_ID],
                 _fhir_answers((200, "final AsyncJob"), (202, "running AsyncJob")),
             ),
-            "delete": _op("cancel", _WRITE, [_ID], _fhir_answers((202, "cancelled"))),
+            "delete": _op(
+                "cancel", _needs(ASYNC_JOB, "update"), [_ID], _fhir_answers((202, "cancelled"))
+            ),
         },
         "/healthz": {
             "get": {
@@ -214,6 +257,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             }
         },
     }
+    for kind in KINDS:
+        paths.update(_kind_paths(kind))
     for prefix in JOB_PREFIXES:
         paths[f"{prefix}/{{id}}"] = {
             "get": _op("eHealth job status", "job:read", [_ID], _ehealth_answers())
@@ -277,7 +322,3 @@ def openapi_document() -> dict[str, Any]:
 
 async def openapi_json(request: Request) -> Response:
     return FhirResponse(openapi_document(), media_type="application/json")
-
-
-def routes() -> list[BaseRoute]:
-    return [Route(OPENAPI_PATH, openapi_json, methods=["GET"])]

@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..resources.outcome import FhirError
+from .http_status import ProtocolError
 
 FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = {
@@ -73,7 +73,7 @@ def negotiate(request: Request) -> tuple[str, bool]:
     if fmt is not None:
         media_type = _JSON_TYPES.get(fmt.split(";")[0].strip().lower())
         if media_type is None:
-            raise FhirError.of(406, "not-supported", f"Format '{fmt}' is not supported; use json")
+            raise ProtocolError(406, "not-supported", f"Format '{fmt}' is not supported; use json")
         return media_type, pretty
     return _for_accept(accept), pretty
 
@@ -98,7 +98,7 @@ def _for_accept(accept: str) -> str:
             return _JSON_TYPES[media]
     if any(media in _WILDCARDS for media in offered):
         return FHIR_JSON
-    raise FhirError.of(
+    raise ProtocolError(
         406, "not-supported", f"Cannot answer in '{accept[:100]}'; this server speaks JSON"
     )
 

@@ -9,27 +9,20 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from ..jobs.service import PROGRESS, JobDeleted, JobNotFound, JobService
+from ..resources.asyncjob import ASYNC_JOB
 from ..resources.outcome import FhirError, all_ok
 from ..storage.base import JobRecord
-from .fhir import BASE_PATH, store_of, valid_id, version_headers
+from .records import store_of, valid_id, version_headers
 from .responses import fhir_response
-
-STATUS_PATH = f"{BASE_PATH}/job/{{id}}/status"
-
-
-def status_url(fhir_base: str, job_id: str) -> str:
-    """The Content-Location a kick-off answers with, under the FHIR base URL."""
-    return f"{fhir_base}/job/{job_id}/status"
 
 
 async def running_job(request: Request) -> JobRecord:
     """The job the status URL names, as long as it is not cancelled: else 404."""
-    job_id = valid_id(request.path_params["id"])
+    job_id = valid_id(ASYNC_JOB, request.path_params["id"])
     try:
-        record = await JobService(store_of(request)).get(job_id)
+        record = await JobService(store_of(request, ASYNC_JOB)).get(job_id)
     except (JobNotFound, JobDeleted):
         raise _no_status(job_id) from None
     assert record.resource is not None
@@ -50,9 +43,9 @@ async def poll(request: Request) -> Response:
 
 
 async def cancel(request: Request) -> Response:
-    job_id = valid_id(request.path_params["id"])
+    job_id = valid_id(ASYNC_JOB, request.path_params["id"])
     try:
-        await JobService(store_of(request)).cancel(job_id)
+        await JobService(store_of(request, ASYNC_JOB)).cancel(job_id)
     except (JobNotFound, JobDeleted):
         raise _no_status(job_id) from None
     return fhir_response(request, all_ok(f"AsyncJob/{job_id} cancelled"), 202)
@@ -75,11 +68,4 @@ def _header_safe(text: str) -> str:
 
 
 def _no_status(job_id: str) -> FhirError:
-    return FhirError.of(404, "not-found", f"No status for job {job_id}: unknown or cancelled")
-
-
-def routes() -> list[BaseRoute]:
-    return [
-        Route(STATUS_PATH, poll, methods=["GET"]),
-        Route(STATUS_PATH, cancel, methods=["DELETE"]),
-    ]
+    return FhirError.of("not-found", f"No status for job {job_id}: unknown or cancelled")

@@ -1,67 +1,98 @@
-"""FHIR REST writes for AsyncJob: create (POST), update (PUT), delete (DELETE).
+"""FHIR REST writes: create (POST), update (PUT), delete (DELETE) of any resource kind.
 
-The status rules live in jobs/rules.py and are applied by JobService; this module speaks HTTP:
-media types, JSON, If-Match, Prefer and the answers' headers.
+A kind's own rules (AsyncJob's status rules: jobs/rules.py, applied by JobService) live in
+its Writer; this module speaks HTTP: media types, JSON, If-Match, Prefer and the headers.
 """
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from ..jobs.service import JobService
-from ..resources.asyncjob import RESOURCE_TYPE
+from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError, all_ok
-from ..storage.base import JobRecord
-from .fhir import BASE_PATH, fhir_base, store_of, valid_id, version_headers
+from ..storage.base import JobRecord, JobStore
+from .http_status import ProtocolError
 from .limits import check_json_depth
 from .owner import request_owner
+from .records import store_of, valid_id, version_headers
 from .responses import fhir_response, negotiate
+from .routing import Endpoint
+from .urls import fhir_base
 
 BODY_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 RETURN_PREFERENCES = ("minimal", "representation", "OperationOutcome")
 _IF_MATCH = re.compile(r'(?:W/)?"(\d+)"')
 
 
-async def create(request: Request) -> Response:
-    resource = await read_body(request)
-    record = await JobService(store_of(request)).create(resource, owner=request_owner(request))
-    return written(request, record, 201, f"Created AsyncJob/{record.id}")
+class Writer(Protocol):
+    """A kind's write logic (for AsyncJob: JobService and its status rules)."""
+
+    async def create(self, resource: dict[str, Any], *, owner: str | None) -> JobRecord: ...
+
+    async def put(
+        self, resource: dict[str, Any], *, expected_version: int | None, owner: str | None
+    ) -> tuple[JobRecord, bool]: ...
+
+    async def delete(self, resource_id: str, /, *, expected_version: int | None) -> JobRecord: ...
 
 
-async def update(request: Request) -> Response:
-    job_id = valid_id(request.path_params["id"])
-    resource = await read_body(request)
-    if resource.get("id") != job_id:
-        raise FhirError.of(
-            400,
-            "invalid",
-            f"The body's id ({resource.get('id')!r}) must equal the id in the URL ('{job_id}')",
-            "AsyncJob.id",
+WriterFactory = Callable[[JobStore], Writer]
+
+
+def create(kind: ResourceKind, writer: WriterFactory) -> Endpoint:
+    async def create(request: Request) -> Response:
+        resource = await read_body(request, kind)
+        record = await writer(store_of(request, kind)).create(
+            resource, owner=request_owner(request)
         )
-    record, created = await JobService(store_of(request)).put(
-        resource, expected_version=if_match(request), owner=request_owner(request)
-    )
-    if created:
-        return written(request, record, 201, f"Created AsyncJob/{job_id}")
-    return written(request, record, 200, f"AsyncJob/{job_id} is at version {record.version}")
+        return written(request, kind, record, 201, f"Created {kind.type}/{record.id}")
+
+    return create
 
 
-async def delete(request: Request) -> Response:
-    job_id = valid_id(request.path_params["id"])
-    record = await JobService(store_of(request)).delete(job_id, expected_version=if_match(request))
-    return Response(status_code=204, headers={"ETag": f'W/"{record.version}"'})
+def update(kind: ResourceKind, writer: WriterFactory) -> Endpoint:
+    async def update(request: Request) -> Response:
+        resource_id = valid_id(kind, request.path_params["id"])
+        resource = await read_body(request, kind)
+        if resource.get("id") != resource_id:
+            raise FhirError.of(
+                "invalid",
+                f"The body's id ({resource.get('id')!r}) must equal the id in the URL "
+                f"('{resource_id}')",
+                f"{kind.type}.id",
+            )
+        record, created = await writer(store_of(request, kind)).put(
+            resource, expected_version=if_match(request), owner=request_owner(request)
+        )
+        name = f"{kind.type}/{resource_id}"
+        if created:
+            return written(request, kind, record, 201, f"Created {name}")
+        return written(request, kind, record, 200, f"{name} is at version {record.version}")
+
+    return update
 
 
-async def read_body(request: Request) -> dict[str, Any]:
+def delete(kind: ResourceKind, writer: WriterFactory) -> Endpoint:
+    async def delete(request: Request) -> Response:
+        resource_id = valid_id(kind, request.path_params["id"])
+        record = await writer(store_of(request, kind)).delete(
+            resource_id, expected_version=if_match(request)
+        )
+        return Response(status_code=204, headers={"ETag": f'W/"{record.version}"'})
+
+    return delete
+
+
+async def read_body(request: Request, kind: ResourceKind) -> dict[str, Any]:
     """The JSON object in the body: 415 for another media type, 400 if it is not JSON."""
     negotiate(request)  # a 406 before anything is written
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in BODY_TYPES:
-        raise FhirError.of(
+        raise ProtocolError(
             415,
             "not-supported",
             f"Content-Type '{media_type or '(none)'}' is not supported; "
@@ -69,22 +100,20 @@ async def read_body(request: Request) -> dict[str, Any]:
         )
     charset = _charset(request.headers.get("content-type", ""))
     if charset not in (None, "utf-8", "utf8"):
-        raise FhirError.of(
+        raise ProtocolError(
             415, "not-supported", f"Charset '{charset[:40]}' is not supported; send UTF-8"
         )
     raw = await request.body()
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FhirError.of(
-            400, "structure", f"The body is not valid UTF-8 (byte {exc.start})"
-        ) from None
+        raise FhirError.of("structure", f"The body is not valid UTF-8 (byte {exc.start})") from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise FhirError.of(400, "structure", f"The body is not valid JSON: {exc}") from None
+        raise FhirError.of("structure", f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise FhirError.of(400, "structure", "The body must be a JSON object (an AsyncJob)")
+        raise FhirError.of("structure", f"The body must be a JSON object (a {kind.type})")
     check_json_depth(request, body)
     return body
 
@@ -104,7 +133,7 @@ def if_match(request: Request) -> int | None:
         return None
     match = _IF_MATCH.fullmatch(raw.strip())
     if match is None:
-        raise FhirError.of(400, "invalid", f"If-Match '{raw[:40]}' is not a version ETag (W/\"n\")")
+        raise FhirError.of("invalid", f"If-Match '{raw[:40]}' is not a version ETag (W/\"n\")")
     return int(match[1])
 
 
@@ -117,24 +146,15 @@ def return_preference(request: Request) -> str:
     return "representation"
 
 
-def written(request: Request, record: JobRecord, status_code: int, message: str) -> Response:
+def written(
+    request: Request, kind: ResourceKind, record: JobRecord, status_code: int, message: str
+) -> Response:
     """201/200 with Location, ETag and Last-Modified; the body Prefer: return asks for."""
     headers = version_headers(record)
-    headers["Location"] = (
-        f"{fhir_base(request)}/{RESOURCE_TYPE}/{record.id}/_history/{record.version}"
-    )
+    headers["Location"] = f"{fhir_base(request)}/{kind.type}/{record.id}/_history/{record.version}"
     preference = return_preference(request)
     if preference == "minimal":
         return Response(status_code=status_code, headers=headers)
     if preference == "OperationOutcome":
         return fhir_response(request, all_ok(message), status_code, headers)
     return fhir_response(request, record.resource, status_code, headers)
-
-
-def routes() -> list[BaseRoute]:
-    path = f"{BASE_PATH}/{RESOURCE_TYPE}"
-    return [
-        Route(path, create, methods=["POST"]),
-        Route(f"{path}/{{id}}", update, methods=["PUT"]),
-        Route(f"{path}/{{id}}", delete, methods=["DELETE"]),
-    ]

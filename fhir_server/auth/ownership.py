@@ -15,11 +15,11 @@ from .tokens import Principal
 
 
 class IdTaken(FhirError):
-    """A PUT names an id another owner's job uses (409, without saying whose)."""
+    """A PUT names an id another owner's job uses (duplicate, without saying whose)."""
 
     def __init__(self, job_id: str) -> None:
         message = f"AsyncJob/{job_id} cannot be written with this token; use another id"
-        super().__init__(409, [Issue("conflict", message)])
+        super().__init__([Issue("duplicate", message)])
 
 
 class OwnedJobStore:
@@ -71,7 +71,7 @@ class OwnedJobStore:
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         if await self.get(job_id) is None:
-            raise FhirError.of(404, "not-found", f"AsyncJob/{job_id} is not known")
+            raise FhirError.of("not-found", f"AsyncJob/{job_id} is not known")
         return await self.store.delete(job_id, expected_version=expected_version)
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:

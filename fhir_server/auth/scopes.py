@@ -1,8 +1,8 @@
 """Scopes a token carries and what each route needs: SMART v1/v2 and eHealth scopes.
 
 SMART scopes read `context/Resource.permissions`: the context is `system` or `user` (treated
-alike; `patient/` grants nothing, AsyncJob is in no patient compartment), the resource is
-`AsyncJob` or `*`, the permissions are v2 letters (`cruds`, any subset in that order) or v1
+alike; `patient/` grants nothing: no served type is in a patient compartment), the resource is
+the route's type or `*`, the permissions are v2 letters (`cruds`, any subset in that order) or v1
 words (`read` = `rs`, `write` = `cud`, `*` = all).
 """
 
@@ -10,35 +10,22 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-RESOURCE = "AsyncJob"
 CONTEXTS = ("system", "user")
 _SMART = re.compile(r"(?P<context>[a-z]+)/(?P<resource>[A-Za-z*]+)\.(?P<permissions>[a-z*]+)")
 _V2 = re.compile(r"c?r?u?d?s?")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
-# The permission letter each kind of access needs and the scopes to name when it is missing.
-_SUGGESTED = {
-    "c": "system/AsyncJob.cud or system/AsyncJob.write",
-    "r": "system/AsyncJob.rs or system/AsyncJob.read",
-    "u": "system/AsyncJob.cud or system/AsyncJob.write",
-    "d": "system/AsyncJob.cud or system/AsyncJob.write",
-    "s": "system/AsyncJob.rs or system/AsyncJob.read",
-}
-_RFC6750 = {
-    "c": "system/AsyncJob.cud",
-    "r": "system/AsyncJob.rs",
-    "u": "system/AsyncJob.cud",
-    "d": "system/AsyncJob.cud",
-    "s": "system/AsyncJob.rs",
-}
+# What to ask for when a permission is missing: the v2 scope, and its v1 equivalent.
+_V2_SCOPE = {"c": "cud", "r": "rs", "u": "cud", "d": "cud", "s": "rs"}
+_V1_SCOPE = {"c": "write", "r": "read", "u": "write", "d": "write", "s": "read"}
 
 
 @lru_cache(maxsize=1024)  # tokens carry a handful of distinct scopes: match each regex once
-def smart_permissions(scope: str) -> str:
-    """The permission letters a SMART scope grants on AsyncJob ('' for anything else)."""
+def smart_permissions(scope: str, resource_type: str) -> str:
+    """The permission letters a SMART scope grants on resource_type ('' for anything else)."""
     match = _SMART.fullmatch(scope)
     if match is None or match["context"] not in CONTEXTS:
         return ""
-    if match["resource"] not in (RESOURCE, "*"):
+    if match["resource"] not in (resource_type, "*"):
         return ""
     permissions = match["permissions"]
     if permissions in _V1:
@@ -48,22 +35,27 @@ def smart_permissions(scope: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SmartAccess:
-    """A FHIR route's need: one SMART permission letter on AsyncJob."""
+    """A FHIR interaction's need: one SMART permission letter on one resource type."""
 
+    resource_type: str
     permission: str
 
     def allows(self, scopes: frozenset[str]) -> bool:
-        return any(self.permission in smart_permissions(s) for s in scopes)
+        return any(self.permission in smart_permissions(s, self.resource_type) for s in scopes)
 
     @property
     def missing(self) -> str:
         """What to ask for, in words (OperationOutcome)."""
-        return _SUGGESTED[self.permission]
+        letter = self.permission
+        return (
+            f"system/{self.resource_type}.{_V2_SCOPE[letter]} or "
+            f"system/{self.resource_type}.{_V1_SCOPE[letter]}"
+        )
 
     @property
     def scope(self) -> str:
         """The one scope to name in WWW-Authenticate."""
-        return _RFC6750[self.permission]
+        return f"system/{self.resource_type}.{_V2_SCOPE[self.permission]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +73,6 @@ class EhealthAccess:
 
 
 Access = SmartAccess | EhealthAccess
-READ = SmartAccess("r")
-SEARCH = SmartAccess("s")
-CREATE = SmartAccess("c")
-UPDATE = SmartAccess("u")
-DELETE = SmartAccess("d")
 
 
 def parse_scopes(claim: object) -> frozenset[str]:

@@ -7,9 +7,8 @@ Entering completed or error stamps transactionTime; requestTime and request neve
 from typing import Any
 
 from ..resources.asyncjob import FINAL_STATUSES, validate_async_job
+from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.outcome import FhirError, Issue
-from ..search.dates import parse_instant_ms
-from ..storage.base import now_instant
 
 INITIAL_STATUS = "accepted"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -23,10 +22,10 @@ _SERVER_META = ("versionId", "lastUpdated")
 
 
 class RuleViolation(FhirError):
-    """A write the status rules forbid: 422 business-rule, nothing stored."""
+    """A write the status rules forbid (issue type business-rule): nothing is stored."""
 
     def __init__(self, issues: list[Issue]) -> None:
-        super().__init__(422, issues)
+        super().__init__(issues)
 
     @classmethod
     def one(cls, diagnostics: str, expression: str | None = None) -> "RuleViolation":
@@ -119,7 +118,6 @@ def cancellation(current: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if current["status"] != INITIAL_STATUS:
         raise FhirError.of(
-            400,
             "invalid",
             "AsyncJob cannot be cancelled if status is not 'accepted', "
             f"job had status '{current['status']}'",

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..resources.asyncjob import RESOURCE_TYPE
+from ..resources.instants import now_instant
 from ..resources.outcome import FhirError, Issue, operation_outcome
-from ..storage.base import JobRecord, JobStore, VersionConflict, now_instant
+from ..storage.base import JobRecord, JobStore, VersionConflict
 from . import rules
 
 PROGRESS = "progress"
@@ -21,27 +22,27 @@ MAX_ATTEMPTS = 10
 
 
 class JobNotFound(FhirError):
-    """No job has this id (404)."""
+    """No job has this id (not-found)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(404, [Issue("not-found", f"AsyncJob/{job_id} is not known")])
+        super().__init__([Issue("not-found", f"AsyncJob/{job_id} is not known")])
         self.job_id = job_id
 
 
 class JobDeleted(FhirError):
-    """The job was deleted (410)."""
+    """The job was deleted (deleted)."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(410, [Issue("deleted", f"AsyncJob/{job_id} was deleted")])
+        super().__init__([Issue("deleted", f"AsyncJob/{job_id} was deleted")])
         self.job_id = job_id
 
 
 class PreconditionFailed(FhirError):
-    """The client's If-Match names a version that is no longer the stored one (412)."""
+    """The client's If-Match names a version that is no longer the stored one (conflict)."""
 
     def __init__(self, job_id: str, expected: int, actual: int) -> None:
         diagnostics = f"AsyncJob/{job_id} is at version {actual}, not {expected}"
-        super().__init__(412, [Issue("conflict", diagnostics)])
+        super().__init__([Issue("conflict", diagnostics)])
 
 
 class JobService:
@@ -222,9 +223,7 @@ class JobService:
 
 
 def _busy(job_id: str) -> FhirError:
-    return FhirError.of(
-        409, "conflict", f"AsyncJob/{job_id} kept changing while being written; retry"
-    )
+    return FhirError.of("lock-error", f"AsyncJob/{job_id} kept changing while being written; retry")
 
 
 def _parameters(output: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,11 +11,8 @@ from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from ..resources.asyncjob import STATUSES
 from ..search.query import JobQuery, TokenMatch
@@ -98,13 +95,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    metrics: Metrics = request.app.state.metrics
-    await metrics.count_jobs(request.app.state.store)
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-
-def routes() -> list[BaseRoute]:
-    return [Route("/metrics", metrics_endpoint, methods=["GET"])]

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 from fhir.resources.R4B import domainresource, fhirtypes
 from pydantic import Field, ValidationError
 
+from .kinds import ID_PATTERN, Operation, ResourceKind, SearchParameter
 from .outcome import FhirError, Issue
 
 RESOURCE_TYPE = "AsyncJob"
 STATUSES = ("accepted", "error", "completed", "cancelled")
 FINAL_STATUSES = frozenset({"error", "completed", "cancelled"})
 DATA_MIGRATION = "data-migration"
-ID_PATTERN = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 # Elements a client always gets back, whatever _elements or _summary asks for.
 MANDATORY_ELEMENTS = ("resourceType", "id", "meta", "status", "requestTime", "request")
+# Elements flagged isSummary in the AsyncJob definition (everything but the bulky ones).
+SUMMARY_ELEMENTS = (
+    *MANDATORY_ELEMENTS,
+    "implicitRules",
+    "transactionTime",
+    "type",
+    "dataVersion",
+    "minServerVersion",
+)
+PROFILE = "https://medplum.com/fhir/StructureDefinition/AsyncJob"
 
 
 def _element(alias: str, **extra: Any) -> Any:
@@ -92,10 +101,9 @@ def validate_async_job(data: Any) -> dict[str, Any]:
     Every problem is reported at once, each with its element path, as a FhirError (400).
     """
     if not isinstance(data, dict):
-        raise FhirError.of(400, "structure", "The body must be a JSON object (an AsyncJob)")
+        raise FhirError.of("structure", "The body must be a JSON object (an AsyncJob)")
     if data.get("resourceType") != RESOURCE_TYPE:
         raise FhirError.of(
-            400,
             "invalid",
             f"Expected resourceType 'AsyncJob', got {data.get('resourceType')!r}",
             "resourceType",
@@ -108,7 +116,7 @@ def validate_async_job(data: Any) -> dict[str, Any]:
         issues.extend(_issue_from_pydantic(error) for error in exc.errors())
     issues.extend(_rule_issues(data, {i.expression for i in issues}))
     if issues or model is None:
-        raise FhirError(400, issues or [Issue("invalid", "Invalid AsyncJob")])
+        raise FhirError(issues or [Issue("invalid", "Invalid AsyncJob")])
     dumped = orjson.loads(model.model_dump_json())
     return _prefer_original_strings(dumped, data)
 
@@ -180,3 +188,63 @@ def _prefer_original_strings(dumped: Any, original: Any) -> Any:
     if isinstance(dumped, str) and isinstance(original, str):
         return original
     return dumped
+
+
+SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
+    SearchParameter("_id", "token", "AsyncJob.id", "Logical id of the AsyncJob", "id", ("id",)),
+    SearchParameter(
+        "_lastUpdated",
+        "date",
+        "AsyncJob.meta.lastUpdated",
+        "When the AsyncJob last changed",
+        "last_updated",
+        ("meta", "lastUpdated"),
+    ),
+    SearchParameter(
+        "status",
+        "token",
+        "AsyncJob.status",
+        "Search for AsyncJob by status",
+        "status",
+        ("status",),
+        system="http://hl7.org/fhir/async-job-status",
+    ),
+    SearchParameter(
+        "type",
+        "token",
+        "AsyncJob.type",
+        "Search for AsyncJob by type",
+        "type",
+        ("type",),
+        system="http://hl7.org/fhir/async-job-type",
+    ),
+    SearchParameter(
+        "request-time",
+        "date",
+        "AsyncJob.requestTime",
+        "When the job was requested",
+        "request_time",
+        ("requestTime",),
+    ),
+    SearchParameter(
+        "transaction-time",
+        "date",
+        "AsyncJob.transactionTime",
+        "When the job ran (completed or failed)",
+        "transaction_time",
+        ("transactionTime",),
+    ),
+)
+
+ASYNC_JOB = ResourceKind(
+    type=RESOURCE_TYPE,
+    description="Long-running asynchronous jobs: exports, migrations, signing",
+    profile=PROFILE,
+    validate=validate_async_job,
+    search_parameters=SEARCH_PARAMETERS,
+    default_sort=(("last_updated", True),),
+    mandatory_elements=MANDATORY_ELEMENTS,
+    summary_elements=SUMMARY_ELEMENTS,
+    # Cancelling changes the job's status: an update.
+    operations=(Operation("cancel", "u", "Cancel an accepted AsyncJob"),),
+)

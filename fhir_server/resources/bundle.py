@@ -1,11 +1,19 @@
 """Bundles: searchset and history."""
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..storage.base import JobRecord, now_instant
-from .asyncjob import RESOURCE_TYPE
+from .instants import now_instant
 from .outcome import Issue, operation_outcome
+
+
+class Version(NamedTuple):
+    """One version of a resource for a history Bundle; a deletion has no resource."""
+
+    id: str
+    version: int
+    last_updated: str
+    resource: dict[str, Any] | None
 
 
 def _bundle(kind: str, total: int | None, links: list[tuple[str, str]]) -> dict[str, Any]:
@@ -23,6 +31,7 @@ def _bundle(kind: str, total: int | None, links: list[tuple[str, str]]) -> dict[
 
 def searchset(
     base: str,
+    resource_type: str,
     resources: list[tuple[str, Any]],
     *,
     total: int | None,
@@ -32,11 +41,11 @@ def searchset(
     bundle = _bundle("searchset", total, links)
     entries: list[dict[str, Any]] = [
         {
-            "fullUrl": f"{base}/{RESOURCE_TYPE}/{job_id}",
+            "fullUrl": f"{base}/{resource_type}/{resource_id}",
             "resource": resource,
             "search": {"mode": "match"},
         }
-        for job_id, resource in resources
+        for resource_id, resource in resources
     ]
     if warnings:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
@@ -44,18 +53,20 @@ def searchset(
     return bundle
 
 
-def history(base: str, records: list[JobRecord], *, self_url: str) -> dict[str, Any]:
-    bundle = _bundle("history", len(records), [("self", self_url)])
-    bundle["entry"] = [_history_entry(base, record) for record in records]
+def history(
+    base: str, resource_type: str, versions: list[Version], *, self_url: str
+) -> dict[str, Any]:
+    bundle = _bundle("history", len(versions), [("self", self_url)])
+    bundle["entry"] = [_history_entry(base, resource_type, version) for version in versions]
     return bundle
 
 
-def _history_entry(base: str, record: JobRecord) -> dict[str, Any]:
-    url = f"{RESOURCE_TYPE}/{record.id}"
+def _history_entry(base: str, resource_type: str, record: Version) -> dict[str, Any]:
+    url = f"{resource_type}/{record.id}"
     entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
     if record.resource is not None:
         entry["resource"] = record.resource
-    if record.deleted:
+    if record.resource is None:
         method, status = "DELETE", "204 No Content"
     elif record.version == 1:
         method, status = "POST", "201 Created"

@@ -1,19 +1,12 @@
-"""The CapabilityStatement, derived from the search-parameter list."""
+"""The CapabilityStatement, derived from the registered resource kinds."""
 
 from typing import Any
 
-from .. import __version__
-from ..search.parameters import SEARCH_PARAMETERS
-from .asyncjob import RESOURCE_TYPE
-
-DEFINITION_URL = "https://medplum.com/fhir/StructureDefinition/AsyncJob"
+from ..version import __version__
+from .kinds import ResourceKind
 
 
-def capability_statement(base: str, interactions: tuple[str, ...]) -> dict[str, Any]:
-    search_params = [
-        {"name": p.name, "definition": p.definition, "type": p.type, "documentation": p.description}
-        for p in SEARCH_PARAMETERS
-    ]
+def capability_statement(base: str, kinds: tuple[ResourceKind, ...]) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -26,25 +19,38 @@ def capability_statement(base: str, interactions: tuple[str, ...]) -> dict[str, 
         "rest": [
             {
                 "mode": "server",
-                "resource": [
-                    {
-                        "type": RESOURCE_TYPE,
-                        "profile": DEFINITION_URL,
-                        "interaction": [{"code": code} for code in interactions],
-                        "versioning": "versioned",
-                        "readHistory": True,
-                        "conditionalRead": "full-support",
-                        "searchParam": search_params,
-                        "operation": [
-                            {
-                                "name": "cancel",
-                                "definition": f"{base}/OperationDefinition/AsyncJob-cancel",
-                                "documentation": "Cancel an accepted AsyncJob",
-                            }
-                        ],
-                    }
-                ],
+                "resource": [_resource(base, kind) for kind in kinds],
                 "interaction": [],
             }
         ],
     }
+
+
+def _resource(base: str, kind: ResourceKind) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "type": kind.type,
+        "profile": kind.profile,
+        "interaction": [{"code": code} for code in kind.interactions],
+        "versioning": "versioned",
+        "readHistory": True,
+        "conditionalRead": "full-support",
+        "searchParam": [
+            {
+                "name": p.name,
+                "definition": p.definition,
+                "type": p.type,
+                "documentation": p.description,
+            }
+            for p in kind.search_parameters
+        ],
+    }
+    if kind.operations:  # FHIR JSON has no empty arrays
+        resource["operation"] = [
+            {
+                "name": operation.name,
+                "definition": f"{base}/OperationDefinition/{kind.type}-{operation.name}",
+                "documentation": operation.description,
+            }
+            for operation in kind.operations
+        ]
+    return resource

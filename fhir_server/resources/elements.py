@@ -2,36 +2,30 @@
 
 from typing import Any
 
-from .asyncjob import MANDATORY_ELEMENTS
+from .kinds import ResourceKind
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "code": "SUBSETTED",
     "display": "Resource encoded in summary mode",
 }
-# Elements flagged isSummary in the AsyncJob definition (everything but the bulky ones).
-SUMMARY_ELEMENTS = (
-    *MANDATORY_ELEMENTS,
-    "implicitRules",
-    "transactionTime",
-    "type",
-    "dataVersion",
-    "minServerVersion",
-)
 
 
 def subset(
-    resource: dict[str, Any], keep: tuple[str, ...] | None, summary: str | None
+    kind: ResourceKind,
+    resource: dict[str, Any],
+    keep: tuple[str, ...] | None,
+    summary: str | None,
 ) -> dict[str, Any]:
     """The resource reduced by _elements (keep) or _summary (true, text, data)."""
     if summary == "data":
         return _mark({k: v for k, v in resource.items() if k != "text"})
     if summary == "true":
-        names: set[str] = set(SUMMARY_ELEMENTS)
+        names: set[str] = set(kind.summary_elements)
     elif summary == "text":
-        names = {*MANDATORY_ELEMENTS, "text"}
+        names = {*kind.mandatory_elements, "text"}
     elif keep is not None:
-        names = {*MANDATORY_ELEMENTS, *keep}
+        names = {*kind.mandatory_elements, *keep}
     else:
         return resource
     return _mark({k: v for k, v in resource.items() if k in names})

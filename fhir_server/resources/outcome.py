@@ -1,6 +1,6 @@
 """OperationOutcome builders and the one exception type that carries them to the client."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Severity = Literal["fatal", "error", "warning", "information"]
@@ -34,19 +34,26 @@ def all_ok(message: str = "All OK") -> dict[str, Any]:
     return operation_outcome([Issue("informational", message, severity="information")])
 
 
-@dataclass
 class FhirError(Exception):
-    """An error answered with an OperationOutcome and an HTTP status."""
+    """An error answered with an OperationOutcome. It carries FHIR issue types, never an HTTP
+    status: the HTTP layer derives that from the first issue's code (api/errors.py)."""
 
-    status: int
-    issues: list[Issue] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
+    def __init__(self, issues: list[Issue], headers: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.issues = issues
+        self.headers = dict(headers or {})
 
     @classmethod
-    def of(
-        cls, status: int, code: str, diagnostics: str, expression: str | None = None
-    ) -> "FhirError":
-        return cls(status, [Issue(code, diagnostics, expression=expression)])
+    def of(cls, code: str, diagnostics: str, expression: str | None = None) -> "FhirError":
+        return cls([Issue(code, diagnostics, expression=expression)])
+
+    @property
+    def code(self) -> str:
+        """The issue type that decides how the error is answered: the first error's."""
+        for issue in self.issues:
+            if issue.severity in ("fatal", "error"):
+                return issue.code
+        return self.issues[0].code if self.issues else "exception"
 
     def __str__(self) -> str:
         return "; ".join(i.diagnostics for i in self.issues)

@@ -1,14 +1,14 @@
 """Parse FHIR search parameters (name, value pairs) into a SearchRequest."""
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ..resources.asyncjob import ID_PATTERN
+from ..resources.kinds import ID_PATTERN, ResourceKind, SearchParameter
 from ..resources.outcome import FhirError, Issue
 from .cursor import CursorError, decode_cursor
 from .dates import parse_date_condition
-from .parameters import BY_NAME, DEFAULT_SORT, SearchParameter
+from .paging import SearchLimits, page_size, store_query
 from .query import Condition, Cursor, DateRange, JobQuery, Missing, SortKey, TokenMatch
 
 # Parameters that shape the result rather than filter it.
@@ -19,13 +19,6 @@ RESULT_PARAMETERS = frozenset(
 HTTP_PARAMETERS = frozenset({"_format", "_pretty"})
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
-
-
-@dataclass(frozen=True)
-class SearchLimits:
-    default_count: int = 20
-    max_count: int = 1000
-    max_offset: int = 10_000
 
 
 @dataclass
@@ -48,16 +41,17 @@ class SearchRequest:
 
     def __post_init__(self) -> None:
         self.link_query = urlencode(self.link_params)
-        self.page_query = replace(self.query, limit=self.query.limit + 1)
+        self.page_query = store_query(self.query)
 
 
 def _bad(name: str, message: str) -> FhirError:
-    return FhirError.of(400, "invalid", f"Invalid search parameter '{name}': {message}", name)
+    return FhirError.of("invalid", f"Invalid search parameter '{name}': {message}", name)
 
 
 def parse_search(
     params: list[tuple[str, str]],
     *,
+    kind: ResourceKind,
     limits: SearchLimits,
     secret: bytes,
     strict: bool = False,
@@ -75,11 +69,11 @@ def parse_search(
             if name not in ("_cursor", "_offset"):
                 link_params.append((raw_name, value))
             continue
-        definition = BY_NAME.get(name)
+        definition = kind.parameters_by_name.get(name)
         if definition is None:
             message = f"Unknown search parameter '{raw_name}'"
             if strict:  # Prefer: handling=strict
-                raise FhirError.of(400, "not-supported", message, raw_name)
+                raise FhirError.of("not-supported", message, raw_name)
             warnings.append(Issue("not-supported", f"{message} was ignored", severity="warning"))
             continue
         if value == "":
@@ -87,10 +81,10 @@ def parse_search(
         where.append(_parse_condition(definition, raw_name, modifier, value))
         link_params.append((raw_name, value))
 
-    sort = _parse_sort(result["_sort"][1]) if "_sort" in result else _default_sort()
+    sort = _parse_sort(kind, result["_sort"][1]) if "_sort" in result else _default_sort(kind)
     count = limits.default_count
     if "_count" in result:
-        count = min(_parse_int("_count", result["_count"][1], 0), limits.max_count)
+        count = page_size(_parse_int("_count", result["_count"][1], 0), limits)
     offset = 0
     if "_offset" in result:
         offset = _parse_int("_offset", result["_offset"][1], 0)
@@ -133,8 +127,8 @@ def parse_search(
     )
 
 
-def _default_sort() -> tuple[SortKey, ...]:
-    return tuple(SortKey(column, descending) for column, descending in DEFAULT_SORT)
+def _default_sort(kind: ResourceKind) -> tuple[SortKey, ...]:
+    return tuple(SortKey(column, descending) for column, descending in kind.default_sort)
 
 
 def _parse_int(name: str, value: str, minimum: int) -> int:
@@ -143,14 +137,15 @@ def _parse_int(name: str, value: str, minimum: int) -> int:
     return int(value)
 
 
-def _parse_sort(value: str) -> tuple[SortKey, ...]:
+def _parse_sort(kind: ResourceKind, value: str) -> tuple[SortKey, ...]:
+    by_name = kind.parameters_by_name
     keys = []
     for item in value.split(","):
         item = item.strip()
         descending = item.startswith("-")
-        definition = BY_NAME.get(item.lstrip("-"))
+        definition = by_name.get(item.lstrip("-"))
         if definition is None:
-            raise _bad("_sort", f"cannot sort by '{item}'; sortable: {', '.join(BY_NAME)}")
+            raise _bad("_sort", f"cannot sort by '{item}'; sortable: {', '.join(by_name)}")
         keys.append(SortKey(definition.column, descending))
     return tuple(keys)
 
@@ -166,7 +161,7 @@ def _parse_condition(
         if value not in ("true", "false"):
             raise _bad(raw_name, "expected true or false")
         if definition.name == "_id":
-            raise _bad(raw_name, "every AsyncJob has an id")
+            raise _bad(raw_name, "every resource has an id")
         return (Missing(definition.column, value == "true"),)
     if definition.type == "date":
         if modifier:

@@ -1,16 +1,14 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 
-from ..search.dates import parse_instant_ms
-from ..search.parameters import SEARCH_PARAMETERS, SearchParameter
+from ..resources.asyncjob import ASYNC_JOB
+from ..resources.instants import parse_instant_ms
+from ..resources.kinds import ResourceKind, SearchParameter
 from ..search.query import MISSING_DATE, MISSING_TOKEN, JobQuery
-
-BY_COLUMN = {p.column: p for p in SEARCH_PARAMETERS}
 
 
 class VersionConflict(Exception):
@@ -147,11 +145,6 @@ class JobStore(Protocol):
         and history know nothing of them (a read is 404, not 410)."""
 
 
-def now_instant() -> str:
-    """The server's clock as a FHIR instant with milliseconds, in UTC."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str, Any]:
     """The resource with the server-owned meta.versionId and meta.lastUpdated set."""
     meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
@@ -160,14 +153,14 @@ def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str
     return stamped
 
 
-def index_values(resource: dict[str, Any]) -> dict[str, str | int]:
+def index_values(resource: dict[str, Any], kind: ResourceKind = ASYNC_JOB) -> dict[str, str | int]:
     """The value of every search parameter, by storage column, absent values as sentinels."""
-    return {p.column: _index_value(resource, p) for p in SEARCH_PARAMETERS}
+    return {p.column: _index_value(resource, p) for p in kind.search_parameters}
 
 
-def index_value(resource: dict[str, Any], column: str) -> str | int:
+def index_value(resource: dict[str, Any], column: str, kind: ResourceKind = ASYNC_JOB) -> str | int:
     """The value of the search parameter stored in `column` (as index_values has it)."""
-    return _index_value(resource, BY_COLUMN[column])
+    return _index_value(resource, kind.parameters_by_column[column])
 
 
 def _index_value(resource: dict[str, Any], parameter: SearchParameter) -> str | int:

@@ -12,8 +12,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from ..search.dates import parse_instant_ms
-from ..search.parameters import SORT_COLUMNS, TOKEN_COLUMNS
+from ..resources.asyncjob import ASYNC_JOB
+from ..resources.instants import now_instant, parse_instant_ms
 from ..search.query import (
     MISSING_DATE,
     Condition,
@@ -26,11 +26,13 @@ from ..search.query import (
     cursor_position,
     full_sort,
 )
-from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
+from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
 from .guard import unavailable_on
 
-CURRENT = "asyncjob"
-HISTORY = "asyncjob_history"
+CURRENT = ASYNC_JOB.storage_name
+HISTORY = f"{CURRENT}_history"
+TOKEN_COLUMNS = ASYNC_JOB.token_columns
+SORT_COLUMNS = ASYNC_JOB.sort_columns
 _PROJECTION = {"resource": 1, "version": 1, "owner": 1}
 # The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
 # NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
@@ -92,10 +94,7 @@ class MongoJobStore:
         cursor = self._current.find(filters, _PROJECTION).sort(order)
         if query.offset:
             cursor = cursor.skip(query.offset)
-        docs = [doc async for doc in cursor.limit(query.limit)]
-        if not forward:
-            docs.reverse()
-        return [_record(doc) for doc in docs]
+        return [_record(doc) async for doc in cursor.limit(query.limit)]
 
     async def count(self, query: JobQuery) -> int:
         return int(await self._current.count_documents(_filter(query)))

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..search.dates import parse_instant_ms
-from ..search.parameters import SEARCH_PARAMETERS, SORT_COLUMNS, TOKEN_COLUMNS
+from ..resources.asyncjob import ASYNC_JOB
+from ..resources.instants import now_instant, parse_instant_ms
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -34,7 +34,7 @@ from ..search.query import (
     cursor_position,
     full_sort,
 )
-from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, now_instant, stamp
+from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
 
 SCHEMA_VERSION = 1
 FILE_NAME = "fhir-server.sqlite3"
@@ -43,6 +43,9 @@ READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's defau
 T = TypeVar("T")
 
 # Index columns after the id: one per search parameter, as the parameter list defines them.
+SEARCH_PARAMETERS = ASYNC_JOB.search_parameters
+TOKEN_COLUMNS = ASYNC_JOB.token_columns
+SORT_COLUMNS = ASYNC_JOB.sort_columns
 INDEX_COLUMNS = tuple(p.column for p in SEARCH_PARAMETERS if p.column != "id")
 _COLUMN_TYPES = {p.column: "INTEGER" if p.type == "date" else "TEXT" for p in SEARCH_PARAMETERS}
 
@@ -242,10 +245,7 @@ class SqliteJobStore:
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query)
         indexed = _sort_positions(query.sort)
-        records = [_record(row, indexed) for row in self._read(sql, params)]
-        if query.cursor is not None and not query.cursor.forward:
-            records.reverse()
-        return records
+        return [_record(row, indexed) for row in self._read(sql, params)]
 
     async def count(self, query: JobQuery) -> int:
         sql, params = count_sql(query)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fhir_server.search.dates import parse_instant_ms
-from fhir_server.search.parameters import SORT_COLUMNS
+from fhir_server.resources.asyncjob import ASYNC_JOB
+from fhir_server.resources.instants import parse_instant_ms
 from fhir_server.search.query import (
     Condition,
     Cursor,
@@ -209,7 +209,7 @@ def expected_order(records: list[JobRecord], sort: tuple[SortKey, ...]) -> list[
 
 
 @pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
-@pytest.mark.parametrize("column", SORT_COLUMNS)
+@pytest.mark.parametrize("column", ASYNC_JOB.sort_columns)
 async def test_sort_orders_by_the_key_then_by_id(store: JobStore, column: str, descending: bool):
     await seed(store)
     sort = (SortKey(column, descending),)
@@ -280,20 +280,21 @@ async def test_backward_pages_visit_every_job_once_in_order(
     everything = await store.search(JobQuery(sort=sort, limit=100))
     query = JobQuery(sort=sort, limit=2)
     seen: list[str] = [everything[-1].id]
-    page = await store.search(replace(query, cursor=cursor_at(everything[-1], sort, False)))
+    # A backward read comes nearest the cursor first: the page in sort order is reversed.
+    page = (await store.search(replace(query, cursor=cursor_at(everything[-1], sort, False))))[::-1]
     for _ in range(MAX_PAGES):
         if not page:
             break
         seen = [r.id for r in page] + seen
-        page = await store.search(replace(query, cursor=cursor_at(page[0], sort, False)))
+        page = (await store.search(replace(query, cursor=cursor_at(page[0], sort, False))))[::-1]
     assert seen == [r.id for r in everything]
 
 
-async def test_backward_page_is_returned_in_the_query_order(store: JobStore):
+async def test_a_backward_read_returns_the_rows_nearest_the_cursor_first(store: JobStore):
     await seed(store)
     sort = (SortKey("id"),)
     page = await store.search(JobQuery(sort=sort, limit=2, cursor=Cursor(("e",), "e", False)))
-    assert [r.id for r in page] == ["c", "d"]
+    assert [r.id for r in page] == ["d", "c"]
 
 
 async def test_paging_keeps_the_filter(store: JobStore):
@@ -336,4 +337,4 @@ async def test_backward_page_of_a_search_for_several_values(store: JobStore):
     query = JobQuery(
         where=several, sort=(SortKey("id"),), limit=2, cursor=Cursor(("f",), "f", False)
     )
-    assert await ids(store, query) == ["b", "c"]
+    assert await ids(store, query) == ["c", "b"]

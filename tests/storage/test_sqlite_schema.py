@@ -5,12 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.search.parameters import (
-    DEFAULT_SORT,
-    SEARCH_PARAMETERS,
-    SORT_COLUMNS,
-    TOKEN_COLUMNS,
-)
+from fhir_server.resources.asyncjob import ASYNC_JOB, SEARCH_PARAMETERS
 from fhir_server.search.query import (
     Condition,
     Cursor,
@@ -24,6 +19,10 @@ from fhir_server.storage import sqlite as sqlite_store
 from fhir_server.storage.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteJobStore, search_sql
 
 from ..conftest import put_job
+
+DEFAULT_SORT = ASYNC_JOB.default_sort
+SORT_COLUMNS = ASYNC_JOB.sort_columns
+TOKEN_COLUMNS = ASYNC_JOB.token_columns
 
 
 def plan(path: Path, query: JobQuery) -> list[str]:

@@ -13,14 +13,13 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..api.errors import render_fhir_error
-from ..api.fhir import fhir_base
-from ..api.owner import request_owner
-from ..api.responses import fhir_response, negotiate
-from ..api.status import status_url
+from ..jobs.service import JobService
 from ..resources.outcome import FhirError, all_ok
 from ..storage.base import JobRecord
-from .service import JobService
+from .errors import render_fhir_error
+from .owner import request_owner
+from .responses import fhir_response, negotiate
+from .urls import fhir_base, status_url
 
 Starter = Callable[[JobRecord], Awaitable[object] | object]
 
@@ -49,7 +48,7 @@ async def kick_off(
         negotiate(request)  # a 406 before any job is submitted
         if not prefers_async(request):
             raise FhirError.of(
-                400, "invalid", "This operation runs asynchronously: send 'Prefer: respond-async'"
+                "invalid", "This operation runs asynchronously: send 'Prefer: respond-async'"
             )
         job = await jobs.submit(
             str(request.url),

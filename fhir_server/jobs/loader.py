@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .resources.asyncjob import validate_async_job
-from .resources.outcome import FhirError
-from .storage.base import JobStore, VersionConflict
+from ..resources.asyncjob import validate_async_job
+from ..resources.outcome import FhirError
+from ..storage.base import JobStore, VersionConflict
 
 SUFFIXES = (".json", ".ndjson")
 LOAD_ATTEMPTS = 3

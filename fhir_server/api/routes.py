@@ -1,0 +1,88 @@
+"""Every route of the app: the FHIR interactions of each registered resource kind, the async
+status endpoint, the public endpoints; each with the access it needs (api/routing.py)."""
+
+from collections.abc import Callable
+
+from starlette.routing import BaseRoute
+
+from ..auth.policy import interaction_access
+from ..jobs.service import JobService
+from ..resources.asyncjob import ASYNC_JOB
+from ..resources.kinds import ResourceKind
+from ..resources.registry import KINDS
+from . import cancel, ehealth, health, history, metadata, openapi, read, search, status, writes
+from .routing import Endpoint, GuardedRoute, public
+from .urls import BASE_PATH, STATUS_PATH
+
+# Each kind's writes, with the domain rules they carry; a kind without rules of its own
+# would use a plain writer here.
+WRITERS: dict[str, writes.WriterFactory] = {ASYNC_JOB.type: JobService}
+# Operations a kind declares, by (type, name): the handler that runs them.
+OPERATIONS: dict[tuple[str, str], Endpoint] = {(ASYNC_JOB.type, "cancel"): cancel.cancel}
+
+SearchParsers = Callable[[ResourceKind], search.SearchParser]
+
+
+def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[GuardedRoute]:
+    """The interactions and operations the kind serves, under [base]/[type]."""
+    base = f"{BASE_PATH}/{kind.type}"
+    writer = WRITERS[kind.type]
+    table: list[tuple[str, str, str, Endpoint]] = [
+        # Read and search first: the router tries routes in order, and these are the busiest.
+        ("read", "GET", "/{id}", read.read(kind)),
+        ("search-type", "GET", "", search.search(kind, parser)),
+        ("search-type", "POST", "/_search", search.search(kind, parser)),
+        ("history-instance", "GET", "/{id}/_history", history.history(kind)),
+        ("vread", "GET", "/{id}/_history/{vid}", read.vread(kind)),
+        ("create", "POST", "", writes.create(kind, writer)),
+        ("update", "PUT", "/{id}", writes.update(kind, writer)),
+        ("delete", "DELETE", "/{id}", writes.delete(kind, writer)),
+    ]
+    routes = [
+        GuardedRoute(
+            base + path,
+            endpoint,
+            methods=[method],
+            access=interaction_access(kind, interaction),
+        )
+        for interaction, method, path, endpoint in table
+        if interaction in kind.access
+    ]
+    for operation in kind.operations:
+        name = f"${operation.name}"
+        routes.append(
+            GuardedRoute(
+                f"{base}/{{id}}/{name}",
+                OPERATIONS[(kind.type, operation.name)],
+                methods=["POST"],
+                access=interaction_access(kind, name),
+            )
+        )
+    return routes
+
+
+def all_routes(parser_for: SearchParsers) -> list[BaseRoute]:
+    kinds = [route for kind in KINDS for route in kind_routes(kind, parser_for(kind))]
+    return [
+        *kinds[:2],  # the first kind's read and search lead: the busiest routes
+        public(f"{BASE_PATH}/metadata", metadata.metadata),
+        *kinds[2:],
+        GuardedRoute(
+            STATUS_PATH,
+            status.poll,
+            methods=["GET"],
+            access=interaction_access(ASYNC_JOB, "read"),
+        ),
+        # Cancelling through the status URL changes the job's status: an update.
+        GuardedRoute(
+            STATUS_PATH,
+            status.cancel,
+            methods=["DELETE"],
+            access=interaction_access(ASYNC_JOB, "update"),
+        ),
+        public("/healthz", health.healthz),
+        public("/readyz", health.readyz),
+        public("/metrics", health.metrics),
+        public(openapi.OPENAPI_PATH, openapi.openapi_json),
+        *ehealth.mounts(),
+    ]

@@ -1,0 +1,106 @@
+"""Resource kinds: what the server knows of each resource type it serves.
+
+A kind names its type, validates its JSON, lists its search parameters and says which SMART
+permission each interaction needs. The routes, the CapabilityStatement, the OpenAPI document,
+the access policy and the storage layout are all derived from the registered kinds
+(resources/registry.py), so serving a new type is one module and one registry entry.
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+ParamType = Literal["token", "date"]
+SEARCH_PARAMETER_BASE = "http://hl7.org/fhir/SearchParameter"
+# FHIR's logical id: the same rule for every resource type.
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+
+# The SMART v2 permission letter each FHIR interaction needs (c r u d s).
+STANDARD_ACCESS: Mapping[str, str] = {
+    "read": "r",
+    "vread": "r",
+    "history-instance": "r",
+    "search-type": "s",
+    "create": "c",
+    "update": "u",
+    "delete": "d",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParameter:
+    name: str
+    type: ParamType
+    expression: str
+    description: str
+    # Field that holds the indexed value in every store.
+    column: str
+    # JSON path of the value inside the resource, as keys.
+    path: tuple[str, ...]
+    # Code system implied for a `code` element, so `system|code` can be matched.
+    system: str | None = None
+
+    @property
+    def definition(self) -> str:
+        resource_type = self.expression.split(".")[0]
+        return f"{SEARCH_PARAMETER_BASE}/{resource_type}-{self.name.lstrip('_')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A type- or instance-level operation ($name) and the permission it needs."""
+
+    name: str
+    permission: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    type: str
+    description: str
+    # Canonical URL of the StructureDefinition the resources conform to.
+    profile: str
+    # FHIR JSON in, canonical JSON out; FhirError (issue type invalid, ...) when invalid.
+    validate: Callable[[Any], dict[str, Any]]
+    search_parameters: tuple[SearchParameter, ...]
+    # Sort without _sort: (column, descending) pairs.
+    default_sort: tuple[tuple[str, bool], ...]
+    # Elements a client always gets back, whatever _elements or _summary asks for.
+    mandatory_elements: tuple[str, ...]
+    # Elements flagged isSummary in the type's definition.
+    summary_elements: tuple[str, ...]
+    operations: tuple[Operation, ...] = ()
+    # The interactions served, with the SMART permission letter each needs.
+    access: Mapping[str, str] = field(default_factory=lambda: dict(STANDARD_ACCESS))
+
+    @property
+    def storage_name(self) -> str:
+        """The prefix of this type's tables or collections."""
+        return self.type.lower()
+
+    @property
+    def interactions(self) -> tuple[str, ...]:
+        return tuple(self.access)
+
+    @cached_property
+    def parameters_by_name(self) -> dict[str, SearchParameter]:
+        return {p.name: p for p in self.search_parameters}
+
+    @cached_property
+    def parameters_by_column(self) -> dict[str, SearchParameter]:
+        return {p.column: p for p in self.search_parameters}
+
+    @cached_property
+    def token_columns(self) -> tuple[str, ...]:
+        """Columns a search can filter on with an equality: they lead the compound indexes."""
+        return tuple(
+            p.column for p in self.search_parameters if p.type == "token" and p.name != "_id"
+        )
+
+    @cached_property
+    def sort_columns(self) -> tuple[str, ...]:
+        """Every parameter is sortable; `id` is the unique tie-breaker at the end of a sort."""
+        return tuple(p.column for p in self.search_parameters)

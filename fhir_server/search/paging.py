@@ -1,0 +1,88 @@
+"""Paging, in one place: the page size and its extra row, the keyset direction, the links.
+
+A page asks the store for one row more than it shows: that row says whether another page
+follows. A backward page (the `previous` link) is read in the reversed sort order from the
+cursor on, so the store returns it nearest-first; it is put back in sort order here. Stores
+just return rows in the order the query asks for.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
+
+from .cursor import encode_cursor
+from .query import Cursor, JobQuery
+
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    default_count: int = 20
+    max_count: int = 1000
+    max_offset: int = 10_000
+
+
+def page_size(count: int, limits: SearchLimits) -> int:
+    """The rows a page holds for `_count`: larger values are clamped, not refused."""
+    return min(count, limits.max_count)
+
+
+@dataclass(frozen=True)
+class Page(Generic[Row]):
+    rows: list[Row]
+    # More rows lie beyond the page in the direction it was read.
+    has_more: bool
+    forward: bool
+
+
+def store_query(query: JobQuery) -> JobQuery:
+    """What to ask the store for: one row more than the page holds."""
+    return replace(query, limit=query.limit + 1)
+
+
+def is_forward(query: JobQuery) -> bool:
+    return query.cursor is None or query.cursor.forward
+
+
+def take_page(query: JobQuery, rows: Sequence[Row]) -> Page[Row]:
+    """The page in sort order, from the rows the store returned for store_query(query)."""
+    forward = is_forward(query)
+    page = list(rows[: query.limit])
+    if not forward:
+        page.reverse()
+    return Page(page, len(rows) > query.limit, forward)
+
+
+def page_links(
+    query: JobQuery,
+    page: Page[Row],
+    *,
+    link: Callable[[str], str],
+    position: Callable[[Row], tuple[tuple[str | int, ...], str]],
+    secret: bytes,
+    page_param: str,
+    count_only: bool,
+) -> list[tuple[str, str]]:
+    """self, first, and next/previous where they lead somewhere.
+
+    `link` turns the paging parameter (`_cursor=…`, `_offset=…` or "") into a URL; `position`
+    gives a row's sort values and id, which a cursor holds.
+    """
+
+    def at(row: Row, forward: bool) -> str:
+        values, row_id = position(row)
+        cursor = Cursor(values, row_id, forward)
+        # A cursor is URL-safe base64: nothing in it needs percent-encoding.
+        return f"_cursor={encode_cursor(cursor, query.sort, secret)}"
+
+    links = [("self", link(page_param)), ("first", link(""))]
+    if count_only or not page.rows:
+        return links
+    if page.has_more or not page.forward:
+        links.append(("next", link(at(page.rows[-1], forward=True))))
+    if query.cursor is not None and (page.forward or page.has_more):
+        links.append(("previous", link(at(page.rows[0], forward=False))))
+    elif query.offset:
+        links.append(("previous", link(f"_offset={max(query.offset - query.limit, 0)}")))
+    return links
