@@ -40,6 +40,8 @@ test: lint
 
 # Server against the ceiling app with wrk (apt-get install wrk); writes benchmarks/results.*
 # e.g. make bench BENCH_ARGS="--sizes 1000 --duration 3"
+# Before/after against a commit (served from a temporary git worktree of it):
+# make bench BENCH_ARGS="--baseline c436025 --sizes 100000 --scenarios read search"
 BENCH_ARGS ?=
 bench: install-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
