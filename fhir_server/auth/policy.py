@@ -8,7 +8,7 @@ from ..api.fhir import BASE_PATH
 from ..api.status import STATUS_PATH
 from .scopes import CREATE, DELETE, READ, SEARCH, UPDATE, Access, EhealthAccess
 
-# Answered without a token (keep the list in the README's Security section in step).
+# Answered without a token (keep the list in docs/security.md in step).
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", f"{BASE_PATH}/metadata", "/openapi.json"}
 )
