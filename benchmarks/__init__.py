@@ -1,1 +1,1 @@
-"""Load benchmarks: `make bench` (see README, "Benchmarks")."""
+"""Load benchmarks: `make bench` (method, latest results and targets: benchmarks/README.md)."""

@@ -598,7 +598,7 @@ def machine() -> str:
 
 
 def summary(results: list[Result]) -> list[str]:
-    """The issue's targets, computed from this run: each met, NOT met, or invalid."""
+    """The targets of benchmarks/README.md, computed from this run: met, NOT met, or invalid."""
 
     def get(jobs: int, scenario: str, auth: bool = False, target: str = "server") -> Result | None:
         key = (jobs, scenario, auth, target)

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     max_search_value_length: int = Field(
         default=2048, ge=1, description="Longest search parameter value (characters)."
     )
-    # Production operation (issue 7): MongoDB client, fail-fast deadline, telemetry, shutdown.
+    # Production operation: MongoDB client, fail-fast deadline, telemetry, shutdown.
     mongodb_max_pool_size: int = Field(
         default=100, ge=1, description="Most MongoDB connections per server process."
     )

@@ -1,6 +1,8 @@
-"""examples/jobs/ehealth render the response examples of seed 000 (tests/data/ehealth)."""
+"""examples/jobs/ehealth render the response examples of seed 000 (tests/data/ehealth), and
+every curl transcript in docs/ehealth.md is what the server answers for the loaded examples."""
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,12 @@ from .ehealth_helpers import HOST, REQUEST_ID, get
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "jobs" / "ehealth"
 SEED = Path(__file__).parent / "data" / "ehealth"
+DOC_TRANSCRIPTS = re.findall(
+    r"```\n\$ curl -i -H 'X-Request-ID: (\S+)' http://127\.0\.0\.1:8000(\S+)\n"
+    r"HTTP/1\.1 (\d+)[^\n]*\n.*?\n\n(\{.*?\n\})\n```",
+    (ROOT / "docs" / "ehealth.md").read_text(),
+    re.DOTALL,
+)
 
 
 @pytest.fixture
@@ -53,3 +61,18 @@ async def test_composition_example_is_done_with_its_composition_link(
     assert data["links"] == [
         {"entity": "composition", "href": "composition/d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70"}
     ]
+
+
+def test_ehealth_doc_shows_the_example_transcripts():
+    assert len(DOC_TRANSCRIPTS) >= 11
+
+
+@pytest.mark.parametrize(("request_id", "path", "status", "body"), DOC_TRANSCRIPTS)
+async def test_ehealth_doc_transcript_is_what_the_server_answers(
+    client: httpx.AsyncClient, store: JobStore, request_id: str, path: str, status: str, body: str
+):
+    await load_paths(store, [ROOT / "examples" / "jobs"])
+    response = await client.get(HOST + path, headers={"X-Request-ID": request_id})
+    assert response.status_code == int(status)
+    assert "location" not in response.headers
+    assert response.json() == json.loads(body.replace("http://127.0.0.1:8000", HOST))

@@ -1,4 +1,5 @@
-"""eHealth job status, GET /Jobs/{id} and GET /api/jobs/{id}: every row and rule of issue 5."""
+"""eHealth job status, GET /Jobs/{id} and GET /api/jobs/{id}: every row and rule of the mapping
+in docs/ehealth.md."""
 
 from datetime import timedelta
 

@@ -2,7 +2,7 @@
 
 Reads run synchronously on the event loop over their own connection: a read by id with 20,000
 jobs took 10 µs that way against 110-160 µs through a thread (asyncio.to_thread or a
-dedicated executor), measured for issue 3; with 100,000 jobs 16 µs, a page of 20 ~80 µs.
+dedicated executor); with 100,000 jobs 16 µs, a page of 20 ~80 µs (docs/decisions/0002).
 Writes fsync (about 1.6 ms), so they run on one writer thread with a connection of their
 own; several processes share the file through SQLite's locking (BEGIN IMMEDIATE, busy timeout).
 """
