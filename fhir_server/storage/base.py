@@ -1,6 +1,6 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,6 +25,17 @@ class VersionConflict(Exception):
 
 class StoreUnavailable(Exception):
     """The database cannot be reached right now."""
+
+
+class SchemaTooNew(Exception):
+    """The data was written by a newer fhir-server than this one."""
+
+
+class StoreMigrationFailed(Exception):
+    """The database is reachable but could not be brought to this fhir-server's schema.
+
+    Not a StoreUnavailable: trying again changes nothing, so the server must stop with the
+    message (which says what to do) instead of answering 503 while it retries."""
 
 
 class JobRecord:
@@ -160,9 +171,11 @@ def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str
     return stamped
 
 
-def index_values(resource: dict[str, Any]) -> dict[str, str | int]:
-    """The value of every search parameter, by storage column, absent values as sentinels."""
-    return {p.column: _index_value(resource, p) for p in SEARCH_PARAMETERS}
+def index_values(
+    resource: dict[str, Any], parameters: Iterable[SearchParameter] = SEARCH_PARAMETERS
+) -> dict[str, str | int]:
+    """The value of each search parameter, by storage column, absent values as sentinels."""
+    return {p.column: _index_value(resource, p) for p in parameters}
 
 
 def index_value(resource: dict[str, Any], column: str) -> str | int:
