@@ -21,7 +21,7 @@ from .durations import parse_duration
 from .jobs.loader import find_files, load_paths
 from .jobs.retention import purge_older_than
 from .secrets_file import persistent_secret
-from .storage.sqlite import SchemaTooNew
+from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 
@@ -58,15 +58,24 @@ def _export(settings: Settings) -> None:
         os.environ[env] = json.dumps(value) if isinstance(value, list) else str(value)
 
 
+def _unusable(exc: SchemaTooNew | StoreMigrationFailed) -> None:
+    """Report a store this fhir-server cannot use: its message says what to do."""
+    console.print(str(exc), style="red", markup=False, highlight=False)
+
+
 async def check_store(settings: Settings) -> bool:
-    """Open the store once before the workers start: a data dir it cannot use is reported
-    in a line, and the schema exists before several workers open it."""
+    """Open the store once before the workers start: a store it cannot use is reported in a
+    line (not as a worker's failed start), and the schema is brought up to date once, before
+    several workers open it. A database not reachable yet does not stop the start: the
+    workers open it once it is."""
     store = build_store(settings)
     try:
         await store.open()
-    except SchemaTooNew as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False)
+    except (SchemaTooNew, StoreMigrationFailed) as exc:
+        _unusable(exc)
         return False
+    except StoreUnavailable as exc:
+        console.print(f"storage unavailable, serving anyway (503 until it is reachable): {exc}")
     finally:
         await store.close()
     return True
@@ -91,8 +100,8 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     store = build_store(settings)
     try:
         await store.open()
-    except SchemaTooNew as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False)
+    except (SchemaTooNew, StoreMigrationFailed) as exc:
+        _unusable(exc)
         return 1
     files = find_files(paths)
     try:
@@ -109,7 +118,11 @@ async def load(settings: Settings, paths: list[Path]) -> int:
 
 async def purge(settings: Settings, older_than: timedelta) -> int:
     store = build_store(settings)
-    await store.open()
+    try:
+        await store.open()
+    except (SchemaTooNew, StoreMigrationFailed) as exc:
+        _unusable(exc)
+        return 1
     try:
         removed = await purge_older_than(store, older_than)
     finally:
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         settings = _settings(args, serve_names)
-        if not settings.mongodb_uri and not asyncio.run(check_store(settings)):
+        if not asyncio.run(check_store(settings)):
             return 1
         serve(settings, args.workers)
         return 0

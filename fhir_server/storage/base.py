@@ -1,6 +1,6 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -23,6 +23,17 @@ class VersionConflict(Exception):
 
 class StoreUnavailable(Exception):
     """The database cannot be reached right now."""
+
+
+class SchemaTooNew(Exception):
+    """The data was written by a newer fhir-server than this one."""
+
+
+class StoreMigrationFailed(Exception):
+    """The database is reachable but could not be brought to this fhir-server's schema.
+
+    Not a StoreUnavailable: trying again changes nothing, so the server must stop with the
+    message (which says what to do) instead of answering 503 while it retries."""
 
 
 class JobRecord:
@@ -153,9 +164,12 @@ def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str
     return stamped
 
 
-def index_values(resource: dict[str, Any], kind: ResourceKind = ASYNC_JOB) -> dict[str, str | int]:
-    """The value of every search parameter, by storage column, absent values as sentinels."""
-    return {p.column: _index_value(resource, p) for p in kind.search_parameters}
+def index_values(
+    resource: dict[str, Any],
+    parameters: Iterable[SearchParameter] = ASYNC_JOB.search_parameters,
+) -> dict[str, str | int]:
+    """The value of each search parameter, by storage column, absent values as sentinels."""
+    return {p.column: _index_value(resource, p) for p in parameters}
 
 
 def index_value(resource: dict[str, Any], column: str, kind: ResourceKind = ASYNC_JOB) -> str | int:

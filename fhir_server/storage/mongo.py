@@ -1,5 +1,6 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +13,12 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from ..resources.asyncjob import ASYNC_JOB
+from ..resources.asyncjob import ASYNC_JOB, SEARCH_PARAMETERS
 from ..resources.instants import now_instant, parse_instant_ms
+from ..resources.kinds import SearchParameter
 from ..search.query import (
     MISSING_DATE,
+    MISSING_TOKEN,
     Condition,
     Cursor,
     DateRange,
@@ -26,36 +29,55 @@ from ..search.query import (
     cursor_position,
     full_sort,
 )
-from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
+from .base import (
+    JobRecord,
+    SchemaTooNew,
+    StoreMigrationFailed,
+    StoreUnavailable,
+    VersionConflict,
+    index_values,
+    stamp,
+)
 from .guard import unavailable_on
+from .mongo_schema import field as _field
+from .mongo_schema import prepare
+from .schema import REMEDY, cause, token_columns
 
 CURRENT = ASYNC_JOB.storage_name
 HISTORY = f"{CURRENT}_history"
-TOKEN_COLUMNS = ASYNC_JOB.token_columns
-SORT_COLUMNS = ASYNC_JOB.sort_columns
 _PROJECTION = {"resource": 1, "version": 1, "owner": 1}
 # The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
 # NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
 TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
-def _field(column: str) -> str:
-    return "_id" if column == "id" else column
-
-
 @unavailable_on(*TRANSIENT_ERRORS)
 class MongoJobStore:
     """Live jobs in one collection (one document each), every version in a history one."""
 
-    def __init__(self, database: Any) -> None:
+    def __init__(
+        self, database: Any, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS
+    ) -> None:
         self._db = database
         self._current = database[CURRENT]
         self._history = database[HISTORY]
+        # The search parameters this store indexes (a field each); opening migrates a
+        # database built for others (mongo_schema.py).
+        self.parameters = tuple(parameters)
+        self._tokens = token_columns(self.parameters)
 
     async def open(self) -> None:
         await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
-        for index in index_keys():
-            await self._current.create_index(index)
+        try:
+            await prepare(self._db, CURRENT, self.parameters)
+        except (*TRANSIENT_ERRORS, SchemaTooNew):
+            raise
+        except Exception as exc:
+            raise StoreMigrationFailed(
+                f"MongoDB database {self._db.name}: bringing it to this fhir-server's search "
+                f"parameters failed: {cause(exc)}. Its schema record is left as "
+                f"it was, so the next start does it again from the beginning. {REMEDY}"
+            ) from exc
 
     async def close(self) -> None:
         client = getattr(self._db, "client", None)
@@ -85,7 +107,7 @@ class MongoJobStore:
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sort = full_sort(query.sort)
         forward = query.cursor is None or query.cursor.forward
-        filters = _filter(query)
+        filters = _filter(query, self._tokens)
         if query.cursor is not None:
             filters = {"$and": [filters, _keyset(query.sort, query.cursor)]}
         order = [
@@ -97,7 +119,7 @@ class MongoJobStore:
         return [_record(doc) async for doc in cursor.limit(query.limit)]
 
     async def count(self, query: JobQuery) -> int:
-        return int(await self._current.count_documents(_filter(query)))
+        return int(await self._current.count_documents(_filter(query, self._tokens)))
 
     async def save(
         self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
@@ -106,7 +128,8 @@ class MongoJobStore:
         version = expected_version + 1
         stamped = stamp(resource, version, now_instant())
         doc = {"_id": job_id, "version": version, "owner": owner, "resource": stamped}
-        doc.update((_field(c), v) for c, v in index_values(stamped).items() if c != "id")
+        values = index_values(stamped, self.parameters)
+        doc.update((_field(c), v) for c, v in values.items() if c != "id")
         replaced = await self._current.replace_one(
             {"_id": job_id, "version": expected_version}, doc
         )
@@ -188,22 +211,6 @@ class MongoJobStore:
         )
 
 
-def index_keys() -> list[list[tuple[str, int]]]:
-    """One index per sort, per token filter and sort, and for one owner's newest jobs; each
-    ends in the unique _id."""
-    sorts = [_field(c) for c in SORT_COLUMNS if c != "id"]
-    keys = [[(s, ASCENDING), ("_id", ASCENDING)] for s in sorts]
-    keys += [
-        [(t, ASCENDING), (s, ASCENDING), ("_id", ASCENDING)]
-        for t in TOKEN_COLUMNS
-        for s in sorts
-        if s != t
-    ]
-    # A caller without the admin scope always searches its own jobs: newest first by default.
-    keys.append([("owner", ASCENDING), ("last_updated", DESCENDING), ("_id", DESCENDING)])
-    return keys
-
-
 def _instant(epoch_ms: int) -> str:
     """Epoch ms in now_instant's fixed-width form, so stored instants compare as strings."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
@@ -223,13 +230,13 @@ def _history_record(doc: dict[str, Any]) -> JobRecord:
     )
 
 
-def _condition(condition: Condition) -> dict[str, Any]:
+def _condition(condition: Condition, tokens: tuple[str, ...]) -> dict[str, Any]:
     name = _field(condition.column)
     if isinstance(condition, TokenMatch):
         values = sorted(condition.values)
         return {name: {"$nin" if condition.negate else "$in": values}}
     if isinstance(condition, Missing):
-        missing = "" if condition.column in TOKEN_COLUMNS else MISSING_DATE
+        missing = MISSING_TOKEN if condition.column in tokens else MISSING_DATE
         return {name: missing if condition.missing else {"$ne": missing}}
     return _date_condition(name, condition)
 
@@ -250,10 +257,10 @@ def _date_condition(name: str, condition: DateRange) -> dict[str, Any]:
     return {name: bounds}
 
 
-def _filter(query: JobQuery) -> dict[str, Any]:
+def _filter(query: JobQuery, tokens: tuple[str, ...]) -> dict[str, Any]:
     clauses: list[dict[str, Any]] = []
     for any_of in query.where:
-        parts = [_condition(c) for c in any_of]
+        parts = [_condition(c, tokens) for c in any_of]
         clauses.append(parts[0] if len(parts) == 1 else {"$or": parts})
     if query.owner is not None:
         clauses.append({"owner": query.owner})

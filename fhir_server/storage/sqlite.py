@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..resources.asyncjob import ASYNC_JOB
+from ..resources.asyncjob import SEARCH_PARAMETERS
 from ..resources.instants import now_instant, parse_instant_ms
+from ..resources.kinds import SearchParameter
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -35,88 +36,15 @@ from ..search.query import (
     full_sort,
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
+from .schema import token_columns
+from .sqlite_schema import prepare
 
-SCHEMA_VERSION = 1
+TOKEN_COLUMNS = token_columns(SEARCH_PARAMETERS)
+
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
 T = TypeVar("T")
-
-# Index columns after the id: one per search parameter, as the parameter list defines them.
-SEARCH_PARAMETERS = ASYNC_JOB.search_parameters
-TOKEN_COLUMNS = ASYNC_JOB.token_columns
-SORT_COLUMNS = ASYNC_JOB.sort_columns
-INDEX_COLUMNS = tuple(p.column for p in SEARCH_PARAMETERS if p.column != "id")
-_COLUMN_TYPES = {p.column: "INTEGER" if p.type == "date" else "TEXT" for p in SEARCH_PARAMETERS}
-
-
-class SchemaTooNew(Exception):
-    """The data file was written by a newer fhir-server than this one."""
-
-
-def _create_schema(db: sqlite3.Connection) -> None:
-    columns = ", ".join(f"{c} {_COLUMN_TYPES[c]} NOT NULL" for c in INDEX_COLUMNS)
-    db.execute(
-        "CREATE TABLE job (id TEXT PRIMARY KEY, version INTEGER NOT NULL, owner TEXT, "
-        f"resource BLOB NOT NULL, {columns})"
-    )
-    _create_tally(db)
-    db.execute(
-        "CREATE TABLE job_version (job TEXT NOT NULL, version INTEGER NOT NULL, "
-        "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version)) "
-        "WITHOUT ROWID"
-    )
-
-
-def _create_tally(db: sqlite3.Connection) -> None:
-    """job_tally: live jobs per combination of token values, kept by triggers, so counting a
-    token search reads a few rows instead of every match (a search answers with its total)."""
-    tokens = ", ".join(TOKEN_COLUMNS)
-    key = ", ".join(f"{c} TEXT NOT NULL" for c in TOKEN_COLUMNS)
-    db.execute(f"CREATE TABLE job_tally ({key}, n INTEGER NOT NULL, PRIMARY KEY ({tokens}))")
-
-    def same(row: str) -> str:
-        return " AND ".join(f"{c} = {row}.{c}" for c in TOKEN_COLUMNS)
-
-    add = (
-        f"INSERT INTO job_tally ({tokens}, n) VALUES "
-        f"({', '.join('NEW.' + c for c in TOKEN_COLUMNS)}, 1) "
-        f"ON CONFLICT ({tokens}) DO UPDATE SET n = n + 1;"
-    )
-    remove = f"UPDATE job_tally SET n = n - 1 WHERE {same('OLD')};"
-    db.execute(f"CREATE TRIGGER job_tally_insert AFTER INSERT ON job BEGIN {add} END")
-    db.execute(f"CREATE TRIGGER job_tally_delete AFTER DELETE ON job BEGIN {remove} END")
-    db.execute(
-        f"CREATE TRIGGER job_tally_update AFTER UPDATE OF {tokens} ON job BEGIN {remove} {add} END"
-    )
-
-
-# MIGRATIONS[n] brings a file from schema version n to n + 1; version 0 is an empty file.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _create_schema}
-
-
-def index_keys() -> list[tuple[tuple[str, bool], ...]]:
-    """(column, descending) per index: every sort column in both directions, alone and behind
-    each token filter, and one owner's newest jobs; each ending in the unique id so the
-    tie-breaker is served too."""
-    keys: list[tuple[tuple[str, bool], ...]] = []
-    for token in (None, *TOKEN_COLUMNS):
-        for column in SORT_COLUMNS:
-            for descending in (False, True):
-                key: list[tuple[str, bool]] = [] if token is None else [(token, False)]
-                if column not in (token, "id"):
-                    key.append((column, descending))
-                key.append(("id", False))
-                if len(key) > 1 and tuple(key) not in keys:
-                    keys.append(tuple(key))
-    # A caller without the admin scope always searches its own jobs: newest first by default
-    # (another sort of one owner's jobs sorts only that owner's jobs).
-    keys.append((("owner", False), ("last_updated", True), ("id", False)))
-    return keys
-
-
-def index_name(key: tuple[tuple[str, bool], ...]) -> str:
-    return "ix_job_" + "_".join(c + ("_desc" if d else "") for c, d in key if c != "id")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -133,7 +61,8 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite ends it itself after some errors (e.g. disk full)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -146,8 +75,23 @@ class SqliteJobStore:
     # deadline can interrupt them, so with_deadline leaves them untimed.
     SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS
+    ) -> None:
         self.path = Path(path)
+        # The search parameters this store indexes (a column each); opening migrates a file
+        # built for others (sqlite_schema.py).
+        self.parameters = tuple(parameters)
+        self._tokens = token_columns(self.parameters)
+        self._columns = tuple(p.column for p in self.parameters if p.column != "id")
+        names = ", ".join(self._columns)
+        marks = ", ".join("?" for _ in self._columns)
+        updated = ("version", "owner", "resource", *self._columns)
+        self._upsert = (
+            f"INSERT INTO job (id, version, owner, resource, {names}) "
+            f"VALUES (?, ?, ?, ?, {marks}) ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in updated)
+        )
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -166,19 +110,7 @@ class SqliteJobStore:
         db = self._write_db
         db.execute("PRAGMA journal_mode = WAL")
         with _transaction(db):
-            found = db.execute("PRAGMA user_version").fetchone()[0]
-            if found > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"{self.path} was written by a newer fhir-server (schema version {found}; "
-                    f"this one reads up to {SCHEMA_VERSION}). Upgrade fhir-server, or use "
-                    "another --data-dir."
-                )
-            for version in range(found, SCHEMA_VERSION):
-                MIGRATIONS[version](db)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            for key in index_keys():
-                terms = ", ".join(c + (" DESC" if d else "") for c, d in key)
-                db.execute(f"CREATE INDEX IF NOT EXISTS {index_name(key)} ON job ({terms})")
+            prepare(db, self.path, self.parameters)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -243,12 +175,12 @@ class SqliteJobStore:
         return [_version_record(row) for row in rows]
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
-        sql, params = search_sql(query)
+        sql, params = search_sql(query, self._tokens)
         indexed = _sort_positions(query.sort)
         return [_record(row, indexed) for row in self._read(sql, params)]
 
     async def count(self, query: JobQuery) -> int:
-        sql, params = count_sql(query)
+        sql, params = count_sql(query, self._tokens)
         return int(self._read(sql, params)[0][0])
 
     async def save(
@@ -257,18 +189,10 @@ class SqliteJobStore:
         job_id = resource["id"]
         version = expected_version + 1
         stamped = stamp(resource, version, now_instant())
-        values = index_values(stamped)
+        values = index_values(stamped, self.parameters)
         blob = orjson.dumps(stamped)
         last_updated = stamped["meta"]["lastUpdated"]
-        names = ", ".join(INDEX_COLUMNS)
-        marks = ", ".join("?" for _ in INDEX_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in ("version", "owner", "resource"))
-        upsert = (
-            f"INSERT INTO job (id, version, owner, resource, {names}) "
-            f"VALUES (?, ?, ?, ?, {marks}) ON CONFLICT (id) DO UPDATE SET {updates}, "
-            + ", ".join(f"{c} = excluded.{c}" for c in INDEX_COLUMNS)
-        )
-        row = (job_id, version, owner, blob, *(values[c] for c in INDEX_COLUMNS))
+        row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
 
         def write() -> None:
             db = self._write_db
@@ -276,7 +200,7 @@ class SqliteJobStore:
                 newest = _newest_version_number(db, job_id)
                 if newest != expected_version:
                     raise VersionConflict(job_id, expected_version, newest)
-                db.execute(upsert, row)
+                db.execute(self._upsert, row)
                 _append_version(db, job_id, version, last_updated, owner, blob)
 
         await self._write(write)
@@ -384,16 +308,21 @@ _SQL_CACHE_SIZE = 1024
 
 
 @lru_cache(maxsize=_SQL_CACHE_SIZE)
-def count_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
-    """The SELECT counting query's matches: from job_tally when it can answer."""
-    where, params = _where(query)
-    table = "job_tally" if _tally_answers(query) else "job"
+def count_sql(
+    query: JobQuery, tokens: tuple[str, ...] = TOKEN_COLUMNS
+) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT counting query's matches: from job_tally when it can answer. `tokens` are
+    the store's token columns (job_tally's key)."""
+    where, params = _where(query, tokens)
+    table = "job_tally" if _tally_answers(query, tokens) else "job"
     counted = "coalesce(sum(n), 0)" if table == "job_tally" else "count(*)"
     return f"SELECT {counted} FROM {table}{where}", tuple(params)
 
 
 @lru_cache(maxsize=_SQL_CACHE_SIZE)
-def search_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
+def search_sql(
+    query: JobQuery, tokens: tuple[str, ...] = TOKEN_COLUMNS
+) -> tuple[str, tuple[Any, ...]]:
     """The SELECT for one page of query; values are always bound, never formatted in.
 
     A token matching one of several values is split into one SELECT per value, merged in
@@ -401,14 +330,14 @@ def search_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
     """
     keys = full_sort(query.sort)
     forward = query.cursor is None or query.cursor.forward
-    parts = _disjoint_parts(query)
+    parts = _disjoint_parts(query, tokens)
     # The sort columns come with each row: a merge orders by them, and the page's cursor
     # links are made of them (without them every resource on the page would be parsed).
     columns = ", ".join(["id", "version", "owner", "resource", *sort_columns(query.sort)])
     selects: list[str] = []
     params: list[Any] = []
     for part in parts:
-        where, part_params = _where(part, ordered=True)
+        where, part_params = _where(part, tokens, ordered=True)
         if part.cursor is not None:
             keyset, keyset_params = _keyset(part, keys, part.cursor)
             where = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
@@ -427,7 +356,7 @@ def search_sql(query: JobQuery) -> tuple[str, tuple[Any, ...]]:
 MAX_MERGED_VALUES = 16
 
 
-def _disjoint_parts(query: JobQuery) -> list[JobQuery]:
+def _disjoint_parts(query: JobQuery, tokens: tuple[str, ...]) -> list[JobQuery]:
     """query, or one query per value of its first token matching several values."""
     for i, any_of in enumerate(query.where):
         match = any_of[0]
@@ -435,7 +364,7 @@ def _disjoint_parts(query: JobQuery) -> list[JobQuery]:
             len(any_of) == 1
             and isinstance(match, TokenMatch)
             and not match.negate
-            and match.column in TOKEN_COLUMNS
+            and match.column in tokens
             and 1 < len(match.values) <= MAX_MERGED_VALUES
         ):
             return [
@@ -464,18 +393,25 @@ def _sort_positions(sort: tuple[SortKey, ...]) -> dict[str, int]:
     return {"id": 0} | {column: 4 + i for i, column in enumerate(sort_columns(sort))}
 
 
-def _tally_answers(query: JobQuery) -> bool:
-    """Whether job_tally can count query: all it asks for is one of some values per token."""
-    return query.owner is None and all(
-        len(any_of) == 1
-        and isinstance(any_of[0], TokenMatch)
-        and not any_of[0].negate
-        and any_of[0].column in TOKEN_COLUMNS
-        for any_of in query.where
+def _tally_answers(query: JobQuery, tokens: tuple[str, ...]) -> bool:
+    """Whether job_tally can count query: all it asks for is one of some values per token
+    (with no token columns there is no job_tally)."""
+    return (
+        bool(tokens)
+        and query.owner is None
+        and all(
+            len(any_of) == 1
+            and isinstance(any_of[0], TokenMatch)
+            and not any_of[0].negate
+            and any_of[0].column in tokens
+            for any_of in query.where
+        )
     )
 
 
-def _where(query: JobQuery, ordered: bool = False) -> tuple[str, list[Any]]:
+def _where(
+    query: JobQuery, tokens: tuple[str, ...], ordered: bool = False
+) -> tuple[str, list[Any]]:
     """The WHERE clause; `ordered` (a page in sort order) keeps SQLite on the sort's index:
     a filter on another date column is then checked row by row (unary +), never used to pick
     an index whose order would need a temporary B-tree to sort every match."""
@@ -483,7 +419,7 @@ def _where(query: JobQuery, ordered: bool = False) -> tuple[str, list[Any]]:
     params: list[Any] = []
     leading = full_sort(query.sort)[0].column if ordered else None
     for any_of in query.where:
-        parts = [_condition(c, params, _may_use_index(c, leading)) for c in any_of]
+        parts = [_condition(c, params, tokens, _may_use_index(c, leading, tokens)) for c in any_of]
         clauses.append(parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")")
     if query.owner is not None:
         clauses.append("owner = ?")
@@ -491,12 +427,14 @@ def _where(query: JobQuery, ordered: bool = False) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _may_use_index(condition: Condition, leading: str | None) -> bool:
+def _may_use_index(condition: Condition, leading: str | None, tokens: tuple[str, ...]) -> bool:
     # token filters lead their own indexes; an _id list is a few primary-key lookups
-    return leading is None or condition.column in (leading, "id", *TOKEN_COLUMNS)
+    return leading is None or condition.column in (leading, "id", *tokens)
 
 
-def _condition(condition: Condition, params: list[Any], indexed: bool = True) -> str:
+def _condition(
+    condition: Condition, params: list[Any], tokens: tuple[str, ...], indexed: bool = True
+) -> str:
     name = condition.column if indexed else f"+{condition.column}"
     if isinstance(condition, TokenMatch):
         values = sorted(condition.values)
@@ -506,7 +444,7 @@ def _condition(condition: Condition, params: list[Any], indexed: bool = True) ->
         marks = ", ".join("?" for _ in values)
         return f"{name} {'NOT IN' if condition.negate else 'IN'} ({marks})"
     if isinstance(condition, Missing):
-        params.append(MISSING_TOKEN if condition.column in TOKEN_COLUMNS else MISSING_DATE)
+        params.append(MISSING_TOKEN if condition.column in tokens else MISSING_DATE)
         return f"{name} {'=' if condition.missing else '!='} ?"
     return _date_condition(name, condition, params)
 

@@ -15,8 +15,10 @@ from fhir_server.search.query import (
     SortKey,
     TokenMatch,
 )
-from fhir_server.storage import sqlite as sqlite_store
-from fhir_server.storage.sqlite import SCHEMA_VERSION, SchemaTooNew, SqliteJobStore, search_sql
+from fhir_server.storage import sqlite_schema
+from fhir_server.storage.base import SchemaTooNew
+from fhir_server.storage.sqlite import SqliteJobStore, search_sql
+from fhir_server.storage.sqlite_schema import SCHEMA_VERSION
 
 from ..conftest import put_job
 
@@ -129,8 +131,8 @@ async def test_an_older_file_is_migrated_on_open(data_file: Path, monkeypatch: p
     def add_note(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE job ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'")
 
-    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
-    monkeypatch.setitem(sqlite_store.MIGRATIONS, SCHEMA_VERSION, add_note)
+    monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(sqlite_schema.MIGRATIONS, SCHEMA_VERSION, add_note)
     store = SqliteJobStore(data_file)
     await store.open()
     await store.close()

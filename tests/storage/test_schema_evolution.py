@@ -1,0 +1,401 @@
+"""Schema evolution: a store opens what an older fhir-server (or another parameter list) wrote,
+migrated; a migration that fails changes nothing and stops the server with a message."""
+
+import asyncio
+import json
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mongomock_motor import AsyncMongoMockClient
+
+from fhir_server.resources.asyncjob import SEARCH_PARAMETERS
+from fhir_server.resources.kinds import SearchParameter
+from fhir_server.search.query import (
+    Cursor,
+    DateRange,
+    JobQuery,
+    Missing,
+    SortKey,
+    TokenMatch,
+)
+from fhir_server.storage import opening, sqlite_schema
+from fhir_server.storage.base import (
+    JobStore,
+    SchemaTooNew,
+    StoreMigrationFailed,
+    StoreUnavailable,
+)
+from fhir_server.storage.mongo import CURRENT, HISTORY, MongoJobStore
+from fhir_server.storage.mongo_schema import SCHEMA
+from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore, count_sql, search_sql
+from fhir_server.storage.sqlite_schema import SCHEMA_VERSION
+
+from ..conftest import ADMIN_HEADERS, put_job
+from ..servers import cli, running_server
+
+UPGRADE = Path(__file__).parent.parent / "data" / "upgrade"  # made by make_fixture.py there
+EXPECTED = json.loads((UPGRADE / "c436025-expected.json").read_text())
+SEARCHES = {spec["name"]: spec for spec in EXPECTED["searches"]}
+BACKENDS = ["sqlite", "mongo"]
+
+MIN_SERVER_VERSION = SearchParameter(
+    "min-server-version",
+    "token",
+    "AsyncJob.minServerVersion",
+    "The oldest server version that can import the job's data",
+    "min_server_version",
+    ("minServerVersion",),
+)
+EXTENDED = (*SEARCH_PARAMETERS, MIN_SERVER_VERSION)
+# What the fixture's live jobs hold in minServerVersion (job-NN with NN % 5 == 0).
+FIXTURE_VERSIONS = {"job-00": "1.0", "job-05": "1.2", "job-10": "1.1", "job-15": "1.0"}
+FIXTURE_VERSIONS |= {"job-20": "1.2", "job-25": "1.1"}
+
+
+def decode(spec: dict[str, Any]) -> JobQuery:
+    """The JobQuery a search of the fixture stands for (as make_fixture.py decodes it)."""
+    kinds = {"TokenMatch": TokenMatch, "Missing": Missing, "DateRange": DateRange}
+
+    def condition(fields: dict[str, Any]) -> Any:
+        args = {k: frozenset(v) if k == "values" else v for k, v in fields.items() if k != "kind"}
+        return kinds[fields["kind"]](**args)
+
+    cursor = spec.get("cursor")
+    return JobQuery(
+        where=tuple(tuple(condition(c) for c in any_of) for any_of in spec.get("where", [])),
+        sort=tuple(SortKey(c, d) for c, d in spec.get("sort", [["last_updated", True]])),
+        limit=spec.get("limit", 100),
+        offset=spec.get("offset", 0),
+        cursor=None
+        if cursor is None
+        else Cursor(tuple(cursor["values"]), cursor["id"], cursor.get("forward", True)),
+        owner=spec.get("owner"),
+    )
+
+
+class Backend:
+    """One store's data, opened as often as a test likes, with any parameter list."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.path = tmp_path / FILE_NAME
+        self.database = AsyncMongoMockClient()["fhir_server"]
+
+    def store(self, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS) -> JobStore:
+        if self.kind == "sqlite":
+            return SqliteJobStore(self.path, parameters)
+        return MongoJobStore(self.database, parameters)
+
+    async def opened(self, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS) -> JobStore:
+        store = self.store(parameters)
+        await store.open()
+        return store
+
+    async def load_c436025(self) -> None:
+        """The data the code of commit c436025 wrote, as it wrote it."""
+        if self.kind == "sqlite":
+            shutil.copy(UPGRADE / "c436025.sqlite3", self.path)
+            return
+        dump = json.loads((UPGRADE / "c436025-mongo.json").read_text())
+        for name in (CURRENT, HISTORY):
+            await self.database[name].insert_many(dump[name])
+
+    async def snapshot(self) -> Any:
+        """Everything stored, to check that a failed migration left it as it was."""
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.path) as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                return version, list(db.iterdump())
+        return {
+            name: [doc async for doc in self.database[name].find({}).sort("_id", 1)]
+            for name in (CURRENT, HISTORY, SCHEMA)
+        } | {"indexes": await self.database[CURRENT].index_information()}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path)
+
+
+@pytest.fixture
+async def upgraded(backend: Backend) -> AsyncIterator[JobStore]:
+    await backend.load_c436025()
+    store = await backend.opened()
+    yield store
+    await store.close()
+
+
+# --- what c436025 wrote opens with every job, every version, the same search answers ---
+
+
+async def test_every_job_and_version_written_by_c436025_is_read(
+    upgraded: JobStore, backend: Backend
+):
+    histories = EXPECTED[backend.kind]["histories"]
+    assert len(histories) == 30
+    for job_id, expected in histories.items():
+        history = [
+            {"version": r.version, "last_updated": r.last_updated, "owner": r.owner}
+            | {"resource": r.resource}
+            for r in await upgraded.history(job_id)
+        ]
+        assert history == expected, job_id
+        newest = await upgraded.get(job_id)
+        assert newest is not None
+        assert (newest.version, newest.resource) == (
+            expected[0]["version"],
+            expected[0]["resource"],
+        )
+    assert any(v["resource"] is None for h in histories.values() for v in h)  # deletions too
+
+
+@pytest.mark.parametrize("name", list(SEARCHES))
+async def test_searches_answer_as_c436025_did(upgraded: JobStore, backend: Backend, name: str):
+    query = decode(SEARCHES[name])
+    expected = EXPECTED[backend.kind]["searches"][name]
+    assert [r.id for r in await upgraded.search(query)] == expected["ids"]
+    assert await upgraded.count(query) == expected["count"]
+
+
+async def test_a_c436025_file_is_brought_to_the_current_schema(upgraded: JobStore):
+    assert isinstance(upgraded, (SqliteJobStore, MongoJobStore))
+    if isinstance(upgraded, MongoJobStore):
+        record = await upgraded._db[SCHEMA].find_one({"_id": CURRENT})
+        assert [p["name"] for p in record["parameters"]] == [p.name for p in SEARCH_PARAMETERS]
+        return
+    with sqlite3.connect(upgraded.path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        recorded = db.execute("SELECT name, column_name, type, path FROM schema_parameter")
+        assert sorted(recorded) == sorted(
+            (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
+        )
+    await put_job(upgraded, id="job-30", status="completed")  # the upgraded file takes writes
+    assert await upgraded.count(decode(SEARCHES["status"])) == 9
+
+
+def test_serve_opens_a_data_dir_of_c436025(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(UPGRADE / "c436025.sqlite3", data_dir / FILE_NAME)
+    with running_server(data_dir) as base:
+        found = httpx.get(f"{base}/AsyncJob", params={"status": "completed"}, headers=ADMIN_HEADERS)
+    assert found.status_code == 200, found.text
+    assert found.json()["total"] == EXPECTED["sqlite"]["searches"]["status"]["count"]
+
+
+# --- a parameter added, removed, or indexing another element ---
+
+
+@pytest.fixture(params=["c436025", "current"])
+async def with_jobs(request: pytest.FixtureRequest, backend: Backend) -> dict[str, str]:
+    """Live jobs with a minServerVersion, by id: written by c436025 or by the current code."""
+    if request.param == "c436025":
+        await backend.load_c436025()
+        return FIXTURE_VERSIONS
+    store = await backend.opened()
+    versions = {f"now-{i}": f"2.{i % 3}" for i in range(9)}
+    for job_id, version in versions.items():
+        await put_job(store, id=job_id, minServerVersion=version)
+    await put_job(store, id="without")
+    await store.close()
+    return versions
+
+
+def ids_with(versions: dict[str, str], *wanted: str) -> set[str]:
+    return {job_id for job_id, version in versions.items() if version in wanted}
+
+
+async def test_an_added_parameter_is_filled_from_the_stored_jobs_and_searched(
+    backend: Backend, with_jobs: dict[str, str]
+):
+    store = await backend.opened(EXTENDED)
+    value = sorted(with_jobs.values())[0]
+    one = JobQuery(where=((TokenMatch("min_server_version", frozenset({value})),),))
+    assert {r.id for r in await store.search(one)} == ids_with(with_jobs, value)
+    assert await store.count(one) == len(ids_with(with_jobs, value))
+    absent = JobQuery(where=((Missing("min_server_version", missing=True),),), limit=1000)
+    everything = await store.count(JobQuery())
+    assert await store.count(absent) == everything - len(with_jobs)
+    # Jobs saved afterwards are indexed (and counted) as well.
+    await put_job(store, id="later", minServerVersion=value)
+    assert await store.count(one) == len(ids_with(with_jobs, value)) + 1
+    await store.close()
+    await assert_served_by_indexes(backend, one)
+
+
+async def assert_served_by_indexes(backend: Backend, query: JobQuery) -> None:
+    tokens = ("status", "type", "min_server_version")
+    if backend.kind == "mongo":
+        indexes = (await backend.database[CURRENT].index_information()).values()
+        assert [("min_server_version", 1), ("last_updated", 1), ("_id", 1)] in [
+            i["key"] for i in indexes
+        ]
+        return
+    sql, params = search_sql(query, tokens)
+    with sqlite3.connect(backend.path) as db:
+        steps = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+        assert any("USING INDEX ix_job_min_server_version_last_updated" in s for s in steps), steps
+        assert not [s for s in steps if s == "SCAN job" or "TEMP B-TREE" in s], steps
+        # The count reads job_tally, whose key now has the new column, and it adds up.
+        sql, params = count_sql(query, tokens)
+        assert "FROM job_tally" in sql
+        tally = "SELECT status, type, min_server_version, n FROM job_tally WHERE n > 0"
+        grouped = "SELECT status, type, min_server_version, count(*) FROM job GROUP BY 1, 2, 3"
+        assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
+
+
+async def test_a_removed_parameter_leaves_no_field_nor_index(
+    backend: Backend, with_jobs: dict[str, str]
+):
+    store = await backend.opened(EXTENDED)
+    await store.close()
+    store = await backend.opened(SEARCH_PARAMETERS)
+    await put_job(store, id="after", minServerVersion="3.0")  # writes go on without the field
+    assert await store.count(JobQuery(where=((TokenMatch("status", frozenset({"accepted"})),),)))
+    await store.close()
+    if backend.kind == "mongo":
+        indexes = await backend.database[CURRENT].index_information()
+        assert not [i for i in indexes.values() if "min_server_version" in dict(i["key"])]
+        assert not await backend.database[CURRENT].count_documents(
+            {"min_server_version": {"$exists": True}}
+        )
+        return
+    with sqlite3.connect(backend.path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(job)")]
+        tally = [row[1] for row in db.execute("PRAGMA table_info(job_tally)")]
+        indexes = [row[0] for row in db.execute("SELECT sql FROM sqlite_master WHERE sql > ''")]
+    assert "min_server_version" not in columns
+    assert tally == ["status", "type", "n"]
+    assert not [sql for sql in indexes if "min_server_version" in sql]
+
+
+async def test_a_parameter_indexing_another_element_gets_its_values_again(backend: Backend):
+    store = await backend.opened(EXTENDED)
+    await put_job(store, id="job-1", minServerVersion="1.0", dataVersion=7)
+    await store.close()
+    other = replace(MIN_SERVER_VERSION, path=("dataVersion",))
+    store = await backend.opened((*SEARCH_PARAMETERS, other))
+    seven = JobQuery(where=((TokenMatch("min_server_version", frozenset({"7"})),),))
+    assert [r.id for r in await store.search(seven)] == ["job-1"]
+    assert await store.count(seven) == 1
+    await store.close()
+
+
+# --- a migration that fails changes nothing, and says what to do ---
+
+# minServerVersion ("1.0") is no instant: filling this column fails.
+NOT_A_DATE = SearchParameter(
+    "bad-date", "date", "AsyncJob.minServerVersion", "", "bad_date", ("minServerVersion",)
+)
+
+
+async def test_a_failing_migration_changes_nothing_and_says_what_to_do(backend: Backend):
+    store = await backend.opened()
+    for i in range(3):
+        await put_job(store, id=f"job-{i}", minServerVersion=f"1.{i}")
+    await store.close()
+    before = await backend.snapshot()
+    store = backend.store((*SEARCH_PARAMETERS, MIN_SERVER_VERSION, NOT_A_DATE))
+    with pytest.raises(StoreMigrationFailed) as failed:
+        await store.open()
+    await store.close()
+    message = str(failed.value)
+    assert "AsyncJob/job-0 has no valid value for search parameter bad-date" in message
+    assert "Fix the cause and start again" in message
+    assert not isinstance(failed.value, StoreUnavailable)  # which would be retried
+    after = await backend.snapshot()
+    if backend.kind == "sqlite":
+        assert after == before
+    else:  # no transaction: the record is left as it was, so the next open starts again
+        assert after[SCHEMA] == before[SCHEMA]
+    store = await backend.opened()  # the data is still there for this parameter list
+    assert len(await store.search(JobQuery())) == 3
+    await store.close()
+
+
+async def test_a_failing_schema_version_step_leaves_the_file_at_its_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / FILE_NAME
+    shutil.copy(UPGRADE / "c436025.sqlite3", path)
+    with sqlite3.connect(path) as db:
+        before = list(db.iterdump())
+
+    def half_done(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE schema_parameter (column_name TEXT)")
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setitem(sqlite_schema.MIGRATIONS, 1, half_done)
+    store = SqliteJobStore(path)
+    with pytest.raises(StoreMigrationFailed, match="malformed"):
+        await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert list(db.iterdump()) == before
+
+
+async def test_a_mongodb_database_of_a_newer_schema_is_refused():
+    database = AsyncMongoMockClient()["fhir_server"]
+    await database[SCHEMA].insert_one({"_id": CURRENT, "version": 99, "parameters": []})
+    with pytest.raises(SchemaTooNew, match="newer fhir-server"):
+        await MongoJobStore(database).open()
+
+
+class Failing:
+    """A store whose database is unreachable at first, then unusable."""
+
+    def __init__(self, unreachable: int) -> None:
+        self.unreachable = unreachable
+
+    async def open(self) -> None:
+        if self.unreachable:
+            self.unreachable -= 1
+            raise StoreUnavailable("connection refused")
+        raise StoreMigrationFailed("cannot migrate: fix it")
+
+
+async def test_opening_does_not_retry_a_failed_migration():
+    with pytest.raises(StoreMigrationFailed):
+        await opening.open_store(Failing(unreachable=0))  # type: ignore[arg-type]
+
+
+async def test_a_failed_migration_found_by_the_retries_stops_the_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    stopped = asyncio.Event()
+    monkeypatch.setattr(opening, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(opening, "_stop_serving", stopped.set)
+    retrying = await opening.open_store(Failing(unreachable=3))  # type: ignore[arg-type]
+    assert retrying is not None
+    await asyncio.wait_for(stopped.wait(), 5)
+    await retrying  # it has ended, not raised
+    assert "cannot migrate: fix it" in caplog.text
+
+
+async def test_serve_stops_with_the_message_when_the_migration_fails(tmp_path: Path):
+    # An older server without request-time stored a job whose requestTime is no instant: this
+    # one cannot index it.
+    data_dir = tmp_path / "data"
+    older = tuple(p for p in SEARCH_PARAMETERS if p.name != "request-time")
+    store = SqliteJobStore(data_dir / FILE_NAME, older)
+    await store.open()
+    await put_job(store, id="bad-job", requestTime="not an instant")
+    await store.close()
+    with sqlite3.connect(store.path) as db:
+        before = list(db.iterdump())
+    refused = await asyncio.to_thread(cli, "serve", "--data-dir", str(data_dir), "--port", "1")
+    assert refused.returncode == 1
+    assert "AsyncJob/bad-job has no valid value for search parameter request-time" in (
+        refused.stderr
+    )
+    assert "Fix the cause and start again" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    with sqlite3.connect(store.path) as db:
+        assert list(db.iterdump()) == before
