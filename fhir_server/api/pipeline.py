@@ -2,13 +2,23 @@
 
 In order: the request id (echoed in X-Request-ID), the bearer token (verified once; the
 caller, or why its token was refused, is left in the scope for the route's access rule), the
-body limit, then the router; whatever happens, one access-log line and the request metrics.
-Nothing here renders an error: a refusal is raised by the matched route (api/routing.py), so
-the application owning that route answers in its own format.
+body limit, then the route; whatever happens, one access-log line and the request metrics.
+Nothing here decides an error's answer: a refusal is raised by the matched route
+(api/routing.py), so the application owning that route answers in its own format.
+
+Dispatch skips the router for the app's own routes: the routes are tried in the router's
+order and the first full match is called with the app's exception handlers, as the router
+and Starlette's exception layer would call it. Anything else (a Mount, a wrong method, no
+match) goes through the router. A read costs as much in those layers as in its handler.
 """
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
+from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth.tokens import UNRESTRICTED, InvalidToken, TokenVerifier
@@ -16,9 +26,18 @@ from ..observability.request_ids import REQUEST_ID_HEADER, assign_request_id
 from ..observability.telemetry import Telemetry
 from ..resources.outcome import FhirError
 from .limits import body_too_large
-from .routing import AUTH, AUTH_ERROR, MISSING_TOKEN, REJECTION, ROUTE, NotAuthenticated
+from .routing import (
+    AUTH,
+    AUTH_ERROR,
+    MISSING_TOKEN,
+    REJECTION,
+    ROUTE,
+    GuardedRoute,
+    NotAuthenticated,
+)
 
 UNMATCHED = "unmatched"
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class RequestPipeline:
@@ -29,8 +48,10 @@ class RequestPipeline:
         verifier: TokenVerifier | None,
         telemetry: Telemetry,
         max_body_bytes: int,
+        direct_dispatch: bool = True,
     ) -> None:
         self.app = app
+        self.direct_dispatch = direct_dispatch
         self.verifier = verifier
         self.telemetry = telemetry
         self.max_body_bytes = max_body_bytes
@@ -53,7 +74,13 @@ class RequestPipeline:
 
         try:
             self._authenticate(scope)
-            await self.app(scope, self._limit_body(scope, receive), send_tagged)
+            receive = self._limit_body(scope, receive)
+            app = scope.get("app")  # the Starlette app, as it set itself in the scope
+            route = _direct_route(app.routes, scope) if app and self.direct_dispatch else None
+            if app is None or route is None:
+                await self.app(scope, receive, send_tagged)
+            else:
+                await _call(route, app.exception_handlers, scope, receive, send_tagged)
         finally:
             seconds = perf_counter() - start
             route = scope.get(ROUTE, UNMATCHED)
@@ -109,4 +136,50 @@ def _bearer_token(scope: Scope) -> str | None:
         if name == b"authorization":
             kind, _, token = value.decode("latin-1").strip().partition(" ")
             return token.strip() if kind.lower() == "bearer" and token.strip() else None
+    return None
+
+
+def _direct_route(routes: Sequence[BaseRoute], scope: Scope) -> GuardedRoute | None:
+    """The route the router would pick, if it is one of the app's own and fully matches;
+    None to leave the request to the router."""
+    for route in routes:
+        if not isinstance(route, GuardedRoute):
+            return None
+        match, child_scope = route.matches(scope)
+        if match is Match.FULL:
+            scope.update(child_scope)
+            return route
+        if match is not Match.NONE:
+            return None  # a wrong method: the router answers 405
+    return None
+
+
+async def _call(
+    route: GuardedRoute,
+    handlers: Mapping[Any, ExceptionHandler],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Call the route's endpoint; its errors are answered by the app's handlers for them. An
+    error without one propagates, as through the router, to Starlette's outermost layer."""
+    request = Request(scope, receive, send)
+    try:
+        response = await route.endpoint(request)
+    except Exception as exc:
+        handler = _handler_for(handlers, exc)
+        if handler is None:
+            raise
+        response = await handler(request, exc)
+    await response(scope, receive, send)
+
+
+def _handler_for(
+    handlers: Mapping[Any, ExceptionHandler], exc: Exception
+) -> ExceptionHandler | None:
+    for kind in type(exc).__mro__:
+        if kind is Exception:  # the outermost layer's: it also logs and re-raises
+            return None
+        if kind in handlers:
+            return handlers[kind]
     return None
