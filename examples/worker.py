@@ -12,10 +12,7 @@ from urllib.parse import urljoin
 
 import orjson
 
-from fhir_server import JobCancelled, JobService
-from fhir_server.resources.asyncjob import STATUSES
-from fhir_server.search.query import JobQuery, SortKey, TokenMatch
-from fhir_server.storage.base import JobRecord
+from fhir_server import STATUSES, JobCancelled, JobQuery, JobRecord, JobService, SortKey, TokenMatch
 
 log = logging.getLogger("export-worker")
 PAGE = 500

@@ -11,17 +11,21 @@ from .auth.scopes import SmartAccess
 from .config import Settings
 from .jobs.rules import JobCancelled, RuleViolation
 from .jobs.service import JobDeleted, JobNotFound, JobService, PreconditionFailed
+from .resources.asyncjob import STATUSES
 from .resources.outcome import FhirError, Issue
+from .search.query import JobQuery, SortKey, TokenMatch
 from .storage.base import JobRecord, JobStore, StoreUnavailable, VersionConflict
 from .version import __version__
 
 __all__ = [
+    "STATUSES",
     "FhirError",
     "GuardedRoute",
     "Issue",
     "JobCancelled",
     "JobDeleted",
     "JobNotFound",
+    "JobQuery",
     "JobRecord",
     "JobService",
     "JobStore",
@@ -29,7 +33,9 @@ __all__ = [
     "RuleViolation",
     "Settings",
     "SmartAccess",
+    "SortKey",
     "StoreUnavailable",
+    "TokenMatch",
     "VersionConflict",
     "__version__",
     "create_app",
