@@ -145,8 +145,12 @@ def failure_outcome(job: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Equal but for the server-owned meta elements."""
-    return _without_server_meta(a) == _without_server_meta(b)
+    """Equal but for the server-owned meta elements; requestTime compared as an instant (a
+    client may send back `…00Z` for a stored `…00.000Z`)."""
+    a, b = _without_server_meta(a), _without_server_meta(b)
+    if _same_value("requestTime", a.get("requestTime"), b.get("requestTime")):
+        a, b = {**a, "requestTime": None}, {**b, "requestTime": None}
+    return a == b
 
 
 def _without_server_meta(job: dict[str, Any]) -> dict[str, Any]:

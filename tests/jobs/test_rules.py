@@ -508,3 +508,13 @@ def test_jobs_differing_only_in_server_meta_are_the_same(a: dict[str, Any], b: d
 def test_jobs_differing_in_anything_else_are_not_the_same(a: dict[str, Any], b: dict[str, Any]):
     assert not same_job(a, b)
     assert not same_job(b, a)
+
+
+def test_a_final_job_sent_back_with_its_request_time_spelled_otherwise_changes_nothing():
+    stored = make_job(
+        status="completed",
+        requestTime="2026-01-01T00:00:00.000Z",
+        transactionTime="2026-01-01T00:05:00.000Z",
+    )
+    resent = {**stored, "requestTime": "2026-01-01T00:00:00Z"}
+    assert updated_job(stored, resent) is None
