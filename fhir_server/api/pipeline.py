@@ -76,7 +76,9 @@ class RequestPipeline:
             self._authenticate(scope)
             receive = self._limit_body(scope, receive)
             app = scope.get("app")  # the Starlette app, as it set itself in the scope
-            route = _direct_route(app.routes, scope) if app and self.direct_dispatch else None
+            route = (
+                _direct_route(app.router.routes, scope) if app and self.direct_dispatch else None
+            )
             if app is None or route is None:
                 await self.app(scope, receive, send_tagged)
             else:

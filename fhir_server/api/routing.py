@@ -90,19 +90,16 @@ class GuardedRoute(Route):
         principal: Principal | None = scope.get(AUTH)
         if principal is None:
             raise scope.get(AUTH_ERROR) or NotAuthenticated(MISSING_TOKEN, False)
-        if principal.unrestricted or self._allows(principal.scopes):
+        if principal.unrestricted:
             return
-        raise AccessDenied(self.access)
-
-    def _allows(self, scopes: frozenset[str]) -> bool:
         # Callers come back with the same scope sets: each is judged once (bounded).
-        allowed = self._allowed.get(scopes)
+        allowed = self._allowed.get(principal.scopes)
         if allowed is None:
-            assert self.access is not None
             if len(self._allowed) >= 1024:
                 self._allowed.clear()
-            allowed = self._allowed[scopes] = self.access.allows(scopes)
-        return allowed
+            allowed = self._allowed[principal.scopes] = self.access.allows(principal.scopes)
+        if not allowed:
+            raise AccessDenied(self.access)
 
 
 def public(path: str, endpoint: Endpoint, methods: Collection[str] = ("GET",)) -> GuardedRoute:
