@@ -33,16 +33,17 @@ log = logging.getLogger("fhir_server")
 SECRET_FILE = "secret-key"
 
 
-def build_store(settings: Settings) -> JobStore:
-    """MongoDB when a URI is configured, else the embedded SQLite file in the data dir."""
+def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
+    """The store of one kind's resources: in MongoDB when a URI is configured, else in the
+    embedded SQLite file in the data dir (every kind has its own tables in that one file)."""
     if settings.mongodb_uri:
         from .storage.mongo import MongoJobStore
         from .storage.mongo_client import connect
 
-        return MongoJobStore(connect(settings)[settings.mongodb_database])
+        return MongoJobStore(connect(settings)[settings.mongodb_database], kind)
     from .storage.sqlite import FILE_NAME, SqliteJobStore
 
-    return SqliteJobStore(settings.data_dir / FILE_NAME)
+    return SqliteJobStore(settings.data_dir / FILE_NAME, kind)
 
 
 def cursor_secret(settings: Settings) -> bytes:
@@ -61,7 +62,7 @@ def create_app(
     """The server as an ASGI app. `routes` are served too, tried before the FHIR API's (e.g.
     a kick-off endpoint: see examples/export_service.py)."""
     settings = settings or Settings()
-    job_store = with_deadline(store or build_store(settings), settings.store_timeout)
+    job_store = with_deadline(store or build_store(settings, ASYNC_JOB), settings.store_timeout)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

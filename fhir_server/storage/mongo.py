@@ -1,6 +1,5 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +12,9 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from ..resources.asyncjob import ASYNC_JOB, SEARCH_PARAMETERS
+from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
-from ..resources.kinds import SearchParameter
+from ..resources.kinds import ResourceKind
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -43,8 +42,14 @@ from .mongo_schema import field as _field
 from .mongo_schema import prepare
 from .schema import REMEDY, cause, token_columns
 
+
+def history_collection(kind: ResourceKind) -> str:
+    return f"{kind.storage_name}_history"
+
+
+# AsyncJob's collections
 CURRENT = ASYNC_JOB.storage_name
-HISTORY = f"{CURRENT}_history"
+HISTORY = history_collection(ASYNC_JOB)
 _PROJECTION = {"resource": 1, "version": 1, "owner": 1}
 # The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
 # NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
@@ -53,23 +58,23 @@ TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 @unavailable_on(*TRANSIENT_ERRORS)
 class MongoJobStore:
-    """Live jobs in one collection (one document each), every version in a history one."""
+    """One kind's resources: the live ones in a collection named from the kind (one document
+    each), every version in its `_history` one. Stores of other kinds may share the database."""
 
-    def __init__(
-        self, database: Any, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS
-    ) -> None:
+    def __init__(self, database: Any, kind: ResourceKind = ASYNC_JOB) -> None:
         self._db = database
-        self._current = database[CURRENT]
-        self._history = database[HISTORY]
+        self.kind = kind
+        self._current = database[kind.storage_name]
+        self._history = database[history_collection(kind)]
         # The search parameters this store indexes (a field each); opening migrates a
-        # database built for others (mongo_schema.py).
-        self.parameters = tuple(parameters)
+        # collection built for others (mongo_schema.py).
+        self.parameters = kind.search_parameters
         self._tokens = token_columns(self.parameters)
 
     async def open(self) -> None:
         await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
         try:
-            await prepare(self._db, CURRENT, self.parameters)
+            await prepare(self._db, self.kind.storage_name, self.parameters)
         except (*TRANSIENT_ERRORS, SchemaTooNew):
             raise
         except Exception as exc:

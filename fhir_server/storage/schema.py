@@ -103,7 +103,8 @@ def job_values(
             values |= index_values(resource, (parameter,))
         except Exception as exc:
             raise Unindexable(
-                f"AsyncJob/{job_id} has no valid value for search parameter {parameter.name} "
-                f"({'.'.join(parameter.path)}): {type(exc).__name__}: {exc}"
+                f"{resource.get('resourceType')}/{job_id} has no valid value for search "
+                f"parameter {parameter.name} ({'.'.join(parameter.path)}): "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
     return values

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..resources.asyncjob import SEARCH_PARAMETERS
+from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
-from ..resources.kinds import SearchParameter
+from ..resources.kinds import ResourceKind
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -37,9 +37,11 @@ from ..search.query import (
 )
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
 from .schema import token_columns
-from .sqlite_schema import prepare
+from .sqlite_schema import Tables, prepare
 
-TOKEN_COLUMNS = token_columns(SEARCH_PARAMETERS)
+# AsyncJob's, which the SQL builders default to.
+TOKEN_COLUMNS = token_columns(ASYNC_JOB.search_parameters)
+TABLES = Tables.of(ASYNC_JOB)
 
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -68,30 +70,39 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 
 class SqliteJobStore:
-    """Live jobs in `job` (one row each, search columns beside the JSON), every version in
-    `job_version`, as the MongoDB store keeps them."""
+    """One kind's resources: the live ones in its table (`asyncjob` for AsyncJob: one row each,
+    search columns beside the JSON), every version in its `_version` table (sqlite_schema.py),
+    as the MongoDB store keeps them. Stores of other kinds may share the file."""
 
     # Reads that run on the event loop without awaiting (see the module docstring): no
     # deadline can interrupt them, so with_deadline leaves them untimed.
     SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
 
-    def __init__(
-        self, path: Path, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS
-    ) -> None:
+    def __init__(self, path: Path, kind: ResourceKind = ASYNC_JOB) -> None:
         self.path = Path(path)
-        # The search parameters this store indexes (a column each); opening migrates a file
+        self.kind = kind
+        # The search parameters this store indexes (a column each); opening migrates tables
         # built for others (sqlite_schema.py).
-        self.parameters = tuple(parameters)
+        self.parameters = kind.search_parameters
         self._tokens = token_columns(self.parameters)
         self._columns = tuple(p.column for p in self.parameters if p.column != "id")
+        tables = self._tables = Tables.of(kind)
         names = ", ".join(self._columns)
         marks = ", ".join("?" for _ in self._columns)
         updated = ("version", "owner", "resource", *self._columns)
         self._upsert = (
-            f"INSERT INTO job (id, version, owner, resource, {names}) "
+            f"INSERT INTO {tables.live} (id, version, owner, resource, {names}) "
             f"VALUES (?, ?, ?, ?, {marks}) ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in updated)
         )
+        # The reads by id, made once: they take microseconds.
+        self._live_job = (
+            f"SELECT id, version, owner, resource, last_updated FROM {tables.live} WHERE id = ?"
+        )
+        versions = f"SELECT job, version, last_updated, owner, resource FROM {tables.versions}"
+        self._version = f"{versions} WHERE job = ? AND version = ?"
+        self._history = f"{versions} WHERE job = ? ORDER BY version DESC"
+        self._newest_version = f"{self._history} LIMIT 1"
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -110,7 +121,7 @@ class SqliteJobStore:
         db = self._write_db
         db.execute("PRAGMA journal_mode = WAL")
         with _transaction(db):
-            prepare(db, self.path, self.parameters)
+            prepare(db, self.path, self.kind)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -152,35 +163,26 @@ class SqliteJobStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def get(self, job_id: str) -> JobRecord | None:
-        rows = self._read(_LIVE_JOB, (job_id,))
+        rows = self._read(self._live_job, (job_id,))
         if rows:
             return _record(rows[0], _LIVE_JOB_INDEXED)
-        rows = self._read(_NEWEST_VERSION, (job_id,))
+        rows = self._read(self._newest_version, (job_id,))
         return _version_record(rows[0]) if rows else None
 
     async def get_version(self, job_id: str, version: int) -> JobRecord | None:
-        rows = self._read(
-            "SELECT job, version, last_updated, owner, resource FROM job_version "
-            "WHERE job = ? AND version = ?",
-            (job_id, version),
-        )
+        rows = self._read(self._version, (job_id, version))
         return _version_record(rows[0]) if rows else None
 
     async def history(self, job_id: str) -> list[JobRecord]:
-        rows = self._read(
-            "SELECT job, version, last_updated, owner, resource FROM job_version "
-            "WHERE job = ? ORDER BY version DESC",
-            (job_id,),
-        )
-        return [_version_record(row) for row in rows]
+        return [_version_record(row) for row in self._read(self._history, (job_id,))]
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
-        sql, params = search_sql(query, self._tokens)
+        sql, params = search_sql(query, self._tokens, self._tables)
         indexed = _sort_positions(query.sort)
         return [_record(row, indexed) for row in self._read(sql, params)]
 
     async def count(self, query: JobQuery) -> int:
-        sql, params = count_sql(query, self._tokens)
+        sql, params = count_sql(query, self._tokens, self._tables)
         return int(self._read(sql, params)[0][0])
 
     async def save(
@@ -193,33 +195,38 @@ class SqliteJobStore:
         blob = orjson.dumps(stamped)
         last_updated = stamped["meta"]["lastUpdated"]
         row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
+        tables = self._tables
 
         def write() -> None:
             db = self._write_db
             with _transaction(db):
-                newest = _newest_version_number(db, job_id)
+                newest = _newest_version_number(db, tables, job_id)
                 if newest != expected_version:
                     raise VersionConflict(job_id, expected_version, newest)
                 db.execute(self._upsert, row)
-                _append_version(db, job_id, version, last_updated, owner, blob)
+                _append_version(db, tables, job_id, version, last_updated, owner, blob)
 
         await self._write(write)
         return JobRecord(job_id, version, last_updated, stamped, owner)
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         last_updated = now_instant()
+        tables = self._tables
 
         def write() -> str | None:
             db = self._write_db
             with _transaction(db):
                 live = db.execute(
-                    "SELECT owner FROM job WHERE id = ? AND version = ?", (job_id, expected_version)
+                    f"SELECT owner FROM {tables.live} WHERE id = ? AND version = ?",
+                    (job_id, expected_version),
                 ).fetchone()
                 if live is None:
-                    newest = _newest_version_number(db, job_id)
+                    newest = _newest_version_number(db, tables, job_id)
                     raise VersionConflict(job_id, expected_version, newest or None)
-                db.execute("DELETE FROM job WHERE id = ?", (job_id,))
-                _append_version(db, job_id, expected_version + 1, last_updated, live[0], None)
+                db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
+                _append_version(
+                    db, tables, job_id, expected_version + 1, last_updated, live[0], None
+                )
                 return str(live[0]) if live[0] is not None else None
 
         owner = await self._write(write)
@@ -228,6 +235,13 @@ class SqliteJobStore:
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         cutoff = parse_instant_ms(before)
         marks = ", ".join("?" for _ in statuses)
+        live_table, versions = self._tables.live, self._tables.versions
+        # Jobs whose newest version is a deletion: (id, when it was deleted).
+        deletions = (
+            f"SELECT v.job, v.last_updated FROM {versions} v WHERE v.resource IS NULL "
+            f"AND v.version = (SELECT max(version) FROM {versions} WHERE job = v.job) "
+            f"AND v.job NOT IN (SELECT id FROM {live_table})"
+        )
 
         def write() -> int:
             db = self._write_db
@@ -235,44 +249,35 @@ class SqliteJobStore:
                 live = [
                     row[0]
                     for row in db.execute(
-                        f"SELECT id FROM job WHERE status IN ({marks}) AND last_updated < ?",
+                        f"SELECT id FROM {live_table} WHERE status IN ({marks}) "
+                        "AND last_updated < ?",
                         (*sorted(statuses), cutoff),
                     )
                 ]
                 deleted = [
                     job
-                    for job, last_updated in db.execute(_DELETED_JOBS)
+                    for job, last_updated in db.execute(deletions)
                     if parse_instant_ms(last_updated) < cutoff
                 ]
-                db.executemany("DELETE FROM job WHERE id = ?", [(job,) for job in live])
+                db.executemany(f"DELETE FROM {live_table} WHERE id = ?", [(job,) for job in live])
                 gone = [(job,) for job in (*live, *deleted)]
-                db.executemany("DELETE FROM job_version WHERE job = ?", gone)
+                db.executemany(f"DELETE FROM {versions} WHERE job = ?", gone)
                 return len(gone)
 
         return await self._write(write)
 
 
-# Jobs whose newest version is a deletion: (id, when it was deleted).
-_DELETED_JOBS = (
-    "SELECT v.job, v.last_updated FROM job_version v WHERE v.resource IS NULL "
-    "AND v.version = (SELECT max(version) FROM job_version WHERE job = v.job) "
-    "AND v.job NOT IN (SELECT id FROM job)"
-)
-_NEWEST_VERSION = (
-    "SELECT job, version, last_updated, owner, resource FROM job_version "
-    "WHERE job = ? ORDER BY version DESC LIMIT 1"
-)
-
-
-def _newest_version_number(db: sqlite3.Connection, job_id: str) -> int:
+def _newest_version_number(db: sqlite3.Connection, tables: Tables, job_id: str) -> int:
     row = db.execute(
-        "SELECT version FROM job_version WHERE job = ? ORDER BY version DESC LIMIT 1", (job_id,)
+        f"SELECT version FROM {tables.versions} WHERE job = ? ORDER BY version DESC LIMIT 1",
+        (job_id,),
     ).fetchone()
     return 0 if row is None else int(row[0])
 
 
 def _append_version(
     db: sqlite3.Connection,
+    tables: Tables,
     job_id: str,
     version: int,
     last_updated: str,
@@ -280,7 +285,7 @@ def _append_version(
     blob: bytes | None,
 ) -> None:
     db.execute(
-        "INSERT INTO job_version (job, version, last_updated, owner, resource) "
+        f"INSERT INTO {tables.versions} (job, version, last_updated, owner, resource) "
         "VALUES (?, ?, ?, ?, ?)",
         (job_id, version, last_updated, owner, blob),
     )
@@ -288,7 +293,6 @@ def _append_version(
 
 # A read by id also takes lastUpdated's index value: Last-Modified without parsing the JSON.
 _LIVE_JOB_INDEXED = {"last_updated": 4}
-_LIVE_JOB = "SELECT id, version, owner, resource, last_updated FROM job WHERE id = ?"
 
 
 def _record(row: tuple[Any, ...], indexed: Mapping[str, int]) -> JobRecord:
@@ -309,19 +313,19 @@ _SQL_CACHE_SIZE = 1024
 
 @lru_cache(maxsize=_SQL_CACHE_SIZE)
 def count_sql(
-    query: JobQuery, tokens: tuple[str, ...] = TOKEN_COLUMNS
+    query: JobQuery, tokens: tuple[str, ...] = TOKEN_COLUMNS, tables: Tables = TABLES
 ) -> tuple[str, tuple[Any, ...]]:
-    """The SELECT counting query's matches: from job_tally when it can answer. `tokens` are
-    the store's token columns (job_tally's key)."""
+    """The SELECT counting query's matches: from the tally when it can answer. `tokens` are
+    the store's token columns (the tally's key)."""
     where, params = _where(query, tokens)
-    table = "job_tally" if _tally_answers(query, tokens) else "job"
-    counted = "coalesce(sum(n), 0)" if table == "job_tally" else "count(*)"
-    return f"SELECT {counted} FROM {table}{where}", tuple(params)
+    if _tally_answers(query, tokens):
+        return f"SELECT coalesce(sum(n), 0) FROM {tables.tally}{where}", tuple(params)
+    return f"SELECT count(*) FROM {tables.live}{where}", tuple(params)
 
 
 @lru_cache(maxsize=_SQL_CACHE_SIZE)
 def search_sql(
-    query: JobQuery, tokens: tuple[str, ...] = TOKEN_COLUMNS
+    query: JobQuery, tokens: tuple[str, ...] = TOKEN_COLUMNS, tables: Tables = TABLES
 ) -> tuple[str, tuple[Any, ...]]:
     """The SELECT for one page of query; values are always bound, never formatted in.
 
@@ -342,7 +346,7 @@ def search_sql(
             keyset, keyset_params = _keyset(part, keys, part.cursor)
             where = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
             part_params += keyset_params
-        selects.append(f"SELECT {columns} FROM job{where}")
+        selects.append(f"SELECT {columns} FROM {tables.live}{where}")
         params += part_params
     order = ", ".join(f"{k.column} {'DESC' if k.descending == forward else 'ASC'}" for k in keys)
     sql = f"{' UNION ALL '.join(selects)} ORDER BY {order} LIMIT ?"
@@ -394,8 +398,8 @@ def _sort_positions(sort: tuple[SortKey, ...]) -> dict[str, int]:
 
 
 def _tally_answers(query: JobQuery, tokens: tuple[str, ...]) -> bool:
-    """Whether job_tally can count query: all it asks for is one of some values per token
-    (with no token columns there is no job_tally)."""
+    """Whether the tally can count query: all it asks for is one of some values per token
+    (with no token columns there is no tally)."""
     return (
         bool(tokens)
         and query.owner is None

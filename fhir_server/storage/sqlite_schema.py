@@ -1,20 +1,24 @@
 """The SQLite file's schema: its tables, their indexes, and bringing an older file up to date.
 
-Two things change a file's schema. The layout of its tables has a version (PRAGMA
-user_version), and MIGRATIONS brings an older file to the current one. The search parameters
-it was built for are recorded in schema_parameter: each has a column of `job`, indexes, and,
-if a token, a place in job_tally's key; a file opened with another list is changed to fit it
-(see storage/schema.py). Both happen in the caller's transaction, so a failure changes nothing.
+Each resource kind has tables of its own in the one file, named from its storage_name
+(Tables): AsyncJob's live jobs are in `asyncjob`, every version in `asyncjob_version`. Two
+things change a file's schema. The layout of its tables has a version (PRAGMA user_version, one
+for the whole file), and MIGRATIONS brings an older file to the current one. The search
+parameters a kind's tables were built for are recorded in its `_parameter` table: each has a
+column of the live table, indexes, and, if a token, a place in the tally's key; a kind opened
+with another list is changed to fit it (see storage/schema.py). Both happen in the caller's
+transaction, so a failure changes nothing.
 """
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from ..resources.asyncjob import SEARCH_PARAMETERS
-from ..resources.kinds import SearchParameter
+from ..resources.kinds import ResourceKind, SearchParameter
 from ..search.query import MISSING_DATE, MISSING_TOKEN
 from .base import SchemaTooNew, StoreMigrationFailed
 from .schema import (
@@ -29,52 +33,99 @@ from .schema import (
     token_columns,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BACKFILL_BATCH = 1000  # jobs read and updated at a time while filling a new column
+TALLY_EVENTS = ("insert", "delete", "update")  # a trigger each keeps the tally
 
 
-def _column_type(parameter_type: str) -> str:
-    return "INTEGER" if parameter_type == "date" else "TEXT"
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """A kind's tables, triggers and indexes in the file, all named from its storage_name, so
+    kinds sharing the file never touch each other's (a resource type has no "_": no kind's
+    live table is named like another's `_version` table).
 
+    The parameter record is a table per kind as well, not one table with a type column: a
+    kind's schema is then just the tables with its name, so fitting one kind reads and writes
+    nothing of another's, and version 3 only renamed AsyncJob's tables."""
 
-def _create_v1_schema(db: sqlite3.Connection) -> None:
-    """The tables as commit c436025 made them, with a column per parameter of V1_PARAMETERS."""
-    columns = ", ".join(
-        f"{p.column} {_column_type(p.type)} NOT NULL" for p in V1_PARAMETERS if p.column != "id"
-    )
-    db.execute(
-        "CREATE TABLE job (id TEXT PRIMARY KEY, version INTEGER NOT NULL, owner TEXT, "
-        f"resource BLOB NOT NULL, {columns})"
-    )
-    _create_tally(
-        db, tuple(p.column for p in V1_PARAMETERS if p.type == "token" and p.column != "id")
-    )
-    db.execute(
-        "CREATE TABLE job_version (job TEXT NOT NULL, version INTEGER NOT NULL, "
-        "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version)) "
-        "WITHOUT ROWID"
-    )
+    name: str
+
+    @classmethod
+    def of(cls, kind: ResourceKind) -> "Tables":
+        return cls(kind.storage_name)
+
+    @property
+    def live(self) -> str:
+        # Quoted: a type's name may be an SQL keyword (Group); the suffixed names are not.
+        return f'"{self.name}"'
+
+    @property
+    def versions(self) -> str:
+        return f"{self.name}_version"
+
+    @property
+    def tally(self) -> str:
+        return f"{self.name}_tally"
+
+    @property
+    def parameters(self) -> str:
+        return f"{self.name}_parameter"
+
+    def trigger(self, event: str) -> str:
+        return f"{self.name}_tally_{event}"
+
+    @property
+    def index_prefix(self) -> str:
+        return f"ix_{self.name}_"
+
+    def index_name(self, key: tuple[tuple[str, bool], ...]) -> str:
+        return self.index_prefix + "_".join(c + ("_desc" if d else "") for c, d in key if c != "id")
 
 
 def _record_parameters(db: sqlite3.Connection) -> None:
     """Version 2 records the search parameters: a version 1 file was built for V1_PARAMETERS."""
-    db.execute(
-        "CREATE TABLE schema_parameter (column_name TEXT PRIMARY KEY, name TEXT NOT NULL, "
-        "type TEXT NOT NULL, path TEXT NOT NULL)"
-    )
-    _write_record(db, V1_PARAMETERS)
+    _create_record(db, "schema_parameter")
+    _write_record(db, "schema_parameter", V1_PARAMETERS)
 
 
-# MIGRATIONS[n] brings a file from schema version n to n + 1; version 0 is an empty file.
-# Each is fixed once released: it never depends on the current parameter list.
+def _name_by_kind(db: sqlite3.Connection) -> None:
+    """Version 3 names AsyncJob's tables from its kind, so other kinds can share the file.
+
+    ALTER TABLE ... RENAME keeps the rows (and renames the primary keys' indexes along). A
+    trigger or another index cannot be renamed: the tally's triggers are dropped first, so
+    nothing relies on SQLite rewriting their bodies (3.26+), and made again; the search
+    indexes are dropped, and built under their new names as the parameters are fitted (once:
+    about 4 s for 100,000 jobs)."""
+    new = Tables("asyncjob")
+    for event in TALLY_EVENTS:
+        db.execute(f"DROP TRIGGER IF EXISTS job_tally_{event}")
+    for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'job' "
+        "AND substr(name, 1, 7) = 'ix_job_'"
+    ).fetchall():
+        db.execute(f"DROP INDEX {name}")
+    db.execute(f"ALTER TABLE job RENAME TO {new.live}")
+    db.execute(f"ALTER TABLE job_version RENAME TO {new.versions}")
+    db.execute(f"ALTER TABLE schema_parameter RENAME TO {new.parameters}")
+    # Without token parameters there was no tally.
+    if tokens := tuple(c for c in _columns(db, "job_tally") if c != "n"):
+        db.execute(f"ALTER TABLE job_tally RENAME TO {new.tally}")
+        _create_tally_triggers(db, new, tokens)
+
+
+# MIGRATIONS[n] brings a file from schema version n to n + 1; a new file (version 0) needs
+# none, as each kind makes its tables when it first opens the file (_create_tables). Each is
+# fixed once released: it never depends on the current kinds or parameter lists. From
+# version 3 on, a migration is of every kind's tables in the file.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _create_v1_schema,
     1: _record_parameters,
+    2: _name_by_kind,
 }
 
 
-def prepare(db: sqlite3.Connection, path: Path, parameters: Sequence[SearchParameter]) -> None:
-    """Bring the file to SCHEMA_VERSION and `parameters`, in the caller's transaction."""
+def prepare(db: sqlite3.Connection, path: Path, kind: ResourceKind) -> None:
+    """Bring the file to SCHEMA_VERSION and `kind`'s tables to its search parameters, in the
+    caller's transaction."""
     found = db.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(
@@ -83,10 +134,14 @@ def prepare(db: sqlite3.Connection, path: Path, parameters: Sequence[SearchParam
             "another --data-dir."
         )
     try:
-        for version in range(found, SCHEMA_VERSION):
-            MIGRATIONS[version](db)
+        if found:  # else a new file, with nothing to bring up to date
+            for version in range(found, SCHEMA_VERSION):
+                MIGRATIONS[version](db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        _fit_parameters(db, parameters)
+        tables = Tables.of(kind)
+        if not _columns(db, tables.name):
+            _create_tables(db, tables)
+        _fit_parameters(db, tables, kind.search_parameters)
     except Exception as exc:
         if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
             raise  # another process holds the file: StoreUnavailable, worth retrying
@@ -101,60 +156,83 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _fit_parameters(db: sqlite3.Connection, parameters: Sequence[SearchParameter]) -> None:
-    needed = change(_recorded(db), parameters)
-    keys = {index_name(key): key for key in index_keys(parameters)}
+def _create_tables(db: sqlite3.Connection, tables: Tables) -> None:
+    """A kind's tables when it first opens the file: without search columns and with nothing
+    recorded, so fitting them to its parameters adds each, as it adds one to an older file."""
+    db.execute(
+        f"CREATE TABLE {tables.live} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+        "owner TEXT, resource BLOB NOT NULL)"
+    )
+    db.execute(
+        f"CREATE TABLE {tables.versions} (job TEXT NOT NULL, version INTEGER NOT NULL, "
+        "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version)) "
+        "WITHOUT ROWID"
+    )
+    _create_record(db, tables.parameters)
+
+
+def _fit_parameters(
+    db: sqlite3.Connection, tables: Tables, parameters: Sequence[SearchParameter]
+) -> None:
+    needed = change(_recorded(db, tables.parameters), parameters)
+    keys = {tables.index_name(key): key for key in index_keys(parameters)}
     # Indexes of removed columns first: SQLite drops no column that an index uses.
-    for name, columns in _indexes(db).items():
+    for name, columns in _indexes(db, tables).items():
         if name not in keys or columns & set(needed.removed):
             db.execute(f"DROP INDEX {name}")
     if needed.columns:
-        _change_columns(db, needed, token_columns(parameters))
+        _change_columns(db, tables, needed, token_columns(parameters))
     if needed.record is not None:
-        db.execute("DELETE FROM schema_parameter")
-        _write_record(db, needed.record)
+        db.execute(f"DELETE FROM {tables.parameters}")
+        _write_record(db, tables.parameters, needed.record)
     for name, key in keys.items():
         terms = ", ".join(c + (" DESC" if d else "") for c, d in key)
-        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON job ({terms})")
+        db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {tables.live} ({terms})")
 
 
-def _change_columns(db: sqlite3.Connection, needed: Change, tokens: tuple[str, ...]) -> None:
+def _change_columns(
+    db: sqlite3.Connection, tables: Tables, needed: Change, tokens: tuple[str, ...]
+) -> None:
     # The tally's key is the token columns: it is made again for the new ones (and its
     # triggers name the columns, which SQLite would not let go otherwise).
-    db.execute("DROP TABLE IF EXISTS job_tally")
-    for trigger in ("insert", "delete", "update"):
-        db.execute(f"DROP TRIGGER IF EXISTS job_tally_{trigger}")
+    db.execute(f"DROP TABLE IF EXISTS {tables.tally}")
+    for event in TALLY_EVENTS:
+        db.execute(f"DROP TRIGGER IF EXISTS {tables.trigger(event)}")
     # A removed parameter's column is dropped (SQLite 3.35+), not left behind: nothing would
     # keep its values up to date, and a column of a version 1 file has no default, so every
     # insert leaving it out would fail.
     for column in needed.removed:
-        db.execute(f"ALTER TABLE job DROP COLUMN {column}")
+        db.execute(f"ALTER TABLE {tables.live} DROP COLUMN {column}")
     for p in needed.added:
         # SQLite adds a NOT NULL column only with a default: the value of an absent element
         missing = MISSING_DATE if p.type == "date" else f"'{MISSING_TOKEN}'"
         db.execute(
-            f"ALTER TABLE job ADD COLUMN {p.column} {_column_type(p.type)} NOT NULL "
+            f"ALTER TABLE {tables.live} ADD COLUMN {p.column} {_column_type(p.type)} NOT NULL "
             f"DEFAULT {missing}"
         )
     if needed.added:
-        _backfill(db, needed.added)
-    _create_tally(db, tokens)
+        _backfill(db, tables, needed.added)
+    _create_tally(db, tables, tokens)
     if tokens:
         names = ", ".join(tokens)
         db.execute(
-            f"INSERT INTO job_tally ({names}, n) SELECT {names}, count(*) FROM job GROUP BY {names}"
+            f"INSERT INTO {tables.tally} ({names}, n) "
+            f"SELECT {names}, count(*) FROM {tables.live} GROUP BY {names}"
         )
 
 
-def _backfill(db: sqlite3.Connection, added: Sequence[SearchParameter]) -> None:
+def _column_type(parameter_type: str) -> str:
+    return "INTEGER" if parameter_type == "date" else "TEXT"
+
+
+def _backfill(db: sqlite3.Connection, tables: Tables, added: Sequence[SearchParameter]) -> None:
     """Each live job's values of the added parameters, from its stored JSON (deleted versions
-    are in job_version only, which has no search columns)."""
+    are in the versions table only, which has no search columns)."""
     columns = [p.column for p in added]
-    update = f"UPDATE job SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
+    update = f"UPDATE {tables.live} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
+    select = f"SELECT id, resource FROM {tables.live} WHERE id > ? ORDER BY id LIMIT ?"
     last = ""  # every id sorts after it
-    while rows := db.execute(
-        "SELECT id, resource FROM job WHERE id > ? ORDER BY id LIMIT ?", (last, BACKFILL_BATCH)
-    ).fetchall():
+    while rows := db.execute(select, (last, BACKFILL_BATCH)).fetchall():
         updates = []
         for job_id, blob in rows:
             values = job_values(job_id, orjson.loads(blob), added)
@@ -163,55 +241,76 @@ def _backfill(db: sqlite3.Connection, added: Sequence[SearchParameter]) -> None:
         last = rows[-1][0]
 
 
-def _recorded(db: sqlite3.Connection) -> tuple[Indexed, ...]:
-    rows = db.execute("SELECT name, column_name, type, path FROM schema_parameter")
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    """The table's columns: none if there is no such table."""
+    return [row[0] for row in db.execute("SELECT name FROM pragma_table_info(?)", (table,))]
+
+
+def _create_record(db: sqlite3.Connection, table: str) -> None:
+    db.execute(
+        f"CREATE TABLE {table} (column_name TEXT PRIMARY KEY, name TEXT NOT NULL, "
+        "type TEXT NOT NULL, path TEXT NOT NULL)"
+    )
+
+
+def _recorded(db: sqlite3.Connection, table: str) -> tuple[Indexed, ...]:
+    rows = db.execute(f"SELECT name, column_name, type, path FROM {table}")
     return tuple(
         Indexed(name, column, kind, tuple(path.split("."))) for name, column, kind, path in rows
     )
 
 
-def _write_record(db: sqlite3.Connection, record: Sequence[Indexed]) -> None:
+def _write_record(db: sqlite3.Connection, table: str, record: Sequence[Indexed]) -> None:
     db.executemany(
-        "INSERT INTO schema_parameter (column_name, name, type, path) VALUES (?, ?, ?, ?)",
+        f"INSERT INTO {table} (column_name, name, type, path) VALUES (?, ?, ?, ?)",
         [(r.column, r.name, r.type, ".".join(r.path)) for r in record],
     )
 
 
-def _indexes(db: sqlite3.Connection) -> dict[str, set[str]]:
-    """This module's indexes on job and their columns (SQLite's own, for the primary key,
-    are not listed)."""
+def _indexes(db: sqlite3.Connection, tables: Tables) -> dict[str, set[str]]:
+    """This module's indexes on the kind's live table and their columns (SQLite's own, for
+    the primary key, are not listed)."""
     indexes: dict[str, set[str]] = {}
+    prefix = tables.index_prefix
     for name, column in db.execute(
         "SELECT m.name, c.name FROM sqlite_master m, pragma_index_info(m.name) c "
-        "WHERE m.type = 'index' AND m.tbl_name = 'job' AND substr(m.name, 1, 7) = 'ix_job_'"
+        "WHERE m.type = 'index' AND m.tbl_name = ? AND substr(m.name, 1, ?) = ?",
+        (tables.name, len(prefix), prefix),
     ):
         indexes.setdefault(name, set()).add(column)
     return indexes
 
 
-def _create_tally(db: sqlite3.Connection, tokens: tuple[str, ...]) -> None:
-    """job_tally: live jobs per combination of token values, kept by triggers, so counting a
+def _create_tally(db: sqlite3.Connection, tables: Tables, tokens: tuple[str, ...]) -> None:
+    """The tally: live jobs per combination of token values, kept by triggers, so counting a
     token search reads a few rows instead of every match (a search answers with its total).
-    Without token parameters there is nothing to key it by: counts then read `job`."""
+    Without token parameters there is nothing to key it by: counts then read the live table."""
     if not tokens:
         return
     names = ", ".join(tokens)
     key = ", ".join(f"{c} TEXT NOT NULL" for c in tokens)
-    db.execute(f"CREATE TABLE job_tally ({key}, n INTEGER NOT NULL, PRIMARY KEY ({names}))")
+    db.execute(f"CREATE TABLE {tables.tally} ({key}, n INTEGER NOT NULL, PRIMARY KEY ({names}))")
+    _create_tally_triggers(db, tables, tokens)
+
+
+def _create_tally_triggers(db: sqlite3.Connection, tables: Tables, tokens: tuple[str, ...]) -> None:
+    names = ", ".join(tokens)
 
     def same(row: str) -> str:
         return " AND ".join(f"{c} = {row}.{c}" for c in tokens)
 
     add = (
-        f"INSERT INTO job_tally ({names}, n) VALUES "
+        f"INSERT INTO {tables.tally} ({names}, n) VALUES "
         f"({', '.join('NEW.' + c for c in tokens)}, 1) "
         f"ON CONFLICT ({names}) DO UPDATE SET n = n + 1;"
     )
-    remove = f"UPDATE job_tally SET n = n - 1 WHERE {same('OLD')};"
-    db.execute(f"CREATE TRIGGER job_tally_insert AFTER INSERT ON job BEGIN {add} END")
-    db.execute(f"CREATE TRIGGER job_tally_delete AFTER DELETE ON job BEGIN {remove} END")
+    remove = f"UPDATE {tables.tally} SET n = n - 1 WHERE {same('OLD')};"
+    live, trigger = tables.live, tables.trigger
+    db.execute(f"CREATE TRIGGER {trigger('insert')} AFTER INSERT ON {live} BEGIN {add} END")
+    db.execute(f"CREATE TRIGGER {trigger('delete')} AFTER DELETE ON {live} BEGIN {remove} END")
     db.execute(
-        f"CREATE TRIGGER job_tally_update AFTER UPDATE OF {names} ON job BEGIN {remove} {add} END"
+        f"CREATE TRIGGER {trigger('update')} AFTER UPDATE OF {names} ON {live} "
+        f"BEGIN {remove} {add} END"
     )
 
 
@@ -235,7 +334,3 @@ def index_keys(
     # (another sort of one owner's jobs sorts only that owner's jobs).
     keys.append((("owner", False), ("last_updated", True), ("id", False)))
     return keys
-
-
-def index_name(key: tuple[tuple[str, bool], ...]) -> str:
-    return "ix_job_" + "_".join(c + ("_desc" if d else "") for c, d in key if c != "id")

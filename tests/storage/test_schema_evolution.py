@@ -14,8 +14,8 @@ import httpx
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
-from fhir_server.resources.asyncjob import SEARCH_PARAMETERS
-from fhir_server.resources.kinds import SearchParameter
+from fhir_server.resources.asyncjob import ASYNC_JOB, SEARCH_PARAMETERS
+from fhir_server.resources.kinds import ResourceKind, SearchParameter
 from fhir_server.search.query import (
     Cursor,
     DateRange,
@@ -80,26 +80,35 @@ def decode(spec: dict[str, Any]) -> JobQuery:
 
 
 class Backend:
-    """One store's data, opened as often as a test likes, with any parameter list."""
+    """One store's data, opened as often as a test likes, with any parameter list and kind."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
-        self.kind = kind
+    def __init__(self, name: str, tmp_path: Path) -> None:
+        self.name = name
         self.path = tmp_path / FILE_NAME
         self.database = AsyncMongoMockClient()["fhir_server"]
 
-    def store(self, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS) -> JobStore:
-        if self.kind == "sqlite":
-            return SqliteJobStore(self.path, parameters)
-        return MongoJobStore(self.database, parameters)
+    def store(
+        self,
+        parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS,
+        kind: ResourceKind = ASYNC_JOB,
+    ) -> JobStore:
+        kind = replace(kind, search_parameters=tuple(parameters))
+        if self.name == "sqlite":
+            return SqliteJobStore(self.path, kind)
+        return MongoJobStore(self.database, kind)
 
-    async def opened(self, parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS) -> JobStore:
-        store = self.store(parameters)
+    async def opened(
+        self,
+        parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS,
+        kind: ResourceKind = ASYNC_JOB,
+    ) -> JobStore:
+        store = self.store(parameters, kind)
         await store.open()
         return store
 
     async def load_c436025(self) -> None:
         """The data the code of commit c436025 wrote, as it wrote it."""
-        if self.kind == "sqlite":
+        if self.name == "sqlite":
             shutil.copy(UPGRADE / "c436025.sqlite3", self.path)
             return
         dump = json.loads((UPGRADE / "c436025-mongo.json").read_text())
@@ -108,7 +117,7 @@ class Backend:
 
     async def snapshot(self) -> Any:
         """Everything stored, to check that a failed migration left it as it was."""
-        if self.kind == "sqlite":
+        if self.name == "sqlite":
             with sqlite3.connect(self.path) as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 return version, list(db.iterdump())
@@ -116,6 +125,28 @@ class Backend:
             name: [doc async for doc in self.database[name].find({}).sort("_id", 1)]
             for name in (CURRENT, HISTORY, SCHEMA)
         } | {"indexes": await self.database[CURRENT].index_information()}
+
+    async def recorded(self, kind: ResourceKind) -> list[str]:
+        """The names of the search parameters recorded for the kind's tables or collection."""
+        if self.name == "sqlite":
+            with sqlite3.connect(self.path) as db:
+                rows = db.execute(f"SELECT name FROM {kind.storage_name}_parameter")
+                return sorted(name for (name,) in rows)
+        record = await self.database[SCHEMA].find_one({"_id": kind.storage_name})
+        return sorted(p["name"] for p in record["parameters"])
+
+    async def indexed(self, kind: ResourceKind) -> set[str]:
+        """The columns or fields that the indexes of the kind's live resources cover."""
+        if self.name == "sqlite":
+            with sqlite3.connect(self.path) as db:
+                rows = db.execute(
+                    "SELECT c.name FROM sqlite_master m, pragma_index_info(m.name) c "
+                    "WHERE m.type = 'index' AND m.tbl_name = ?",
+                    (kind.storage_name,),
+                )
+                return {name for (name,) in rows}
+        indexes = await self.database[kind.storage_name].index_information()
+        return {field for index in indexes.values() for field, _ in index["key"]}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -137,7 +168,7 @@ async def upgraded(backend: Backend) -> AsyncIterator[JobStore]:
 async def test_every_job_and_version_written_by_c436025_is_read(
     upgraded: JobStore, backend: Backend
 ):
-    histories = EXPECTED[backend.kind]["histories"]
+    histories = EXPECTED[backend.name]["histories"]
     assert len(histories) == 30
     for job_id, expected in histories.items():
         history = [
@@ -158,7 +189,7 @@ async def test_every_job_and_version_written_by_c436025_is_read(
 @pytest.mark.parametrize("name", list(SEARCHES))
 async def test_searches_answer_as_c436025_did(upgraded: JobStore, backend: Backend, name: str):
     query = decode(SEARCHES[name])
-    expected = EXPECTED[backend.kind]["searches"][name]
+    expected = EXPECTED[backend.name]["searches"][name]
     assert [r.id for r in await upgraded.search(query)] == expected["ids"]
     assert await upgraded.count(query) == expected["count"]
 
@@ -170,8 +201,8 @@ async def test_a_c436025_file_is_brought_to_the_current_schema(upgraded: JobStor
         assert [p["name"] for p in record["parameters"]] == [p.name for p in SEARCH_PARAMETERS]
         return
     with sqlite3.connect(upgraded.path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        recorded = db.execute("SELECT name, column_name, type, path FROM schema_parameter")
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
         assert sorted(recorded) == sorted(
             (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
         )
@@ -187,6 +218,163 @@ def test_serve_opens_a_data_dir_of_c436025(tmp_path: Path):
         found = httpx.get(f"{base}/AsyncJob", params={"status": "completed"}, headers=ADMIN_HEADERS)
     assert found.status_code == 200, found.text
     assert found.json()["total"] == EXPECTED["sqlite"]["searches"]["status"]["count"]
+
+
+# --- what c448ebd wrote (schema version 2) is renamed to the kind's tables, losing nothing ---
+
+C448EBD = json.loads((UPGRADE / "c448ebd-expected.json").read_text())  # make_c448ebd_fixture.py
+
+
+def c448ebd_query(column: str | None, values: list[str], owner: str | None) -> JobQuery:
+    """The JobQuery a search of that fixture stands for (as make_c448ebd_fixture.py has it)."""
+    where = () if column is None else ((TokenMatch(column, frozenset(values)),),)
+    return JobQuery(where=where, owner=owner)
+
+
+def schema_names(path: Path) -> set[tuple[str, str, str]]:
+    """(type, name, table) of each table, index and trigger in the file."""
+    with sqlite3.connect(path) as db:
+        return set(db.execute("SELECT type, name, tbl_name FROM sqlite_master"))
+
+
+async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tmp_path: Path):
+    path = tmp_path / FILE_NAME
+    shutil.copy(UPGRADE / "c448ebd.sqlite3", path)
+    store = SqliteJobStore(path)
+    await store.open()
+    for job_id, expected in C448EBD["histories"].items():
+        history = [
+            {"version": r.version, "last_updated": r.last_updated, "owner": r.owner}
+            | {"resource": r.resource}
+            for r in await store.history(job_id)
+        ]
+        assert history == expected, job_id
+        newest = await store.get(job_id)
+        assert newest is not None
+        assert (newest.version, newest.resource) == (
+            expected[0]["version"],
+            expected[0]["resource"],
+        )
+    assert any(v["resource"] is None for h in C448EBD["histories"].values() for v in h)
+    for name, column, values, owner in C448EBD["searches"]:
+        query = c448ebd_query(column, values, owner)
+        assert [r.id for r in await store.search(query)] == C448EBD["answers"][name]["ids"]
+        assert await store.count(query) == C448EBD["answers"][name]["count"]
+    # The tally's triggers, made again under the new names, keep it up to date.
+    await put_job(store, id="job-8", status="completed", type="export")
+    await store.delete("job-0", expected_version=1)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        tally = "SELECT status, type, n FROM asyncjob_tally WHERE n > 0"
+        grouped = "SELECT status, type, count(*) FROM asyncjob GROUP BY 1, 2"
+        assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
+        recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
+        assert sorted(recorded) == sorted(
+            (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
+        )
+    # The tables, indexes and triggers of a new file: none of the old names is left.
+    new = SqliteJobStore(tmp_path / "new.sqlite3")
+    await new.open()
+    await new.close()
+    assert schema_names(path) == schema_names(new.path)
+    tables = {name for type, name, _ in schema_names(path) if type == "table"}
+    assert tables == {"asyncjob", "asyncjob_version", "asyncjob_tally", "asyncjob_parameter"}
+
+
+async def test_a_c448ebd_file_whose_migration_fails_is_left_at_version_2(tmp_path: Path):
+    path = tmp_path / FILE_NAME
+    shutil.copy(UPGRADE / "c448ebd.sqlite3", path)
+    with sqlite3.connect(path) as db:
+        before = list(db.iterdump())
+    # Each job's request is a URL, no instant: filling this column fails after the renaming.
+    request_date = SearchParameter("request-date", "date", "", "", "request_date", ("request",))
+    store = SqliteJobStore(
+        path, replace(ASYNC_JOB, search_parameters=(*SEARCH_PARAMETERS, request_date))
+    )
+    with pytest.raises(StoreMigrationFailed, match="AsyncJob/job-0 has no valid value"):
+        await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert list(db.iterdump()) == before
+
+
+# --- two kinds in one file (or database): each in its own tables, migrated on its own ---
+
+# A kind of the tests only, stored as AsyncJob is (its validation is never called here).
+TEST_THING = replace(ASYNC_JOB, type="TestThing")
+
+
+async def test_two_kinds_in_one_file_see_only_their_own_resources(backend: Backend):
+    jobs = await backend.opened()
+    things = await backend.opened(kind=TEST_THING)
+    await put_job(jobs, id="same", status="accepted")
+    await put_job(things, resourceType="TestThing", id="same", status="completed")
+    await put_job(things, resourceType="TestThing", id="thing", status="completed")
+    job, thing = await jobs.get("same"), await things.get("same")
+    assert job is not None and job.resource is not None
+    assert thing is not None and thing.resource is not None
+    assert (job.resource["resourceType"], thing.resource["resourceType"]) == (
+        "AsyncJob",
+        "TestThing",
+    )
+    assert await jobs.get("thing") is None
+    assert await jobs.get_version("thing", 1) is None
+    completed = JobQuery(where=((TokenMatch("status", frozenset({"completed"})),),))
+    assert await jobs.search(completed) == []
+    assert await jobs.count(completed) == 0
+    assert [r.id for r in await things.search(completed)] == ["thing", "same"]
+    assert await things.count(completed) == 2
+    # Writes and purges of one kind leave the other's resources as they were.
+    await things.delete("same", expected_version=1)
+    assert [(r.version, r.deleted) for r in await jobs.history("same")] == [(1, False)]
+    everything = frozenset({"accepted", "completed"})
+    assert await jobs.purge(before="2100-01-01T00:00:00.000Z", statuses=everything) == 1
+    assert await jobs.count(JobQuery()) == 0
+    assert [r.id for r in await things.search(JobQuery())] == ["thing"]
+    assert [r.version for r in await things.history("same")] == [2, 1]
+    await jobs.close()
+    await things.close()
+
+
+async def test_two_kinds_in_one_file_migrate_independently(backend: Backend):
+    for kind, resource_type in ((ASYNC_JOB, "AsyncJob"), (TEST_THING, "TestThing")):
+        store = await backend.opened(kind=kind)
+        await put_job(store, resourceType=resource_type, id="x", minServerVersion="1.0")
+        await put_job(store, resourceType=resource_type, id="y", minServerVersion="2.0")
+        await store.close()
+    two = JobQuery(where=((TokenMatch("min_server_version", frozenset({"2.0"})),),))
+
+    things = await backend.opened(EXTENDED, kind=TEST_THING)  # TestThing's gets a parameter
+    assert [r.id for r in await things.search(two)] == ["y"]
+    assert await things.count(two) == 1
+    await things.close()
+    assert await backend.recorded(TEST_THING) == sorted(p.name for p in EXTENDED)
+    assert "min_server_version" in await backend.indexed(TEST_THING)
+    assert await backend.recorded(ASYNC_JOB) == sorted(p.name for p in SEARCH_PARAMETERS)
+    assert "min_server_version" not in await backend.indexed(ASYNC_JOB)
+
+    jobs = await backend.opened(EXTENDED)  # and AsyncJob's then, filled from its own jobs
+    await put_job(jobs, id="z", minServerVersion="2.0")
+    assert [r.id for r in await jobs.search(two)] == ["z", "y"]
+    assert await jobs.count(two) == 2
+    await jobs.close()
+    things = await backend.opened(kind=TEST_THING)  # TestThing's loses it: AsyncJob's keeps it
+    await things.close()
+    assert await backend.recorded(ASYNC_JOB) == sorted(p.name for p in EXTENDED)
+    assert "min_server_version" in await backend.indexed(ASYNC_JOB)
+    assert "min_server_version" not in await backend.indexed(TEST_THING)
+
+
+async def test_a_kind_named_like_an_sql_keyword_has_tables_of_its_own(tmp_path: Path):
+    groups = SqliteJobStore(tmp_path / FILE_NAME, replace(ASYNC_JOB, type="Group"))
+    await groups.open()
+    await put_job(groups, resourceType="Group", id="g", status="completed")
+    completed = JobQuery(where=((TokenMatch("status", frozenset({"completed"})),),))
+    assert [r.id for r in await groups.search(completed)] == ["g"]
+    assert await groups.count(completed) == 1
+    await groups.close()
 
 
 # --- a parameter added, removed, or indexing another element ---
@@ -231,7 +419,7 @@ async def test_an_added_parameter_is_filled_from_the_stored_jobs_and_searched(
 
 async def assert_served_by_indexes(backend: Backend, query: JobQuery) -> None:
     tokens = ("status", "type", "min_server_version")
-    if backend.kind == "mongo":
+    if backend.name == "mongo":
         indexes = (await backend.database[CURRENT].index_information()).values()
         assert [("min_server_version", 1), ("last_updated", 1), ("_id", 1)] in [
             i["key"] for i in indexes
@@ -240,13 +428,14 @@ async def assert_served_by_indexes(backend: Backend, query: JobQuery) -> None:
     sql, params = search_sql(query, tokens)
     with sqlite3.connect(backend.path) as db:
         steps = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-        assert any("USING INDEX ix_job_min_server_version_last_updated" in s for s in steps), steps
-        assert not [s for s in steps if s == "SCAN job" or "TEMP B-TREE" in s], steps
-        # The count reads job_tally, whose key now has the new column, and it adds up.
+        index = "USING INDEX ix_asyncjob_min_server_version_last_updated"
+        assert any(index in s for s in steps), steps
+        assert not [s for s in steps if s == "SCAN asyncjob" or "TEMP B-TREE" in s], steps
+        # The count reads the tally, whose key now has the new column, and it adds up.
         sql, params = count_sql(query, tokens)
-        assert "FROM job_tally" in sql
-        tally = "SELECT status, type, min_server_version, n FROM job_tally WHERE n > 0"
-        grouped = "SELECT status, type, min_server_version, count(*) FROM job GROUP BY 1, 2, 3"
+        assert "FROM asyncjob_tally" in sql
+        tally = "SELECT status, type, min_server_version, n FROM asyncjob_tally WHERE n > 0"
+        grouped = "SELECT status, type, min_server_version, count(*) FROM asyncjob GROUP BY 1, 2, 3"
         assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
 
 
@@ -259,7 +448,7 @@ async def test_a_removed_parameter_leaves_no_field_nor_index(
     await put_job(store, id="after", minServerVersion="3.0")  # writes go on without the field
     assert await store.count(JobQuery(where=((TokenMatch("status", frozenset({"accepted"})),),)))
     await store.close()
-    if backend.kind == "mongo":
+    if backend.name == "mongo":
         indexes = await backend.database[CURRENT].index_information()
         assert not [i for i in indexes.values() if "min_server_version" in dict(i["key"])]
         assert not await backend.database[CURRENT].count_documents(
@@ -267,8 +456,8 @@ async def test_a_removed_parameter_leaves_no_field_nor_index(
         )
         return
     with sqlite3.connect(backend.path) as db:
-        columns = [row[1] for row in db.execute("PRAGMA table_info(job)")]
-        tally = [row[1] for row in db.execute("PRAGMA table_info(job_tally)")]
+        columns = [row[1] for row in db.execute("PRAGMA table_info(asyncjob)")]
+        tally = [row[1] for row in db.execute("PRAGMA table_info(asyncjob_tally)")]
         indexes = [row[0] for row in db.execute("SELECT sql FROM sqlite_master WHERE sql > ''")]
     assert "min_server_version" not in columns
     assert tally == ["status", "type", "n"]
@@ -310,7 +499,7 @@ async def test_a_failing_migration_changes_nothing_and_says_what_to_do(backend: 
     assert "Fix the cause and start again" in message
     assert not isinstance(failed.value, StoreUnavailable)  # which would be retried
     after = await backend.snapshot()
-    if backend.kind == "sqlite":
+    if backend.name == "sqlite":
         assert after == before
     else:  # no transaction: the record is left as it was, so the next open starts again
         assert after[SCHEMA] == before[SCHEMA]
@@ -384,7 +573,7 @@ async def test_serve_stops_with_the_message_when_the_migration_fails(tmp_path: P
     # one cannot index it.
     data_dir = tmp_path / "data"
     older = tuple(p for p in SEARCH_PARAMETERS if p.name != "request-time")
-    store = SqliteJobStore(data_dir / FILE_NAME, older)
+    store = SqliteJobStore(data_dir / FILE_NAME, replace(ASYNC_JOB, search_parameters=older))
     await store.open()
     await put_job(store, id="bad-job", requestTime="not an instant")
     await store.close()

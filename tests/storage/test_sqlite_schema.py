@@ -79,7 +79,7 @@ async def data_file(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("query", every_search(), ids=str)
 async def test_search_is_served_by_an_index_in_sort_order(data_file: Path, query: JobQuery):
     steps = plan(data_file, query)
-    assert not [s for s in steps if s == "SCAN job" or "TEMP B-TREE" in s], steps
+    assert not [s for s in steps if s == "SCAN asyncjob" or "TEMP B-TREE" in s], steps
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ async def test_one_owners_newest_jobs_are_read_from_the_owner_index(
     # Every search without the admin scope: scanning all owners' jobs would cost ~160 ms
     # with 100,000 jobs of other owners, instead of well under 1 ms.
     steps = plan(data_file, JobQuery(owner="alice", cursor=cursor))
-    assert any(s.startswith("SEARCH job USING INDEX ix_job_owner") for s in steps), steps
+    assert any(s.startswith("SEARCH asyncjob USING INDEX ix_asyncjob_owner") for s in steps), steps
     assert not [s for s in steps if "TEMP B-TREE" in s], steps
 
 
@@ -124,12 +124,12 @@ async def test_a_refused_file_is_left_as_it_was(data_file: Path):
     await store.close()
     with sqlite3.connect(data_file) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
-        assert db.execute("SELECT count(*) FROM job").fetchone()[0] == 20
+        assert db.execute("SELECT count(*) FROM asyncjob").fetchone()[0] == 20
 
 
 async def test_an_older_file_is_migrated_on_open(data_file: Path, monkeypatch: pytest.MonkeyPatch):
     def add_note(db: sqlite3.Connection) -> None:
-        db.execute("ALTER TABLE job ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'")
+        db.execute("ALTER TABLE asyncjob ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'")
 
     monkeypatch.setattr(sqlite_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setitem(sqlite_schema.MIGRATIONS, SCHEMA_VERSION, add_note)
@@ -138,4 +138,4 @@ async def test_an_older_file_is_migrated_on_open(data_file: Path, monkeypatch: p
     await store.close()
     with sqlite3.connect(data_file) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
-        assert {row[0] for row in db.execute("SELECT note FROM job")} == {"migrated"}
+        assert {row[0] for row in db.execute("SELECT note FROM asyncjob")} == {"migrated"}
