@@ -21,6 +21,7 @@ from .jobs.retention import sweep
 from .observability import metrics
 from .observability.access_log import AccessLog
 from .observability.telemetry import Telemetry
+from .resources import registry
 from .resources.asyncjob import ASYNC_JOB
 from .resources.kinds import ResourceKind
 from .search.paging import SearchLimits
@@ -59,14 +60,22 @@ def create_app(
     *,
     routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The server as an ASGI app. `routes` are served too, tried before the FHIR API's (e.g.
-    a kick-off endpoint: see examples/export_service.py)."""
+    """The server as an ASGI app, serving every registered resource kind; `store` is AsyncJob's
+    (else built from settings). `routes` are served too, tried before the FHIR API's (e.g. a
+    kick-off endpoint: see examples/export_service.py)."""
     settings = settings or Settings()
+    kinds = registry.KINDS
     job_store = with_deadline(store or build_store(settings, ASYNC_JOB), settings.store_timeout)
+    stores = {
+        kind.type: job_store
+        if kind is ASYNC_JOB
+        else with_deadline(build_store(settings, kind), settings.store_timeout)
+        for kind in kinds
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opening = await open_store(job_store)
+        openings = [await open_store(each) for each in stores.values()]
         if settings.load:
             await load_paths(job_store, settings.load)
         sweeper = None
@@ -79,9 +88,11 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
-        if opening is not None:
-            opening.cancel()
-        await job_store.close()
+        for opening in openings:
+            if opening is not None:
+                opening.cancel()
+        for each in stores.values():
+            await each.close()
         if access_log is not None:
             access_log.flush()
 
@@ -103,7 +114,7 @@ def create_app(
         return SearchParser(kind, search_limits, input_limits, secret)
 
     app = Starlette(
-        routes=[*routes, *all_routes(parser_for)],
+        routes=[*routes, *all_routes(kinds, parser_for)],
         middleware=[
             Middleware(
                 RequestPipeline,
@@ -119,7 +130,8 @@ def create_app(
     app.state.access_log = access_log
     app.state.settings = settings
     app.state.store = job_store
-    app.state.stores = {ASYNC_JOB.type: job_store}
+    app.state.stores = stores
+    app.state.kinds = kinds
     app.state.secret = secret
     app.state.search_limits = search_limits
     app.state.input_limits = input_limits

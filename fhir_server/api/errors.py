@@ -9,7 +9,6 @@ from starlette.routing import Route
 
 from ..observability.request_ids import request_id_of
 from ..resources.outcome import FhirError, Issue
-from ..resources.registry import BY_TYPE
 from ..storage.base import StoreUnavailable
 from .http_status import ProtocolError, status_of
 from .responses import FHIR_JSON, FhirResponse, negotiate
@@ -57,7 +56,7 @@ def routing_error(request: Request, exc: HTTPException) -> FhirError:
     if exc.status_code == 404:
         if path.startswith(BASE_PATH + "/"):
             resource_type = path[len(BASE_PATH) + 1 :].split("/")[0]
-            if resource_type not in BY_TYPE:
+            if all(kind.type != resource_type for kind in request.app.state.kinds):
                 return ProtocolError(
                     404, "not-supported", f"Resource type '{resource_type}' is not supported"
                 )

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth.policy import interaction_access
+from ..resources import registry
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ResourceKind
-from ..resources.registry import KINDS
 from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
 from ..version import __version__
 from .ehealth import COMPOSITION_PREFIXES, JOB_PREFIXES
@@ -208,7 +208,7 @@ def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
     return paths
 
 
-def _paths() -> dict[str, dict[str, Any]]:
+def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {
         f"{BASE_PATH}/metadata": {
             "get": {
@@ -257,7 +257,7 @@ def _paths() -> dict[str, dict[str, Any]]:
             }
         },
     }
-    for kind in KINDS:
+    for kind in kinds:
         paths.update(_kind_paths(kind))
     for prefix in JOB_PREFIXES:
         paths[f"{prefix}/{{id}}"] = {
@@ -273,11 +273,13 @@ def _paths() -> dict[str, dict[str, Any]]:
     return paths
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(kinds: tuple[ResourceKind, ...] | None = None) -> dict[str, Any]:
+    """The document for an app serving `kinds` (the registry's by default)."""
+    kinds = registry.KINDS if kinds is None else kinds
     return {
         "openapi": "3.1.0",
         "info": {"title": "fhir-server", "version": __version__},
-        "paths": _paths(),
+        "paths": _paths(kinds),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -321,4 +323,4 @@ def openapi_document() -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> Response:
-    return FhirResponse(openapi_document(), media_type="application/json")
+    return FhirResponse(openapi_document(request.app.state.kinds), media_type="application/json")

@@ -82,12 +82,12 @@ class RequestPipeline:
             if app is None or route is None:
                 await self.app(scope, receive, send_tagged)
             else:
-                await _call(route, app.exception_handlers, scope, receive, send_tagged)
+                status = await _call(route, app.exception_handlers, scope, receive, send, header)
         finally:
             seconds = perf_counter() - start
-            route = scope.get(ROUTE, UNMATCHED)
+            route_name = scope.get(ROUTE, UNMATCHED)
             self.telemetry.record(
-                request_id, scope["method"], route, scope["path"], status, seconds
+                request_id, scope["method"], route_name, scope["path"], status, seconds
             )
 
     def _authenticate(self, scope: Scope) -> None:
@@ -162,18 +162,23 @@ async def _call(
     scope: Scope,
     receive: Receive,
     send: Send,
-) -> None:
-    """Call the route's endpoint; its errors are answered by the app's handlers for them. An
-    error without one propagates, as through the router, to Starlette's outermost layer."""
+    header: tuple[bytes, bytes],
+) -> int:
+    """Answer with the route's endpoint and the request-id header; its errors are answered by
+    the app's handlers for them. An error without one propagates, as through the router, to
+    Starlette's outermost layer. Returns the status sent."""
     request = Request(scope, receive, send)
     try:
-        response = await route.endpoint(request)
+        route.admit(scope)
+        response = await route.handler(request)
     except Exception as exc:
         handler = _handler_for(handlers, exc)
         if handler is None:
             raise
         response = await handler(request, exc)
+    response.raw_headers.append(header)
     await response(scope, receive, send)
+    return response.status_code
 
 
 def _handler_for(

@@ -2,6 +2,7 @@
 status endpoint, the public endpoints; each with the access it needs (api/routing.py)."""
 
 from collections.abc import Callable
+from functools import partial
 
 from starlette.routing import BaseRoute
 
@@ -9,13 +10,13 @@ from ..auth.policy import interaction_access
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ResourceKind
-from ..resources.registry import KINDS
+from ..storage.writer import ResourceWriter
 from . import cancel, ehealth, health, history, metadata, openapi, read, search, status, writes
 from .routing import Endpoint, GuardedRoute, public
 from .urls import BASE_PATH, STATUS_PATH
 
-# Each kind's writes, with the domain rules they carry; a kind without rules of its own
-# would use a plain writer here.
+# The writes of a kind with domain rules of its own; any other kind's are ResourceWriter's
+# (validated, versioned, conditional).
 WRITERS: dict[str, writes.WriterFactory] = {ASYNC_JOB.type: JobService}
 # Operations a kind declares, by (type, name): the handler that runs them.
 OPERATIONS: dict[tuple[str, str], Endpoint] = {(ASYNC_JOB.type, "cancel"): cancel.cancel}
@@ -26,7 +27,7 @@ SearchParsers = Callable[[ResourceKind], search.SearchParser]
 def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[GuardedRoute]:
     """The interactions and operations the kind serves, under [base]/[type]."""
     base = f"{BASE_PATH}/{kind.type}"
-    writer = WRITERS[kind.type]
+    writer = WRITERS.get(kind.type) or partial(ResourceWriter, kind)
     table: list[tuple[str, str, str, Endpoint]] = [
         # Read and search first: the router tries routes in order, and these are the busiest.
         ("read", "GET", "/{id}", read.read(kind)),
@@ -61,12 +62,13 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     return routes
 
 
-def all_routes(parser_for: SearchParsers) -> list[BaseRoute]:
-    kinds = [route for kind in KINDS for route in kind_routes(kind, parser_for(kind))]
+def all_routes(kinds: tuple[ResourceKind, ...], parser_for: SearchParsers) -> list[BaseRoute]:
+    """The routes of the app serving `kinds` (the registry's, resources/registry.py)."""
+    routes = [route for kind in kinds for route in kind_routes(kind, parser_for(kind))]
     return [
-        *kinds[:2],  # the first kind's read and search lead: the busiest routes
+        *routes[:2],  # the first kind's read and search lead: the busiest routes
         public(f"{BASE_PATH}/metadata", metadata.metadata),
-        *kinds[2:],
+        *routes[2:],
         GuardedRoute(
             STATUS_PATH,
             status.poll,

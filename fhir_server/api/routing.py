@@ -68,21 +68,26 @@ class GuardedRoute(Route):
         # The path as logs and metrics name it (under a Mount, the path includes its prefix).
         self.template = template or path
         self._allowed: dict[frozenset[str], bool] = {}
+        self.handler = endpoint  # the endpoint unguarded: call admit() first
         super().__init__(path, self._guarded(endpoint), methods=list(methods), name=name)
 
     def _guarded(self, endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            scope = request.scope
-            scope[ROUTE] = self.template
-            rejection = scope.get(REJECTION)
-            if rejection is not None:
-                raise rejection
-            if self.access is not None:
-                self.check(scope)
+            self.admit(request.scope)
             return await endpoint(request)
 
         guarded.__name__ = getattr(endpoint, "__name__", "endpoint")
         return guarded
+
+    def admit(self, scope: Scope) -> None:
+        """Name the route for logs and metrics, then raise whatever refuses the request: a
+        refusal of the pipeline's (body size), NotAuthenticated or AccessDenied."""
+        scope[ROUTE] = self.template
+        rejection = scope.get(REJECTION)
+        if rejection is not None:
+            raise rejection
+        if self.access is not None:
+            self.check(scope)
 
     def check(self, scope: Scope) -> None:
         """NotAuthenticated or AccessDenied unless the caller may use this route."""
