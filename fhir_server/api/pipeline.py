@@ -64,14 +64,6 @@ class RequestPipeline:
         request_id = assign_request_id(scope)
         header = (REQUEST_ID_HEADER, request_id.encode())
         status = 500  # until a response starts
-
-        async def send_tagged(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
         try:
             self._authenticate(scope)
             receive = self._limit_body(scope, receive)
@@ -79,10 +71,18 @@ class RequestPipeline:
             route = (
                 _direct_route(app.router.routes, scope) if app and self.direct_dispatch else None
             )
-            if app is None or route is None:
-                await self.app(scope, receive, send_tagged)
-            else:
+            if app is not None and route is not None:
                 status = await _call(route, app.exception_handlers, scope, receive, send, header)
+            else:
+
+                async def send_tagged(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                        message["headers"] = [*message.get("headers", ()), header]
+                    await send(message)
+
+                await self.app(scope, receive, send_tagged)
         finally:
             seconds = perf_counter() - start
             route_name = scope.get(ROUTE, UNMATCHED)
