@@ -1,11 +1,13 @@
 """Every route of the app: the FHIR interactions of each registered resource kind, the async
-status endpoint, the public endpoints; each with the access it needs (api/routing.py)."""
+status endpoint, the public endpoints, /metrics (the admin scope); each with the access it needs
+(api/routing.py)."""
 
 from collections.abc import Callable
 
 from starlette.routing import BaseRoute
 
 from ..auth.policy import interaction_access
+from ..auth.scopes import AdminAccess
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ResourceKind
@@ -61,7 +63,7 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     return routes
 
 
-def all_routes(parser_for: SearchParsers) -> list[BaseRoute]:
+def all_routes(parser_for: SearchParsers, admin_scope: str) -> list[BaseRoute]:
     kinds = [route for kind in KINDS for route in kind_routes(kind, parser_for(kind))]
     return [
         *kinds[:2],  # the first kind's read and search lead: the busiest routes
@@ -82,7 +84,8 @@ def all_routes(parser_for: SearchParsers) -> list[BaseRoute]:
         ),
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
-        public("/metrics", health.metrics),
+        # Counts every owner's jobs: for admins only.
+        GuardedRoute("/metrics", health.metrics, methods=["GET"], access=AdminAccess(admin_scope)),
         public(openapi.OPENAPI_PATH, openapi.openapi_json),
         *ehealth.mounts(),
     ]
