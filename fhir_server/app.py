@@ -25,7 +25,7 @@ from .resources import registry
 from .resources.asyncjob import ASYNC_JOB
 from .resources.kinds import ResourceKind
 from .search.paging import SearchLimits
-from .secrets_file import persistent_secret
+from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
 from .storage.guard import with_deadline
 from .storage.opening import open_store
@@ -49,9 +49,8 @@ def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
 
 def cursor_secret(settings: Settings) -> bytes:
     """The configured key, else one generated once and shared through the data dir."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    return persistent_secret(settings.data_dir / SECRET_FILE)
+    configured = configured_secret(settings.secret_key, settings.secret_key_file)
+    return configured or persistent_secret(settings.data_dir / SECRET_FILE)
 
 
 def create_app(
@@ -114,7 +113,7 @@ def create_app(
         return SearchParser(kind, search_limits, input_limits, secret)
 
     app = Starlette(
-        routes=[*routes, *all_routes(kinds, parser_for)],
+        routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope)],
         middleware=[
             Middleware(
                 RequestPipeline,
@@ -135,7 +134,12 @@ def create_app(
     app.state.secret = secret
     app.state.search_limits = search_limits
     app.state.input_limits = input_limits
+    app.state.public_base_url = settings.public_base_url
+    # No trailing-slash redirects: Starlette builds their Location from the Host header,
+    # which the client chooses (a mistyped path is a 404 instead).
+    app.router.redirect_slashes = False
     for route in app.routes:  # mounted sub-applications (the eHealth adapter) share the state
         if isinstance(route, Mount) and isinstance(route.app, Starlette):
             route.app.state = app.state
+            route.app.router.redirect_slashes = False
     return app

@@ -13,17 +13,20 @@ import uvicorn
 from rich.console import Console
 from rich.progress import Progress
 
-from .app import build_store
-from .auth.keys import GENERATED_SECRET_FILE
+from .app import build_store, cursor_secret
+from .auth.keys import GENERATED_SECRET_FILE, KeyLoadError, load_keys
 from .auth.tokens import mint
 from .config import Settings
 from .durations import parse_duration
 from .jobs.loader import find_files, load_paths
 from .jobs.retention import purge_older_than
-from .secrets_file import persistent_secret
+from .secrets_file import UnsafeFile, configured_secret, persistent_secret
 from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
+# Secrets are not taken as argument values: every local user can read a process's command
+# line (ps). They come from the environment or from a file; the option names the file one.
+ENV_ONLY = {"jwt_secret": "--jwt-secret-file", "secret_key": "--secret-key-file"}
 
 
 def _add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -40,6 +43,8 @@ def _add_setting_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
                 metavar="PATH",
                 help=field.description,
             )
+        elif name in ENV_ONLY:  # refused in main, with what to do instead
+            parser.add_argument(option, dest=name, default=None, help=argparse.SUPPRESS)
         else:
             parser.add_argument(option, dest=name, default=None, help=field.description)
 
@@ -58,20 +63,28 @@ def _export(settings: Settings) -> None:
         os.environ[env] = json.dumps(value) if isinstance(value, list) else str(value)
 
 
-def _unusable(exc: SchemaTooNew | StoreMigrationFailed) -> None:
-    """Report a store this fhir-server cannot use: its message says what to do."""
+def _unusable(exc: Exception) -> None:
+    """Report a store, key or file this fhir-server cannot use: its message says what to do."""
     console.print(str(exc), style="red", markup=False, highlight=False)
 
 
 async def check_store(settings: Settings) -> bool:
-    """Open the store once before the workers start: a store it cannot use is reported in a
-    line (not as a worker's failed start), and the schema is brought up to date once, before
-    several workers open it. A database not reachable yet does not stop the start: the
-    workers open it once it is."""
+    """Open the store and read the keys once before the workers start: a store, data dir or
+    key it cannot use is reported in a line (not as a worker's failed start), and the schema
+    is brought up to date once, before several workers open it. A database not reachable yet
+    does not stop the start: the workers open it once it is."""
+    try:
+        cursor_secret(settings)
+        if settings.auth == "on":
+            secret = configured_secret(settings.jwt_secret, settings.jwt_secret_file)
+            load_keys(secret, settings.jwks_file, settings.data_dir)
+    except (UnsafeFile, KeyLoadError) as exc:
+        _unusable(exc)
+        return False
     store = build_store(settings)
     try:
         await store.open()
-    except (SchemaTooNew, StoreMigrationFailed) as exc:
+    except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:
         _unusable(exc)
         return False
     except StoreUnavailable as exc:
@@ -83,13 +96,18 @@ async def check_store(settings: Settings) -> bool:
 
 def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_app") -> None:
     _export(settings)
-    console.print(f"FHIR base URL: http://{settings.host}:{settings.port}/fhir/R4")
+    root = settings.public_base_url or f"http://{settings.host}:{settings.port}"
+    console.print(f"FHIR base URL: {root}/fhir/R4")
     uvicorn.run(
         app,
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=workers,
+        # X-Forwarded-For/-Proto only from the configured proxies: any other peer could
+        # claim another scheme or client address.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level,
         access_log=False,  # the app writes its own JSON access log (FHIR_SERVER_ACCESS_LOG)
         timeout_graceful_shutdown=settings.shutdown_timeout,
@@ -100,7 +118,7 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     store = build_store(settings)
     try:
         await store.open()
-    except (SchemaTooNew, StoreMigrationFailed) as exc:
+    except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:
         _unusable(exc)
         return 1
     files = find_files(paths)
@@ -120,7 +138,7 @@ async def purge(settings: Settings, older_than: timedelta) -> int:
     store = build_store(settings)
     try:
         await store.open()
-    except (SchemaTooNew, StoreMigrationFailed) as exc:
+    except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:
         _unusable(exc)
         return 1
     try:
@@ -131,21 +149,31 @@ async def purge(settings: Settings, older_than: timedelta) -> int:
     return 0
 
 
-TOKEN_SETTINGS = ("jwt_secret", "jwks_file", "jwt_issuer", "jwt_audience", "data_dir")
+TOKEN_SETTINGS = (
+    "jwt_secret",
+    "jwt_secret_file",
+    "jwks_file",
+    "jwt_issuer",
+    "jwt_audience",
+    "data_dir",
+)
 
 
 def token(settings: Settings, subject: str, scope: str, ttl: timedelta) -> int:
     """Print an HS256 token signed with the configured secret (or the data dir's)."""
-    if settings.jwt_secret:
-        secret = settings.jwt_secret.encode()
-    elif settings.jwks_file is not None:
-        console.print(
-            "[red]only a JWKS file is configured: tokens come from its identity provider; "
-            "set FHIR_SERVER_JWT_SECRET to mint them here[/red]"
-        )
-        return 2
-    else:
-        secret = persistent_secret(settings.data_dir / GENERATED_SECRET_FILE)
+    try:
+        secret = configured_secret(settings.jwt_secret, settings.jwt_secret_file)
+        if secret is None and settings.jwks_file is not None:
+            console.print(
+                "[red]only a JWKS file is configured: tokens come from its identity provider; "
+                "set FHIR_SERVER_JWT_SECRET to mint them here[/red]"
+            )
+            return 2
+        if secret is None:
+            secret = persistent_secret(settings.data_dir / GENERATED_SECRET_FILE)
+    except UnsafeFile as exc:
+        _unusable(exc)
+        return 1
     issued = mint(
         secret, subject, scope, ttl, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
@@ -189,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     _add_setting_options(token_parser, TOKEN_SETTINGS)
     args = parser.parse_args(argv)
+    for name, file_option in ENV_ONLY.items():
+        if getattr(args, name, None) is not None:
+            parser.error(
+                f"--{name.replace('_', '-')} is not accepted: every local user can read a "
+                f"command line (ps). Set FHIR_SERVER_{name.upper()} or use {file_option}"
+            )
+    # What this process creates (the data dir, the database, secrets) is its user's alone.
+    os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         settings = _settings(args, serve_names)

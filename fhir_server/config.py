@@ -2,9 +2,10 @@
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .durations import Duration
@@ -15,6 +16,16 @@ class Settings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     port: int = Field(default=8000, description="TCP port to listen on.")
+    public_base_url: str | None = Field(
+        default=None,
+        description="The server's URL as clients reach it (e.g. https://fhir.example.org): "
+        "links are built on it, never on the request's Host header.",
+    )
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Proxy addresses (comma-separated IPs or networks) whose X-Forwarded-For "
+        "and X-Forwarded-Proto are trusted; unset trusts none.",
+    )
     mongodb_uri: str | None = Field(
         default=None, description="MongoDB connection URI; without it the embedded store is used."
     )
@@ -26,6 +37,9 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         default=None,
         description="Key that signs paging cursors; generated once into the data dir when unset.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="File holding the key that signs paging cursors."
     )
     default_page_size: int = Field(default=20, ge=1, description="Search page size without _count.")
     max_page_size: int = Field(default=1000, ge=1, description="Largest _count a search accepts.")
@@ -57,6 +71,9 @@ class Settings(BaseSettings):
         default=None,
         description="HS256 key for bearer tokens; without it and a JWKS file, one is generated "
         "in the data dir.",
+    )
+    jwt_secret_file: Path | None = Field(
+        default=None, description="File holding the HS256 key for bearer tokens."
     )
     jwks_file: Path | None = Field(
         default=None, description="JWKS file with the RS256/ES256 keys that sign bearer tokens."
@@ -112,3 +129,23 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(
         default=30, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
     )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r} has a query or a fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_source_per_secret(self) -> Self:
+        for name in ("jwt_secret", "secret_key"):
+            if getattr(self, name) and getattr(self, f"{name}_file") is not None:
+                variable = f"FHIR_SERVER_{name.upper()}"
+                raise ValueError(f"set {variable} or {variable}_FILE, not both")
+        return self

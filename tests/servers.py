@@ -80,10 +80,10 @@ def running_server(data_dir: Path, *args: str, workers: int = 1) -> Iterator[str
     port = free_port()
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]
     command += ["--workers", str(workers), "--data-dir", str(data_dir), "--log-level", "warning"]
-    command += ["--jwt-secret", TEST_JWT_SECRET]  # tests send tokens signed with it
+    env = {**clean_env(), "FHIR_SERVER_JWT_SECRET": TEST_JWT_SECRET}  # tests sign with it
     with open(data_dir.parent / f"server-{port}.log", "w") as log:
         server = subprocess.Popen(
-            [*command, *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env()
+            [*command, *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
         )
     try:
         _wait_until_ready(f"http://127.0.0.1:{port}", server)

@@ -13,10 +13,12 @@ from fhir_server.config import Settings
 OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("8123", 8123),
+    "public_base_url": ("https://fhir.example.org/", "https://fhir.example.org"),
+    "forwarded_allow_ips": ("10.0.0.7,10.1.0.0/16", "10.0.0.7,10.1.0.0/16"),
     "mongodb_uri": ("mongodb://db.example:27017", "mongodb://db.example:27017"),
     "mongodb_database": ("jobs", "jobs"),
     "data_dir": ("/srv/fhir", Path("/srv/fhir")),
-    "secret_key": ("cursor-key", "cursor-key"),
+    "secret_key_file": ("/run/secrets/cursor-key", Path("/run/secrets/cursor-key")),
     "default_page_size": ("50", 50),
     "max_page_size": ("500", 500),
     "max_offset": ("100", 100),
@@ -27,7 +29,7 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "retention_interval": ("30m", timedelta(minutes=30)),
     "ehealth_eta": ("PT5M", timedelta(minutes=5)),
     "auth": ("off", "off"),
-    "jwt_secret": ("s" * 40, "s" * 40),
+    "jwt_secret_file": ("/run/secrets/jwt", Path("/run/secrets/jwt")),
     "jwks_file": ("/etc/jwks.json", Path("/etc/jwks.json")),
     "jwt_issuer": ("https://idp.example", "https://idp.example"),
     "jwt_audience": ("fhir", "fhir"),
@@ -52,8 +54,8 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
 }
 
 
-def test_every_setting_has_an_option_value_here():
-    assert set(OPTION_VALUES) == set(Settings.model_fields)
+def test_every_setting_but_the_secrets_has_an_option_value_here():
+    assert set(OPTION_VALUES) == set(Settings.model_fields) - set(cli.ENV_ONLY)
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize("name", list(Settings.model_fields))
+@pytest.mark.parametrize("name", list(OPTION_VALUES))
 def test_serve_option_sets_the_setting(served: dict[str, Any], name: str):
     text, expected = OPTION_VALUES[name]
     assert getattr(Settings(), name) != expected
@@ -85,3 +87,71 @@ def test_serve_option_sets_the_setting(served: dict[str, Any], name: str):
 def test_serve_takes_the_number_of_workers(served: dict[str, Any]):
     assert cli.main(["serve", "--workers", "3"]) == 0
     assert served["workers"] == 3
+
+
+SECRET = "s" * 40
+
+
+COMMANDS = {
+    "serve": ["serve"],
+    "load": ["load", "examples/jobs"],
+    "purge": ["purge", "--older-than", "7d"],
+    "token": ["token", "--sub", "a", "--scope", "x"],
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [(c, n) for c in COMMANDS for n in cli.ENV_ONLY if (c, n) != ("token", "secret_key")],
+)
+def test_a_secret_is_not_accepted_on_the_command_line(
+    served: dict[str, Any], capsys: pytest.CaptureFixture[str], command: str, name: str
+):
+    """Every local user can read a process's arguments (ps)."""
+    option = "--" + name.replace("_", "-")
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*COMMANDS[command], option, SECRET])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert f"FHIR_SERVER_{name.upper()}" in error
+    assert f"{option}-file" in error
+    assert SECRET not in error
+    assert served == {}  # not started
+
+
+@pytest.mark.parametrize("name", list(cli.ENV_ONLY))
+def test_a_secret_comes_from_the_environment(
+    served: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str
+):
+    monkeypatch.setenv(f"FHIR_SERVER_{name.upper()}", SECRET)
+    assert cli.main(["serve"]) == 0
+    assert getattr(served["settings"], name) == SECRET
+
+
+def test_serve_help_does_not_offer_secret_values(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    shown = capsys.readouterr().out
+    assert "--jwt-secret-file" in shown
+    assert "--jwt-secret " not in shown and "--secret-key " not in shown
+
+
+def uvicorn_arguments(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(cli, "_export", lambda settings: None)
+    cli.serve(settings, workers=1)
+    return seen
+
+
+def test_forwarded_headers_are_trusted_from_no_peer_by_default(monkeypatch: pytest.MonkeyPatch):
+    """uvicorn's own default trusts 127.0.0.1: any local user could claim https."""
+    assert uvicorn_arguments(monkeypatch, Settings())["proxy_headers"] is False
+
+
+def test_forwarded_headers_are_trusted_from_the_configured_proxies(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    arguments = uvicorn_arguments(monkeypatch, Settings(forwarded_allow_ips="10.0.0.7"))
+    assert arguments["proxy_headers"] is True
+    assert arguments["forwarded_allow_ips"] == "10.0.0.7"

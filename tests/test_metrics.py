@@ -9,7 +9,14 @@ from fhir_server.config import Settings
 from fhir_server.observability.metrics import Metrics
 from fhir_server.storage.base import JobStore
 
-from .conftest import BASE, put_job
+from .conftest import (
+    ADMIN_HEADERS,
+    BASE,
+    TEST_JWT_SECRET,
+    MakeClient,
+    bearer,
+    put_job,
+)
 from .faulty_store import FaultyStore
 
 METRICS = "http://testserver/metrics"
@@ -82,13 +89,51 @@ async def test_metrics_still_answer_while_the_database_is_down(store: JobStore, 
     faulty = FaultyStore(store)
     await put_job(store, status="accepted")
     app = create_app(settings, store=faulty)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=ADMIN_HEADERS) as http:
         await http.get(METRICS)
         faulty.down = True
         response = await http.get(METRICS)
     assert response.status_code == 200
     assert sample(response.text, "fhir_server_store_up", "") == 0
     assert "fhir_server_jobs{" not in response.text
+
+
+async def test_metrics_without_a_token_are_401(make_client: MakeClient, store: JobStore):
+    await put_job(store, status="accepted")
+    async with make_client(headers={}) as http:
+        response = await http.get(METRICS)
+    assert response.status_code == 401
+    assert response.json()["issue"][0]["code"] == "login"
+    assert "fhir_server_jobs" not in response.text
+
+
+async def test_another_owner_cannot_watch_the_job_counts_move(
+    make_client: MakeClient, store: JobStore
+):
+    """Every owner's jobs are counted: only the admin scope may read them."""
+    await put_job(store, status="accepted")  # bob's, say
+    async with make_client(sub="mallory", scope="system/AsyncJob.cruds") as mallory:
+        response = await mallory.get(METRICS)
+    assert response.status_code == 403
+    assert "fhir_server_jobs" not in response.text
+    assert response.json()["issue"][0]["diagnostics"] == "This request needs the scope system/*.*"
+    assert 'scope="system/*.*"' in response.headers["www-authenticate"]
+
+
+async def test_metrics_need_the_configured_admin_scope(store: JobStore):
+    settings = Settings(secret_key="k", jwt_secret=TEST_JWT_SECRET, admin_scope="ops/admin")
+    app = create_app(settings, store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        assert (await http.get(METRICS, headers=ADMIN_HEADERS)).status_code == 403
+        assert (await http.get(METRICS, headers=bearer(scope="ops/admin"))).status_code == 200
+
+
+async def test_metrics_answer_anyone_with_auth_off(store: JobStore):
+    app = create_app(Settings(secret_key="k", auth="off"), store=store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+        assert (await http.get(METRICS)).status_code == 200
 
 
 def test_a_latency_on_a_bucket_bound_counts_in_that_bucket():

@@ -33,6 +33,15 @@ def test_serve_answers_read_over_tcp(server: str):
     assert response.json()["status"] == "completed"
 
 
+def test_forwarded_headers_of_an_unconfigured_peer_change_no_link(server: str):
+    """uvicorn trusts X-Forwarded-* from 127.0.0.1 unless told otherwise: any local user could
+    have turned the links to https (or the client address to anyone's)."""
+    forged = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    response = httpx.get(f"{server}/AsyncJob?_count=1", headers={**ADMIN_HEADERS, **forged})
+    assert response.status_code == 200
+    assert all(link["url"].startswith(f"{server}/") for link in response.json()["link"])
+
+
 async def test_fhirpy_reads_a_job(fhir: AsyncFHIRClient):
     job = await fhir.reference("AsyncJob", "0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02").to_resource()
     assert job["status"] == "completed"

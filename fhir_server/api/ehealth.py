@@ -30,7 +30,7 @@ from .errors import routing_error, store_unavailable, unexpected
 from .http_status import status_of
 from .records import store_of
 from .routing import AccessDenied, Endpoint, GuardedRoute, NotAuthenticated
-from .urls import fhir_base
+from .urls import fhir_base, request_url
 
 log = logging.getLogger("fhir_server")
 JOB_PREFIXES = ("/Jobs", "/api/jobs")
@@ -67,13 +67,6 @@ class EhealthResponse(Response):
 def request_id(request: Request) -> str:
     """The request's id, which the telemetry middleware also echoes in X-Request-ID."""
     return request_id_of(request.scope)
-
-
-def request_url(request: Request) -> str:
-    """The URL as the client sent it: the raw path keeps its percent-encoding."""
-    raw_path: bytes | None = request.scope.get("raw_path")
-    url = request.url.replace(path=raw_path.decode("latin-1")) if raw_path else request.url
-    return str(url)
 
 
 def envelope_response(

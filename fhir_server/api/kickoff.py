@@ -19,7 +19,7 @@ from ..storage.base import JobRecord
 from .errors import render_fhir_error
 from .owner import request_owner
 from .responses import fhir_response, negotiate
-from .urls import fhir_base, status_url
+from .urls import fhir_base, request_url, status_url
 
 Starter = Callable[[JobRecord], Awaitable[object] | object]
 
@@ -51,7 +51,7 @@ async def kick_off(
                 "invalid", "This operation runs asynchronously: send 'Prefer: respond-async'"
             )
         job = await jobs.submit(
-            str(request.url),
+            request_url(request),
             type=type,
             owner=owner if owner is not None else request_owner(request),
         )

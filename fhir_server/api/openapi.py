@@ -243,11 +243,16 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
             }
         },
         "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (public)",
-                "responses": {"200": {"description": "text exposition format"}},
-                "security": [],
-            }
+            "get": _op(
+                "Prometheus metrics",
+                "the admin scope (FHIR_SERVER_ADMIN_SCOPE, default system/*.*)",
+                [],
+                {
+                    "200": {"description": "text exposition format"},
+                    "401": {"description": "missing or invalid bearer token"},
+                    "403": {"description": "the token lacks the admin scope"},
+                },
+            )
         },
         OPENAPI_PATH: {
             "get": {

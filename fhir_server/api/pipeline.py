@@ -3,6 +3,8 @@
 In order: the request id (echoed in X-Request-ID), the bearer token (verified once; the
 caller, or why its token was refused, is left in the scope for the route's access rule), the
 body limit, then the route; whatever happens, one access-log line and the request metrics.
+An answer to a request with an accepted token is one owner's data: `Cache-Control: no-store`
+keeps shared caches from serving it to anyone else.
 Nothing here decides an error's answer: a refusal is raised by the matched route
 (api/routing.py), so the application owning that route answers in its own format.
 
@@ -37,6 +39,7 @@ from .routing import (
 )
 
 UNMATCHED = "unmatched"
+NO_STORE = (b"cache-control", b"no-store")
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
@@ -65,21 +68,23 @@ class RequestPipeline:
         header = (REQUEST_ID_HEADER, request_id.encode())
         status = 500  # until a response starts
         try:
-            self._authenticate(scope)
+            private = self._authenticate(scope)
             receive = self._limit_body(scope, receive)
             app = scope.get("app")  # the Starlette app, as it set itself in the scope
             route = (
                 _direct_route(app.router.routes, scope) if app and self.direct_dispatch else None
             )
+            # Answers to an accepted token are the caller's own: no cache may keep them.
+            added = (header, NO_STORE) if private else (header,)
             if app is not None and route is not None:
-                status = await _call(route, app.exception_handlers, scope, receive, send, header)
+                status = await _call(route, app.exception_handlers, scope, receive, send, added)
             else:
 
                 async def send_tagged(message: Message) -> None:
                     nonlocal status
                     if message["type"] == "http.response.start":
                         status = message["status"]
-                        message["headers"] = [*message.get("headers", ()), header]
+                        message["headers"] = [*message.get("headers", ()), *added]
                     await send(message)
 
                 await self.app(scope, receive, send_tagged)
@@ -90,19 +95,22 @@ class RequestPipeline:
                 request_id, scope["method"], route_name, scope["path"], status, seconds
             )
 
-    def _authenticate(self, scope: Scope) -> None:
-        """scope["auth"]: the caller; or AUTH_ERROR: why the token was refused."""
+    def _authenticate(self, scope: Scope) -> bool:
+        """scope["auth"]: the caller; or AUTH_ERROR: why the token was refused. True when a
+        token was accepted."""
         if self.verifier is None:
             scope[AUTH] = UNRESTRICTED
-            return
+            return False
         token = _bearer_token(scope)
         if token is None:
             scope[AUTH_ERROR] = NotAuthenticated(MISSING_TOKEN, token_sent=False)
-            return
+            return False
         try:
             scope[AUTH] = self.verifier.verify(token)
         except InvalidToken as exc:
             scope[AUTH_ERROR] = NotAuthenticated(str(exc), token_sent=True)
+            return False
+        return True
 
     def _limit_body(self, scope: Scope, receive: Receive) -> Receive:
         """Refuse a declared Content-Length over the limit before anything reads the body;
@@ -162,9 +170,9 @@ async def _call(
     scope: Scope,
     receive: Receive,
     send: Send,
-    header: tuple[bytes, bytes],
+    added: tuple[tuple[bytes, bytes], ...],
 ) -> int:
-    """Answer with the route's endpoint and the request-id header; its errors are answered by
+    """Answer with the route's endpoint and the `added` headers; its errors are answered by
     the app's handlers for them. An error without one propagates, as through the router, to
     Starlette's outermost layer. Returns the status sent."""
     request = Request(scope, receive, send)
@@ -176,7 +184,7 @@ async def _call(
         if handler is None:
             raise
         response = await handler(request, exc)
-    response.raw_headers.append(header)
+    response.raw_headers.extend(added)
     await response(scope, receive, send)
     return response.status_code
 

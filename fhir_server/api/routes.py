@@ -1,5 +1,6 @@
 """Every route of the app: the FHIR interactions of each registered resource kind, the async
-status endpoint, the public endpoints; each with the access it needs (api/routing.py)."""
+status endpoint, the public endpoints, /metrics (the admin scope); each with the access it needs
+(api/routing.py)."""
 
 from collections.abc import Callable
 from functools import partial
@@ -7,6 +8,7 @@ from functools import partial
 from starlette.routing import BaseRoute
 
 from ..auth.policy import interaction_access
+from ..auth.scopes import AdminAccess
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ResourceKind
@@ -62,7 +64,9 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     return routes
 
 
-def all_routes(kinds: tuple[ResourceKind, ...], parser_for: SearchParsers) -> list[BaseRoute]:
+def all_routes(
+    kinds: tuple[ResourceKind, ...], parser_for: SearchParsers, admin_scope: str
+) -> list[BaseRoute]:
     """The routes of the app serving `kinds` (the registry's, resources/registry.py)."""
     routes = [route for kind in kinds for route in kind_routes(kind, parser_for(kind))]
     return [
@@ -84,7 +88,8 @@ def all_routes(kinds: tuple[ResourceKind, ...], parser_for: SearchParsers) -> li
         ),
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
-        public("/metrics", health.metrics),
+        # Counts every owner's jobs: for admins only.
+        GuardedRoute("/metrics", health.metrics, methods=["GET"], access=AdminAccess(admin_scope)),
         public(openapi.OPENAPI_PATH, openapi.openapi_json),
         *ehealth.mounts(),
     ]

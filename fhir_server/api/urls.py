@@ -1,4 +1,9 @@
-"""Where the FHIR API lives: its base path, and its base URL as a client addressed it."""
+"""Where the FHIR API lives: its base path, and the URLs of links and of the request itself.
+
+With a public base URL configured (FHIR_SERVER_PUBLIC_BASE_URL) every URL is built on it and
+nothing the client sent (the Host header) goes into one. Without it, URLs follow the request
+as the client addressed it: fine behind a proxy that sets Host, or on a developer's machine.
+"""
 
 from typing import Any
 
@@ -9,8 +14,18 @@ STATUS_PATH = f"{BASE_PATH}/job/{{id}}/status"
 _BASES: dict[tuple[Any, ...], str] = {}
 
 
+def public_base_url(request: Request) -> str | None:
+    """The configured public URL of the app's root (no trailing slash), if any."""
+    state = getattr(request.scope.get("app"), "state", None)  # none: another app's request
+    url: str | None = getattr(state, "public_base_url", None)
+    return url
+
+
 def fhir_base(request: Request) -> str:
-    """The FHIR base URL as the client addressed it, for fullUrl and links."""
+    """The FHIR base URL, for fullUrl and links."""
+    public = public_base_url(request)
+    if public is not None:
+        return public + BASE_PATH
     scope = request.scope
     key = (
         scope.get("scheme"),
@@ -24,6 +39,19 @@ def fhir_base(request: Request) -> str:
             _BASES.clear()
         base = _BASES[key] = str(request.base_url).rstrip("/") + BASE_PATH
     return base
+
+
+def request_url(request: Request) -> str:
+    """The URL the request was sent to; its raw path keeps its percent-encoding."""
+    scope = request.scope
+    raw: bytes | None = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    public = public_base_url(request)
+    if public is None:
+        return str(request.url.replace(path=path) if raw else request.url)
+    root: str = scope.get("app_root_path", scope.get("root_path", ""))
+    query = scope.get("query_string", b"").decode("latin-1")
+    return public + path.removeprefix(root) + (f"?{query}" if query else "")
 
 
 def status_url(fhir_base: str, job_id: str) -> str:

@@ -40,11 +40,11 @@ def load_jwks(path: Path) -> list[jwt.PyJWK]:
     return keys
 
 
-def load_keys(secret: str | None, jwks_file: Path | None, data_dir: Path) -> Keys:
+def load_keys(secret: bytes | None, jwks_file: Path | None, data_dir: Path) -> Keys:
     """The configured keys; with none configured, the data dir's generated secret."""
     jwks = load_jwks(jwks_file) if jwks_file is not None else []
     if secret:
-        return Keys(secret.encode(), jwks)
+        return Keys(secret, jwks)
     if jwks:
         return Keys(None, jwks)
     return Keys(persistent_secret(data_dir / GENERATED_SECRET_FILE), [], generated=True)

@@ -72,7 +72,22 @@ class EhealthAccess:
         return self.scope
 
 
-Access = SmartAccess | EhealthAccess
+@dataclass(frozen=True, slots=True)
+class AdminAccess:
+    """An operator's route (/metrics): the configured admin scope, by exact name. It counts
+    every owner's jobs, so only a token that may see them all may read it."""
+
+    scope: str
+
+    def allows(self, scopes: frozenset[str]) -> bool:
+        return self.scope in scopes
+
+    @property
+    def missing(self) -> str:
+        return self.scope
+
+
+Access = SmartAccess | EhealthAccess | AdminAccess
 
 
 def parse_scopes(claim: object) -> frozenset[str]:

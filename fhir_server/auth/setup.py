@@ -4,6 +4,7 @@ import logging
 from datetime import timedelta
 
 from ..config import Settings
+from ..secrets_file import configured_secret
 from .keys import load_keys
 from .tokens import FULL_SCOPES, TokenPolicy, TokenVerifier, mint
 
@@ -15,10 +16,11 @@ MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the ha
 
 
 def token_policy(settings: Settings) -> TokenPolicy:
-    keys = load_keys(settings.jwt_secret, settings.jwks_file, settings.data_dir)
-    if keys.secret is not None and len(keys.secret) < MIN_SECRET_BYTES:
+    secret = configured_secret(settings.jwt_secret, settings.jwt_secret_file)
+    keys = load_keys(secret, settings.jwks_file, settings.data_dir)
+    if secret is not None and len(secret) < MIN_SECRET_BYTES:
         log.warning(
-            "FHIR_SERVER_JWT_SECRET is shorter than %d bytes: tokens signed with it can be "
+            "The JWT secret is shorter than %d bytes: tokens signed with it can be "
             "brute-forced; use a longer random secret",
             MIN_SECRET_BYTES,
         )

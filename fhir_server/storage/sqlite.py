@@ -35,6 +35,7 @@ from ..search.query import (
     cursor_position,
     full_sort,
 )
+from ..secrets_file import existing_private_file, private_dir, private_file
 from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
 from .schema import token_columns
 from .sqlite_schema import Tables, prepare
@@ -108,7 +109,7 @@ class SqliteJobStore:
         self._thread: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_private()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer = await self._write(lambda: _connect(self.path))
         await self._write(self._prepare)
@@ -116,6 +117,15 @@ class SqliteJobStore:
         self._reader.execute("PRAGMA query_only = 1")
         # Random reads by id over a large store otherwise fetch most B-tree pages from the OS.
         self._reader.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+
+    def _make_private(self) -> None:
+        """The file holds every owner's jobs: readable by this user only, in a dir no one
+        else writes, never opened through a symbolic link (UnsafeFile). SQLite gives its
+        -wal and -shm files the database file's mode and owner."""
+        private_dir(self.path.parent)
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            existing_private_file(self.path.with_name(self.path.name + suffix))
 
     def _prepare(self) -> None:
         db = self._write_db
