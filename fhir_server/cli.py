@@ -155,12 +155,22 @@ TOKEN_SETTINGS = (
     "jwks_file",
     "jwt_issuer",
     "jwt_audience",
+    "jwt_max_lifetime",
     "data_dir",
 )
 
 
 def token(settings: Settings, subject: str, scope: str, ttl: timedelta) -> int:
     """Print an HS256 token signed with the configured secret (or the data dir's)."""
+    if ttl > settings.jwt_max_lifetime:
+        console.print(
+            f"--ttl {ttl} is longer than FHIR_SERVER_JWT_MAX_LIFETIME "
+            f"({settings.jwt_max_lifetime}): the server would refuse the token",
+            style="red",
+            markup=False,
+            highlight=False,
+        )
+        return 2
     try:
         secret = configured_secret(settings.jwt_secret, settings.jwt_secret_file)
         if secret is None and settings.jwks_file is not None:

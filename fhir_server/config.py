@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(
         default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat (seconds)."
     )
+    jwt_max_lifetime: Duration = Field(
+        default=timedelta(hours=24),
+        gt=timedelta(0),
+        description="Longest a bearer token may live: exp after iat (or now) + this is refused.",
+    )
     admin_scope: str = Field(
         default="system/*.*", description="Scope that sees and changes every owner's jobs."
     )

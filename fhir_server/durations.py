@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-_DURATION = re.compile(r"(?P<amount>\d+)\s*(?P<unit>[smhdw])")
+# re.ASCII: digits are 0-9 only (\d would take '٧', isdigit() even '²').
+_DURATION = re.compile(r"(?P<amount>\d+)\s*(?P<unit>[smhdw])", re.ASCII)
+_SECONDS = re.compile(r"\d+(\.\d*)?|\.\d+", re.ASCII)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -23,7 +25,7 @@ def _shorthand(value: Any) -> Any:
     and CLI options arrive); anything else (ISO 8601 `P7D`) goes to pydantic."""
     if isinstance(value, str) and _DURATION.fullmatch(value.strip().lower()):
         return parse_duration(value)
-    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+    if isinstance(value, str) and _SECONDS.fullmatch(value.strip()):
         return float(value)
     return value
 

@@ -34,6 +34,7 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "jwt_issuer": ("https://idp.example", "https://idp.example"),
     "jwt_audience": ("fhir", "fhir"),
     "jwt_leeway_seconds": ("5", 5),
+    "jwt_max_lifetime": ("2h", timedelta(hours=2)),
     "admin_scope": ("system/AsyncJob.*", "system/AsyncJob.*"),
     "max_body_bytes": ("2048", 2048),
     "max_json_depth": ("8", 8),

@@ -17,7 +17,7 @@ from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
 
 from .auth_helpers import JOB_ID, owned_job
-from .conftest import ADMIN_HEADERS, bearer
+from .conftest import ADMIN_HEADERS, bearer, make_job
 
 HOST = "http://testserver"
 OPERATIONS = [
@@ -26,24 +26,37 @@ OPERATIONS = [
     for method, operation in operations.items()
 ]
 WRITES = {"POST", "PUT", "DELETE"}
+WITH_PARAMETERS = [(m, p, o) for m, p, o in OPERATIONS if o.get("parameters")]
 
+# Text is drawn from all of Unicode (every code point but surrogates). Numbers get their own
+# strategy, since random text is seldom only digits: ASCII digits mixed with every other
+# character str.isdigit() accepts, digits of every script ('٣', '𝟗') and others ('²', '①').
+text = st.text(st.characters(codec="utf-8"), max_size=40)
+NOT_DECIMAL_DIGITS = [c for c in map(chr, range(0x110000)) if c.isdigit() and not c.isdecimal()]
+digits = (
+    st.sampled_from("0123456789")
+    | st.characters(categories=["Nd"])
+    | st.sampled_from(NOT_DECIMAL_DIGITS)
+)
+numbers = st.text(digits, min_size=1, max_size=6)
 ids = st.one_of(
     st.sampled_from([JOB_ID, "owned-by-bob", "missing", "1", "..", "a" * 65]),
-    st.text(min_size=1, max_size=70),
+    numbers,
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=70),
 )
 values = st.one_of(
     st.sampled_from(["accepted", "completed", "ge2026-01-01", "$ne", "' OR 1=1 --", "%", ""]),
-    st.text(max_size=40),
+    numbers,
+    text,
 )
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    | text
+    | numbers,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4),
     max_leaves=20,
 )
 job_like = st.fixed_dictionaries(
@@ -140,17 +153,69 @@ async def test_generated_requests_never_fail_the_server_or_change_it_when_reject
             path = path.replace(f"{{{parameter['name']}}}", quote(data.draw(ids), safe=""))
     names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
     params = data.draw(
-        st.lists(st.tuples(st.sampled_from(names) | st.text(max_size=10), values), max_size=5)
+        st.lists(st.tuples(st.sampled_from(names) | text, values), max_size=5)
         if names
         else st.just([])
     )
-    headers = dict(data.draw(credentials))
+    headers: dict[str, Any] = dict(data.draw(credentials))
     body = data.draw(bodies) if method in ("POST", "PUT") else None
     content_type = data.draw(content_types)
     if content_type is not None:
         headers["Content-Type"] = content_type
     if data.draw(st.booleans()):
-        headers["If-Match"] = data.draw(st.sampled_from(['W/"1"', 'W/"9"', "*", "junk"]))
+        etag = data.draw(st.sampled_from(['W/"1"', 'W/"9"', "*", "junk"]) | numbers)
+        headers["If-Match"] = etag.encode("utf-8")  # httpx sends str headers as ASCII only
+    before = await snapshot(store)
+
+    response = await client.request(
+        method, HOST + path, params=params, content=body, headers=headers
+    )
+
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert_error_shape(response.request.url.path, response)
+        if method in WRITES:
+            assert await snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "operation"),
+    WITH_PARAMETERS,
+    ids=[f"{m} {p}" for m, p, _ in WITH_PARAMETERS],
+)
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_a_number_in_any_script_in_any_parameter_never_fails_the_server(
+    client: httpx.AsyncClient,
+    store: JobStore,
+    method: str,
+    template: str,
+    operation: dict[str, Any],
+    data: st.DataObject,
+):
+    """One parameter at a time (path, query or header) gets a number, the others a valid
+    value, so the request reaches the code that reads that number."""
+    if await store.get(JOB_ID) is None:
+        await owned_job(store, "alice", output={"resourceType": "Parameters"})
+    chosen = data.draw(st.sampled_from(operation["parameters"]))
+    number = data.draw(numbers)
+    path, params, headers = template, [], {}
+    for parameter in operation["parameters"]:
+        name, where = parameter["name"], parameter["in"]
+        if where == "path":
+            value = number if parameter is chosen else (JOB_ID if name == "id" else "1")
+            path = path.replace(f"{{{name}}}", quote(value, safe=""))
+        elif parameter is chosen and where == "query":
+            params.append((name, number))
+        elif parameter is chosen and where == "header":
+            headers[name] = f'W/"{number}"'.encode()  # httpx sends str headers as ASCII only
+    body = None
+    if method == "PUT":
+        body, headers["Content-Type"] = dumps(make_job(id=JOB_ID)), "application/fhir+json"
     before = await snapshot(store)
 
     response = await client.request(

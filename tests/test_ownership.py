@@ -173,7 +173,49 @@ async def test_client_id_claim_is_the_owner_when_present(make_client: MakeClient
     async with make_client(sub="user-7", scope=EVERYTHING, client_id="mis-42") as http:
         created = await http.post("AsyncJob", json=make_job(id=None), headers=FHIR_JSON)
     stored = await store.get(created.json()["id"])
-    assert stored is not None and stored.owner == "mis-42"
+    assert stored is not None and stored.owner == "client:mis-42"
+
+
+@pytest.mark.parametrize(
+    ("creator", "other"),
+    [
+        ({"sub": None, "client_id": "bob"}, {"sub": "bob"}),
+        ({"sub": "bob"}, {"sub": None, "client_id": "bob"}),
+        ({"sub": None, "client_id": "bob"}, {"sub": "client:bob"}),
+        ({"sub": "sub:x"}, {"sub": "x"}),
+    ],
+    ids=["client-then-sub", "sub-then-client", "sub-naming-a-client", "sub-naming-a-sub"],
+)
+async def test_a_client_and_a_subject_of_the_same_name_own_different_jobs(
+    make_client: MakeClient, store: JobStore, creator: dict[str, str], other: dict[str, str]
+):
+    async with make_client(scope=EVERYTHING, **creator) as http:
+        created = await http.post("AsyncJob", json=make_job(id=None), headers=FHIR_JSON)
+        job_id = created.json()["id"]
+        assert (await http.get(f"AsyncJob/{job_id}")).status_code == 200
+    async with make_client(scope=EVERYTHING, **other) as http:
+        assert (await http.get(f"AsyncJob/{job_id}")).status_code == 404
+        assert (await http.get("AsyncJob")).json()["total"] == 0
+
+
+async def test_jobs_stored_for_a_subject_stay_its_own(make_client: MakeClient, store: JobStore):
+    """Owners written before client ids had their namespace are subjects: unchanged."""
+    await owned_job(store, "alice")
+    async with make_client(sub="alice", scope=EVERYTHING) as http:
+        assert (await http.get(f"AsyncJob/{JOB_ID}")).status_code == 200
+
+
+async def test_admin_who_writes_a_deleted_job_again_does_not_take_it_over(
+    client: httpx.AsyncClient, make_client: MakeClient, store: JobStore
+):
+    created = await owned_job(store, "bob")
+    await store.delete(JOB_ID, expected_version=created.version)
+    response = await client.put(f"AsyncJob/{JOB_ID}", json=make_job(id=JOB_ID), headers=FHIR_JSON)
+    assert response.status_code == 201
+    stored = await store.get(JOB_ID)
+    assert stored is not None and stored.owner == "bob" and stored.version == 3
+    async with make_client(sub="bob", scope=EVERYTHING) as http:
+        assert (await http.get(f"AsyncJob/{JOB_ID}")).status_code == 200
 
 
 async def test_owner_updates_and_deletes_its_own_job(make_client: MakeClient, store: JobStore):

@@ -4,7 +4,7 @@ from starlette.requests import Request
 
 
 def request_owner(request: Request) -> str | None:
-    """The owner recorded on jobs this request creates: the token's client_id or sub (None
-    with authentication off)."""
+    """The owner recorded on jobs this request creates: `client:<client_id>` or the token's
+    sub (auth/tokens.py owner_of); None with authentication off."""
     principal = request.scope.get("auth")
     return None if principal is None else principal.owner

@@ -123,9 +123,10 @@ class RequestPipeline:
                 break
         if declared is None:  # no body: nothing to count
             return receive
-        if not declared.isdigit():
+        if not declared.isdigit():  # bytes.isdigit() takes ASCII digits only
             scope[REJECTION] = FhirError.of("structure", "Content-Length is not a number")
-        elif int(declared) > limit:
+        elif len(declared) > len(str(limit)) or int(declared) > limit:
+            # the length first: int() refuses more than 4300 digits
             scope[REJECTION] = body_too_large(limit)
         received = 0
 

@@ -25,7 +25,8 @@ from .urls import fhir_base
 
 BODY_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 RETURN_PREFERENCES = ("minimal", "representation", "OperationOutcome")
-_IF_MATCH = re.compile(r'(?:W/)?"(\d+)"')
+# ASCII digits only (\d also matches '٣'), few enough to fit the stores' 64-bit integers.
+_IF_MATCH = re.compile(r'(?:W/)?"([0-9]{1,18})"')
 
 
 class Writer(Protocol):

@@ -7,6 +7,7 @@ words (`read` = `rs`, `write` = `cud`, `*` = all).
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +15,8 @@ CONTEXTS = ("system", "user")
 _SMART = re.compile(r"(?P<context>[a-z]+)/(?P<resource>[A-Za-z*]+)\.(?P<permissions>[a-z*]+)")
 _V2 = re.compile(r"c?r?u?d?s?")
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # What to ask for when a permission is missing: the v2 scope, and its v1 equivalent.
 _V2_SCOPE = {"c": "cud", "r": "rs", "u": "cud", "d": "cud", "s": "rs"}
 _V1_SCOPE = {"c": "write", "r": "read", "u": "write", "d": "write", "s": "read"}
@@ -90,10 +93,34 @@ class AdminAccess:
 Access = SmartAccess | EhealthAccess | AdminAccess
 
 
-def parse_scopes(claim: object) -> frozenset[str]:
-    """A token's `scope` (space-separated string, RFC 8693) or `scp` (list) claim."""
-    if isinstance(claim, str):
-        return frozenset(claim.split())
-    if isinstance(claim, list):
-        return frozenset(s for s in claim if isinstance(s, str))
-    return frozenset()
+class InvalidScopes(ValueError):
+    """The token's scope claims are not what RFC 6749/8693 allow; the message is safe to show."""
+
+
+def parse_scopes(claims: Mapping[str, object]) -> frozenset[str]:
+    """A token's scopes: `scope`, a string of scope tokens separated by spaces (RFC 8693 §4.2),
+    else `scp`, a list of scope tokens.
+
+    Only U+0020 separates (str.split() also splits on tabs, NBSP and other Unicode spaces,
+    which made one odd token two). Any other claim type, or a token with a character outside
+    RFC 6749's scope-token (control characters, spaces, non-ASCII), refuses the whole token:
+    what its issuer meant by it is unknown, so no part of it is trusted.
+    """
+    if "scope" in claims:
+        claim = claims["scope"]
+        if not isinstance(claim, str):
+            raise InvalidScopes("The access token's scope claim is not a space-separated string")
+        scopes = [s for s in claim.split(" ") if s]
+    elif "scp" in claims:
+        claim = claims["scp"]
+        if not isinstance(claim, list) or not all(isinstance(s, str) for s in claim):
+            raise InvalidScopes("The access token's scp claim is not a list of strings")
+        scopes = claim
+    else:
+        return frozenset()
+    if not all(_SCOPE_TOKEN.fullmatch(s) for s in scopes):
+        raise InvalidScopes(
+            "The access token's scopes hold a character a scope may not have "
+            '(RFC 6749: printable ASCII but space, " and \\)'
+        )
+    return frozenset(scopes)

@@ -24,12 +24,20 @@ def token_policy(settings: Settings) -> TokenPolicy:
             "brute-forced; use a longer random secret",
             MIN_SECRET_BYTES,
         )
+    if keys.jwks and settings.jwt_audience is None:
+        # An identity provider's keys sign tokens for all its services: without an audience,
+        # a token it issued for any of them is accepted here.
+        log.warning(
+            "FHIR_SERVER_JWKS_FILE is set without FHIR_SERVER_JWT_AUDIENCE: tokens its identity "
+            "provider issued for other services are accepted too; set the audience"
+        )
     return TokenPolicy(
         keys,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway=float(settings.jwt_leeway_seconds),
         admin_scope=settings.admin_scope,
+        max_lifetime=settings.jwt_max_lifetime,
     )
 
 
@@ -44,19 +52,20 @@ def token_verifier(settings: Settings) -> TokenVerifier | None:
         return None
     policy = token_policy(settings)
     if policy.keys.generated and policy.keys.secret is not None:
+        ttl = min(STARTUP_TOKEN_TTL, policy.max_lifetime)  # a token the server accepts
         token = mint(
             policy.keys.secret,
             "admin",
             FULL_SCOPES,
-            STARTUP_TOKEN_TTL,
+            ttl,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         )
         log.info(
             "no token key configured: signing with the generated secret in %s. "
-            "A token with full scopes, valid %dh:\n\n    Authorization: Bearer %s\n",
+            "A token with full scopes, valid %gh:\n\n    Authorization: Bearer %s\n",
             settings.data_dir,
-            STARTUP_TOKEN_TTL.total_seconds() // 3600,
+            ttl.total_seconds() / 3600,
             token,
         )
     return TokenVerifier(policy)

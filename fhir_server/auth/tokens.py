@@ -8,11 +8,18 @@ from typing import Any
 import jwt
 
 from .keys import HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS, Keys
-from .scopes import parse_scopes
+from .scopes import InvalidScopes, parse_scopes
 
 FULL_SCOPES = "system/*.* job:read composition:read"
 CACHE_SIZE = 4096
 CACHE_SECONDS = 60.0
+DEFAULT_MAX_LIFETIME = timedelta(hours=24)
+NUMERIC_DATES = ("exp", "iat", "nbf")  # RFC 7519: JSON numbers of seconds
+# Owners of jobs made with a client's token (client_id) are `client:<client_id>`; a user's
+# (sub) are the sub itself, as they always were. A sub that starts with one of these prefixes
+# gets `sub:` in front, so no sub can name a client's owner.
+CLIENT_OWNER = "client:"
+SUB_OWNER = "sub:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,7 @@ class TokenPolicy:
     audience: str | None = None
     leeway: float = 30.0
     admin_scope: str = "system/*.*"
+    max_lifetime: timedelta = DEFAULT_MAX_LIFETIME
 
 
 class TokenVerifier:
@@ -96,16 +104,35 @@ class TokenVerifier:
             raise InvalidToken("The access token's signature is not valid") from None
         except jwt.PyJWTError:
             raise InvalidToken("The access token is not valid") from None
-        owner = claims.get("client_id") or claims.get("sub")
-        if not isinstance(owner, str) or not owner:
-            raise InvalidToken("The access token names no subject (sub or client_id)")
-        scopes = parse_scopes(claims.get("scope", claims.get("scp")))
+        self._check_times(claims)
+        try:
+            scopes = parse_scopes(claims)
+        except InvalidScopes as exc:
+            raise InvalidToken(str(exc)) from None
         return Principal(
-            owner=owner,
+            owner=owner_of(claims),
             scopes=scopes,
             admin=policy.admin_scope in scopes,
             expires_at=float(claims["exp"]),  # cached no longer than the token lives
         )
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """exp, iat and nbf are numbers, and a token lives at most max_lifetime, counted from
+        its iat (else from now): a leaked token that (nearly) never expires is refused,
+        whoever signed it."""
+        for name in NUMERIC_DATES:
+            # PyJWT reads them with int(), which also takes "1700000000" and "١٧٠٠" (strings)
+            value = claims.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidToken(f"The access token's {name} claim is not a number")
+        now = time.time()
+        issued = min(claims.get("iat", now), now)
+        longest = self.policy.max_lifetime.total_seconds() + self.policy.leeway
+        if claims["exp"] - issued > longest:
+            raise InvalidToken(
+                "The access token lives longer than this server accepts "
+                f"({int(self.policy.max_lifetime.total_seconds())} s from its iat)"
+            )
 
     def _key_for(self, header: dict[str, Any]) -> tuple[Any, list[str]]:
         """The key and the one algorithm allowed with it: never `none`, never HS with a
@@ -124,6 +151,19 @@ class TokenVerifier:
             if candidates and kid is None:
                 raise InvalidToken("The access token names no key id (kid)")
         raise InvalidToken("The access token is signed with an unknown key or algorithm")
+
+
+def owner_of(claims: dict[str, Any]) -> str:
+    """Whose jobs the token's holder owns: `client:<client_id>`, else its `sub`."""
+    client_id = claims.get("client_id")
+    if client_id:
+        if not isinstance(client_id, str):
+            raise InvalidToken("The access token's client_id is not a string")
+        return CLIENT_OWNER + client_id
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise InvalidToken("The access token names no subject (sub or client_id)")
+    return SUB_OWNER + sub if sub.startswith((CLIENT_OWNER, SUB_OWNER)) else sub
 
 
 def mint(

@@ -156,6 +156,7 @@ class JobService:
     ) -> tuple[JobRecord, bool]:
         """Create or update resource["id"] (PUT); True when it created the job.
 
+        `owner` owns a job this creates; a job that exists, deleted or not, keeps its owner.
         expected_version (If-Match) makes the write conditional: PreconditionFailed when the
         stored version (0 if none) differs. A write that changes nothing stores nothing.
         """
@@ -168,7 +169,10 @@ class JobService:
             try:
                 if current is None or current.resource is None:
                     job = rules.new_job(resource)
-                    return await self.store.save(job, expected_version=version, owner=owner), True
+                    # a deleted job keeps its owner: an admin who writes it again does not
+                    # take it over
+                    keeps = current.owner if current is not None else owner
+                    return await self.store.save(job, expected_version=version, owner=keeps), True
                 updated = rules.updated_job(current.resource, resource)
                 if updated is None:
                     return current, False

@@ -4,10 +4,12 @@ import calendar
 import re
 from datetime import UTC, datetime, timedelta
 
+# re.ASCII: \d is then [0-9], not every script's digits ('٢٠٢٦' is not a year).
 _DATE = re.compile(
     r"(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
     r"(T(?P<hour>\d{2}):(?P<minute>\d{2})(:(?P<second>\d{2})(?P<fraction>\.\d+)?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?",
+    re.ASCII,
 )
 
 

@@ -19,6 +19,9 @@ RESULT_PARAMETERS = frozenset(
 HTTP_PARAMETERS = frozenset({"_format", "_pretty"})
 SUMMARY_MODES = ("true", "false", "text", "data", "count")
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+# ASCII digits only: str.isdigit() and int() also take '²', '①' and '٣'. At most 18 of them,
+# so the number fits the stores' 64-bit integers.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass
@@ -132,7 +135,7 @@ def _default_sort(kind: ResourceKind) -> tuple[SortKey, ...]:
 
 
 def _parse_int(name: str, value: str, minimum: int) -> int:
-    if not value.isdigit() or int(value) < minimum:
+    if not _WHOLE_NUMBER.fullmatch(value) or int(value) < minimum:
         raise _bad(name, f"expected a whole number >= {minimum}, got '{value}'")
     return int(value)
 

@@ -15,7 +15,8 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "serverSelectionTimeoutMS": settings.mongodb_server_selection_timeout_ms,
         "connectTimeoutMS": settings.mongodb_connect_timeout_ms,
         "socketTimeoutMS": settings.mongodb_socket_timeout_ms,
-        "w": int(concern) if concern.isdigit() else concern,
+        # a member count in ASCII digits, else a mode or tag set name ('²' is a name)
+        "w": int(concern) if concern.isascii() and concern.isdigit() else concern,
         "journal": settings.mongodb_journal,
         "retryWrites": settings.mongodb_retry_writes,
         "retryReads": True,
