@@ -12,6 +12,7 @@ import time
 import uvicorn
 
 from fhir_server.app import build_store, create_app
+from fhir_server.cli import server_options
 from fhir_server.config import Settings
 from fhir_server.resources.asyncjob import validate_async_job
 from fhir_server.search.query import JobQuery
@@ -56,7 +57,7 @@ def main() -> None:
         port=settings.port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout,
+        **server_options(settings),  # the connections as `fhir-server serve` bounds them
     )
 
 

@@ -102,11 +102,13 @@ def create_app(
         settings.default_page_size, settings.max_page_size, settings.max_offset
     )
     input_limits = InputLimits(
-        settings.max_body_bytes,
-        settings.max_json_depth,
-        settings.max_search_parameters,
-        settings.max_search_values,
-        settings.max_search_value_length,
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+        max_json_array_items=settings.max_json_array_items,
+        max_json_elements=settings.max_json_elements,
+        max_search_parameters=settings.max_search_parameters,
+        max_search_values=settings.max_search_values,
+        max_search_value_length=settings.max_search_value_length,
     )
 
     def parser_for(kind: ResourceKind) -> SearchParser:
@@ -120,6 +122,8 @@ def create_app(
                 verifier=token_verifier(settings),
                 telemetry=Telemetry(app_metrics, access_log),
                 max_body_bytes=settings.max_body_bytes,
+                body_timeout=settings.body_timeout,
+                max_token_bytes=settings.max_token_bytes,
             )
         ],
         exception_handlers=EXCEPTION_HANDLERS,

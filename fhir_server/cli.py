@@ -2,17 +2,22 @@
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import resource
 import sys
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from rich.console import Console
 from rich.progress import Progress
 
+from .api.connection import BoundedHttpToolsProtocol, ConnectionLimits
 from .app import build_store, cursor_secret
 from .auth.keys import GENERATED_SECRET_FILE, KeyLoadError, load_keys
 from .auth.tokens import mint
@@ -94,6 +99,47 @@ async def check_store(settings: Settings) -> bool:
     return True
 
 
+# Files a worker keeps open besides its connections: the store, logs, MongoDB's pool.
+RESERVED_FILES = 64
+
+
+def connection_limit(settings: Settings) -> int:
+    """uvicorn's limit_concurrency: max_connections, lowered to leave RESERVED_FILES free
+    under the open-file limit, which is first raised as far as it may go (the workers
+    inherit it), so a flood of connections meets 503s rather than failed accepts."""
+    files, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if files != hard:
+        with contextlib.suppress(ValueError, OSError):  # e.g. an infinite hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            files = hard
+    reserved = RESERVED_FILES + (settings.mongodb_max_pool_size if settings.mongodb_uri else 0)
+    if files == resource.RLIM_INFINITY or settings.max_connections <= files - reserved:
+        return settings.max_connections
+    limit = max(1, files - reserved)
+    console.print(
+        f"serving at most {limit} connections per worker, not {settings.max_connections}: "
+        f"the open-file limit is {files}"
+    )
+    return limit
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the connections: the bounded protocol (api/connection.py), the
+    concurrency limit and the timeouts."""
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_head_bytes=settings.max_head_bytes,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
+    return {
+        "http": partial(BoundedHttpToolsProtocol, limits=limits),
+        "limit_concurrency": connection_limit(settings),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
+
+
 def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_app") -> None:
     _export(settings)
     root = settings.public_base_url or f"http://{settings.host}:{settings.port}"
@@ -110,7 +156,7 @@ def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_a
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level,
         access_log=False,  # the app writes its own JSON access log (FHIR_SERVER_ACCESS_LOG)
-        timeout_graceful_shutdown=settings.shutdown_timeout,
+        **server_options(settings),
     )
 
 

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=1, description="Largest request body (bytes); larger is 413."
     )
     max_json_depth: int = Field(default=64, ge=1, description="Deepest JSON nesting accepted.")
+    max_json_array_items: int = Field(
+        default=1000, ge=1, description="Most items in one array of a JSON body."
+    )
+    max_json_elements: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most values in a JSON body: objects, arrays and scalars together.",
+    )
     max_search_parameters: int = Field(
         default=50, ge=1, description="Most parameters one search may have."
     )
@@ -103,6 +111,44 @@ class Settings(BaseSettings):
     )
     max_search_value_length: int = Field(
         default=2048, ge=1, description="Longest search parameter value (characters)."
+    )
+    max_header_bytes: int = Field(
+        default=8 * 1024,
+        ge=256,
+        description="Longest request line or header line (bytes); longer is 414 or 431.",
+    )
+    max_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head: request line and headers together (bytes); "
+        "larger is 431.",
+    )
+    max_token_bytes: int = Field(
+        default=4096,
+        ge=64,
+        description="Longest Authorization header (bytes); longer is a 401 without decoding it.",
+    )
+    # Connections (fhir_server/api/connection.py, uvicorn).
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request line and headers, counted from "
+        "its connection or the request's first byte; past it: 408 and the connection closes.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client has to send a request body once the headers are in; "
+        "past it: 408 and the connection closes.",
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, description="Seconds an idle kept-alive connection stays open."
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections (or requests in flight) per worker at which a new "
+        "request is a 503; lowered to fit the open-file limit.",
     )
     # Production operation: MongoDB client, fail-fast deadline, telemetry, shutdown.
     mongodb_max_pool_size: int = Field(

@@ -131,6 +131,38 @@ async def test_basic_credentials_are_not_a_bearer_token(make_client: MakeClient)
         assert_fhir_401(await http.get("AsyncJob"))
 
 
+async def test_authorization_over_the_limit_is_401_without_decoding_it(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+):
+    decoded = []
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: decoded.append(1))
+    huge = "Bearer eyJhbGciOiJIUzI1NiJ9." + "e" * 5000  # a token that would cost its length
+    async with make_client(headers={"Authorization": huge}) as http:
+        response = await http.get("AsyncJob")
+    assert_fhir_401(response)
+    assert response.json()["issue"][0]["diagnostics"] == (
+        "The Authorization header is longer than 4096 bytes"
+    )
+    assert decoded == []
+
+
+async def test_adapter_authorization_over_the_limit_is_401_in_the_envelope(
+    make_client: MakeClient,
+):
+    async with make_client(headers={"Authorization": "Bearer " + "e" * 5000}) as http:
+        response = await http.get(ADAPTER_PATH)
+    assert_adapter_401(response)
+    assert response.json()["error"] == {"type": "access_denied", "message": "Invalid access token"}
+
+
+async def test_authorization_limit_is_a_setting(store: JobStore):
+    app = create_app(Settings(jwt_secret=TEST_JWT_SECRET, max_token_bytes=100), store=store)
+    async with client_for(app, bearer()) as http:
+        response = await http.get(f"{HOST}/fhir/R4/AsyncJob")
+    assert_fhir_401(response)
+    assert "longer than 100 bytes" in response.json()["issue"][0]["diagnostics"]
+
+
 async def test_unknown_path_needs_a_token_too(make_client: MakeClient):
     async with make_client(headers={}) as http:
         assert_fhir_401(await http.get(f"{HOST}/fhir/R4/Patient"))

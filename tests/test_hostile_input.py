@@ -150,6 +150,65 @@ async def test_nesting_limit_names_the_depth(client: httpx.AsyncClient):
     assert "deeper than 64 levels" in response.json()["issue"][0]["diagnostics"]
 
 
+def job_with(**fields: Any) -> bytes:
+    return orjson.dumps(make_job(id=None, **fields))
+
+
+async def test_many_empty_contained_resources_are_400_before_validation(
+    client: httpx.AsyncClient, store: JobStore
+):
+    body = job_with(contained=[{}] * 150_000)  # 450 KB that took seconds to validate
+    response = await client.post("AsyncJob", content=body, headers=FHIR_JSON)
+    assert response.status_code == 400
+    assert response.json()["issue"][0] == {
+        "severity": "error",
+        "code": "too-costly",
+        "diagnostics": "AsyncJob.contained has 150000 items; at most 1000 are accepted in "
+        "one array",
+        "expression": ["AsyncJob.contained"],
+    }
+    assert await snapshot(store) == []
+
+
+async def test_long_array_of_integers_is_400_naming_the_element(client: httpx.AsyncClient):
+    body = job_with(output={"resourceType": "Parameters", "parameter": [0] * 200_000})
+    response = await client.post("AsyncJob", content=body, headers=FHIR_JSON)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["AsyncJob.output.parameter"]
+
+
+async def test_body_with_too_many_values_in_short_arrays_is_400(
+    client: httpx.AsyncClient, store: JobStore
+):
+    extension = [{"url": "https://example.org/x", "extension": [{}] * 10} for _ in range(1000)]
+    response = await client.post(
+        "AsyncJob", content=job_with(extension=extension), headers=FHIR_JSON
+    )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["diagnostics"] == (
+        "The JSON body has more than 10000 values (objects, arrays and scalars together)"
+    )
+    assert await snapshot(store) == []
+
+
+async def test_array_and_value_limits_are_settings(store: JobStore):
+    limits = Settings(jwt_secret=TEST_JWT_SECRET, max_json_array_items=2, max_json_elements=12)
+    app = create_app(limits, store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, headers=ADMIN_HEADERS) as http:
+        url = f"{HOST}/fhir/R4/AsyncJob"
+        three = await http.post(url, content=job_with(extension=[{}] * 3), headers=FHIR_JSON)
+        extension = [{"url": "https://example.org/x", "valueInteger": 1}] * 2  # 12 values
+        two = await http.post(url, content=job_with(extension=extension), headers=FHIR_JSON)
+        tags = {"tag": [{"system": "https://example.org", "code": "a"}] * 2}  # 13 values
+        many = await http.post(url, content=job_with(meta=tags), headers=FHIR_JSON)
+    assert three.status_code == 400
+    assert "at most 2 are accepted" in three.json()["issue"][0]["diagnostics"]
+    assert two.status_code == 201
+    assert many.status_code == 400
+    assert "more than 12 values" in many.json()["issue"][0]["diagnostics"]
+
+
 async def test_body_that_is_not_json_is_400(client: httpx.AsyncClient, store: JobStore):
     response = await client.post("AsyncJob", content=b"<AsyncJob/>", headers=FHIR_JSON)
     assert response.status_code == 400

@@ -1,5 +1,6 @@
-"""Hostile-input limits: body size, JSON nesting depth, and the size of a search (parameters,
-values per parameter, value length)."""
+"""Hostile-input limits: body size and time, the shape of a JSON body (nesting depth, array
+length, values in all), and the size of a search (parameters, values per parameter, value
+length). The request head is bounded below the app, in api/connection.py."""
 
 import re
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 class InputLimits:
     max_body_bytes: int = 1024 * 1024
     max_json_depth: int = 64
+    max_json_array_items: int = 1000
+    max_json_elements: int = 10_000
     max_search_parameters: int = 50
     max_search_values: int = 100
     max_search_value_length: int = 2048
@@ -27,21 +30,8 @@ def body_too_large(limit: int) -> FhirError:
     return ProtocolError(413, "too-costly", f"The request body is larger than {limit} bytes")
 
 
-def json_depth(value: Any) -> int:
-    """How deeply objects and arrays nest (a scalar is 0), without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+def body_too_slow(seconds: float) -> FhirError:
+    return ProtocolError(408, "timeout", f"The request body did not arrive within {seconds:g} s")
 
 
 def input_limits(request: Request) -> InputLimits:
@@ -49,10 +39,38 @@ def input_limits(request: Request) -> InputLimits:
     return limits
 
 
-def check_json_depth(request: Request, body: Any) -> None:
-    limit = input_limits(request).max_json_depth
-    if json_depth(body) > limit:
-        raise FhirError.of("structure", f"The JSON body nests deeper than {limit} levels")
+def check_json_shape(limits: InputLimits, body: Any, root: str) -> None:
+    """400 for a JSON body that nests too deep, has too long an array or too many values in
+    all: validation costs grow with each, so they are counted first, in one cheap pass that
+    stops at the first limit broken. `root` names the body in element paths (its type)."""
+    count = 1
+    stack: list[tuple[Any, int, str]] = [(body, 1, root)]
+    while stack:
+        item, depth, path = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limits.max_json_depth:
+            raise FhirError.of(
+                "structure", f"The JSON body nests deeper than {limits.max_json_depth} levels"
+            )
+        if isinstance(item, list) and len(item) > limits.max_json_array_items:
+            raise FhirError.of(
+                "too-costly",
+                f"{path} has {len(item)} items; at most {limits.max_json_array_items} are "
+                "accepted in one array",
+                path,
+            )
+        count += len(item)
+        if count > limits.max_json_elements:
+            raise FhirError.of(
+                "too-costly",
+                f"The JSON body has more than {limits.max_json_elements} values "
+                "(objects, arrays and scalars together)",
+            )
+        if isinstance(item, dict):
+            stack.extend((value, depth + 1, f"{path}.{key}") for key, value in item.items())
+        else:
+            stack.extend((value, depth + 1, path) for value in item)
 
 
 def check_search_size(limits: InputLimits, params: list[tuple[str, str]]) -> None:

@@ -1,10 +1,11 @@
 """The one path every HTTP request takes, as a single pure-ASGI layer in front of the router.
 
-In order: the request id (echoed in X-Request-ID), the bearer token (verified once; the
-caller, or why its token was refused, is left in the scope for the route's access rule), the
-body limit, then the route; whatever happens, one access-log line and the request metrics.
-An answer to a request with an accepted token is one owner's data: `Cache-Control: no-store`
-keeps shared caches from serving it to anyone else.
+In order: the request id (echoed in X-Request-ID), the bearer token (verified once, and
+refused unread when longer than max_token_bytes; the caller, or why its token was refused, is
+left in the scope for the route's access rule), the body's size and time limits, then the
+route; whatever happens, one access-log line and the request metrics. An answer to a request
+with an accepted token is one owner's data: `Cache-Control: no-store` keeps shared caches from
+serving it to anyone else.
 Nothing here decides an error's answer: a refusal is raised by the matched route
 (api/routing.py), so the application owning that route answers in its own format.
 
@@ -14,6 +15,7 @@ and Starlette's exception layer would call it. Anything else (a Mount, a wrong m
 match) goes through the router. A read costs as much in those layers as in its handler.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
@@ -27,7 +29,7 @@ from ..auth.tokens import UNRESTRICTED, InvalidToken, TokenVerifier
 from ..observability.request_ids import REQUEST_ID_HEADER, assign_request_id
 from ..observability.telemetry import Telemetry
 from ..resources.outcome import FhirError
-from .limits import body_too_large
+from .limits import body_too_large, body_too_slow
 from .routing import (
     AUTH,
     AUTH_ERROR,
@@ -51,6 +53,8 @@ class RequestPipeline:
         verifier: TokenVerifier | None,
         telemetry: Telemetry,
         max_body_bytes: int,
+        body_timeout: float = 30.0,
+        max_token_bytes: int = 4096,
         direct_dispatch: bool = True,
     ) -> None:
         self.app = app
@@ -58,6 +62,8 @@ class RequestPipeline:
         self.verifier = verifier
         self.telemetry = telemetry
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.max_token_bytes = max_token_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +107,13 @@ class RequestPipeline:
         if self.verifier is None:
             scope[AUTH] = UNRESTRICTED
             return False
-        token = _bearer_token(scope)
+        value = _authorization(scope)
+        if value is not None and len(value) > self.max_token_bytes:
+            # Refused unread: decoding and verifying cost in proportion to the length.
+            reason = f"The Authorization header is longer than {self.max_token_bytes} bytes"
+            scope[AUTH_ERROR] = NotAuthenticated(reason, token_sent=True)
+            return False
+        token = _bearer_token(value)
         if token is None:
             scope[AUTH_ERROR] = NotAuthenticated(MISSING_TOKEN, token_sent=False)
             return False
@@ -114,7 +126,8 @@ class RequestPipeline:
 
     def _limit_body(self, scope: Scope, receive: Receive) -> Receive:
         """Refuse a declared Content-Length over the limit before anything reads the body;
-        count the bytes of the others (chunked bodies too) as they arrive."""
+        count the bytes of the others (chunked bodies too) as they arrive, and refuse a body
+        still arriving body_timeout seconds after the request came in (408)."""
         limit = self.max_body_bytes
         declared = None
         for name, value in scope["headers"]:
@@ -129,11 +142,20 @@ class RequestPipeline:
             # the length first: int() refuses more than 4300 digits
             scope[REJECTION] = body_too_large(limit)
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # e.g. waiting for the client to disconnect: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise body_too_slow(self.body_timeout) from None
             if message["type"] == "http.request":
+                complete = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise body_too_large(limit)  # rendered by the route's application
@@ -142,12 +164,18 @@ class RequestPipeline:
         return counted
 
 
-def _bearer_token(scope: Scope) -> str | None:
+def _authorization(scope: Scope) -> bytes | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            kind, _, token = value.decode("latin-1").strip().partition(" ")
-            return token.strip() if kind.lower() == "bearer" and token.strip() else None
+            return value
     return None
+
+
+def _bearer_token(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    kind, _, token = value.decode("latin-1").strip().partition(" ")
+    return token.strip() if kind.lower() == "bearer" and token.strip() else None
 
 
 def _direct_route(routes: Sequence[BaseRoute], scope: Scope) -> GuardedRoute | None:

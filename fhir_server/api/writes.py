@@ -16,7 +16,7 @@ from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError, all_ok
 from ..storage.base import JobRecord, JobStore
 from .http_status import ProtocolError
-from .limits import check_json_depth
+from .limits import check_json_shape, input_limits
 from .owner import request_owner
 from .records import store_of, valid_id, version_headers
 from .responses import fhir_response, negotiate
@@ -115,7 +115,7 @@ async def read_body(request: Request, kind: ResourceKind) -> dict[str, Any]:
         raise FhirError.of("structure", f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise FhirError.of("structure", f"The body must be a JSON object (a {kind.type})")
-    check_json_depth(request, body)
+    check_json_shape(input_limits(request), body, kind.type)
     return body
 
 
