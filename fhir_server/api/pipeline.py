@@ -70,12 +70,25 @@ class RequestPipeline:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
-        request_id = assign_request_id(scope)
+        # One pass over the headers for the few this layer reads (the first of each).
+        authorization = incoming_id = length = None
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value if authorization is None else authorization
+            elif name == b"content-length":
+                has_body, length = True, value if length is None else length
+            elif name == b"transfer-encoding":
+                has_body = True
+            elif name == REQUEST_ID_HEADER:
+                incoming_id = value if incoming_id is None else incoming_id
+        request_id = assign_request_id(scope, incoming_id)
         header = (REQUEST_ID_HEADER, request_id.encode())
         status = 500  # until a response starts
         try:
-            private = self._authenticate(scope)
-            receive = self._limit_body(scope, receive)
+            private = self._authenticate(scope, authorization)
+            if has_body:
+                receive = self._limit_body(scope, receive, length)
             app = scope.get("app")  # the Starlette app, as it set itself in the scope
             route = (
                 _direct_route(app.router.routes, scope) if app and self.direct_dispatch else None
@@ -101,13 +114,12 @@ class RequestPipeline:
                 request_id, scope["method"], route_name, scope["path"], status, seconds
             )
 
-    def _authenticate(self, scope: Scope) -> bool:
+    def _authenticate(self, scope: Scope, value: bytes | None) -> bool:
         """scope["auth"]: the caller; or AUTH_ERROR: why the token was refused. True when a
         token was accepted."""
         if self.verifier is None:
             scope[AUTH] = UNRESTRICTED
             return False
-        value = _authorization(scope)
         if value is not None and len(value) > self.max_token_bytes:
             # Refused unread: decoding and verifying cost in proportion to the length.
             reason = f"The Authorization header is longer than {self.max_token_bytes} bytes"
@@ -124,19 +136,14 @@ class RequestPipeline:
             return False
         return True
 
-    def _limit_body(self, scope: Scope, receive: Receive) -> Receive:
+    def _limit_body(self, scope: Scope, receive: Receive, declared: bytes | None) -> Receive:
         """Refuse a declared Content-Length over the limit before anything reads the body;
         count the bytes of the others (chunked bodies too) as they arrive, and refuse a body
         still arriving body_timeout seconds after the request came in (408)."""
         limit = self.max_body_bytes
-        declared = None
-        for name, value in scope["headers"]:
-            if name == b"content-length" or name == b"transfer-encoding":
-                declared = value if name == b"content-length" else b"0"
-                break
-        if declared is None:  # no body: nothing to count
-            return receive
-        if not declared.isdigit():  # bytes.isdigit() takes ASCII digits only
+        if declared is None:  # a chunked body: counted as it arrives
+            pass
+        elif not declared.isdigit():  # bytes.isdigit() takes ASCII digits only
             scope[REJECTION] = FhirError.of("structure", "Content-Length is not a number")
         elif len(declared) > len(str(limit)) or int(declared) > limit:
             # the length first: int() refuses more than 4300 digits
@@ -162,13 +169,6 @@ class RequestPipeline:
             return message
 
         return counted
-
-
-def _authorization(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value
-    return None
 
 
 def _bearer_token(value: bytes | None) -> str | None:

@@ -81,17 +81,15 @@ class GuardedRoute(Route):
 
     def admit(self, scope: Scope) -> None:
         """Name the route for logs and metrics, then raise whatever refuses the request: a
-        refusal of the pipeline's (body size), NotAuthenticated or AccessDenied."""
+        refusal of the pipeline's (body size); for a route that is not public, no accepted
+        token (NotAuthenticated) or one without the route's scope (AccessDenied)."""
         scope[ROUTE] = self.template
         rejection = scope.get(REJECTION)
         if rejection is not None:
             raise rejection
-        if self.access is not None:
-            self.check(scope)
-
-    def check(self, scope: Scope) -> None:
-        """NotAuthenticated or AccessDenied unless the caller may use this route."""
-        assert self.access is not None
+        access = self.access
+        if access is None:
+            return
         principal: Principal | None = scope.get(AUTH)
         if principal is None:
             raise scope.get(AUTH_ERROR) or NotAuthenticated(MISSING_TOKEN, False)
@@ -102,9 +100,9 @@ class GuardedRoute(Route):
         if allowed is None:
             if len(self._allowed) >= 1024:
                 self._allowed.clear()
-            allowed = self._allowed[principal.scopes] = self.access.allows(principal.scopes)
+            allowed = self._allowed[principal.scopes] = access.allows(principal.scopes)
         if not allowed:
-            raise AccessDenied(self.access)
+            raise AccessDenied(access)
 
 
 def public(path: str, endpoint: Endpoint, methods: Collection[str] = ("GET",)) -> GuardedRoute:
