@@ -109,3 +109,11 @@ def test_benchmark_readme_shows_the_rows_of_the_latest_results():
     latest = readme.split("\n## Latest results\n", 1)[1].split("\n## ", 1)[0]
     assert results != []
     assert table_rows(latest) == results
+
+
+def test_benchmark_readme_shows_the_rows_of_the_before_and_after_run():
+    results = table_rows((ROOT / "benchmarks" / "before-after" / "results.md").read_text())
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    section = readme.split("\n## Before and after the pipeline redesign\n", 1)[1]
+    assert results != []
+    assert table_rows(section.split("\n## ", 1)[0]) == results
