@@ -11,7 +11,7 @@ from starlette.requests import Request
 from fhir_server.api import ehealth
 from fhir_server.api.routing import AccessDenied, GuardedRoute, NotAuthenticated
 from fhir_server.app import create_app
-from fhir_server.auth.scopes import EhealthAccess
+from fhir_server.auth.scopes import NamedScope
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobRecord, JobStore, StoreUnavailable
 from fhir_server.storage.mongo import MongoJobStore
@@ -201,7 +201,7 @@ def test_a_refused_token_is_named_invalid_whatever_the_reason():
 @pytest.mark.parametrize("scope", ["job:read", "composition:read"])
 def test_forbidden_renders_403_naming_the_missing_scope(scope: str):
     path = "/patients/composition/job/89678f60-4cdc-4fe3-ae83-e8b3ebd35c59"
-    error = AccessDenied(EhealthAccess(scope))
+    error = AccessDenied(NamedScope(scope))
     response = ehealth.error_envelope(adapter_request(path, REQUEST_ID.encode()), error)
     assert response.status_code == 403
     assert orjson.loads(response.body) == {
@@ -219,7 +219,7 @@ def test_every_adapter_route_declares_its_required_scope():
         route.template: route.access.scope
         for mount in ehealth.mounts()
         for route in mount.routes
-        if isinstance(route, GuardedRoute) and isinstance(route.access, EhealthAccess)
+        if isinstance(route, GuardedRoute) and isinstance(route.access, NamedScope)
     }
     assert scopes == {
         "/Jobs/{id}": "job:read",

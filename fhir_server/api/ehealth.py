@@ -13,20 +13,19 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from ..auth.scopes import EhealthAccess
+from ..auth.scopes import NamedScope
 from ..observability.request_ids import request_id_of
 from ..resources import ehealth
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ID_PATTERN
 from ..resources.outcome import FhirError
-from ..storage.base import JobStore, StoreUnavailable
-from .errors import routing_error, store_unavailable, unexpected
+from ..storage.base import JobStore
+from .errors import exception_handlers
 from .http_status import status_of
 from .records import store_of
 from .routing import AccessDenied, Endpoint, GuardedRoute, NotAuthenticated
@@ -125,24 +124,6 @@ def error_envelope(request: Request, error: FhirError) -> EhealthResponse:
     return error_response(request, status, str(error), headers=error.headers)
 
 
-async def _on_fhir_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, FhirError)
-    return error_envelope(request, exc)
-
-
-async def _on_http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return error_envelope(request, routing_error(request, exc))
-
-
-async def _on_store_unavailable(request: Request, exc: Exception) -> Response:
-    return error_envelope(request, store_unavailable(request, exc))
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    return error_envelope(request, unexpected(request, exc))
-
-
 def _store(request: Request) -> JobStore:
     """The jobs the caller may see (the same ownership rules as the FHIR API)."""
     return store_of(request, ASYNC_JOB)
@@ -221,16 +202,11 @@ class AdapterMount(Mount):
 
 def _adapter(prefix: str, endpoint: Endpoint, scope: str) -> Mount:
     route = GuardedRoute(
-        "/{id}", endpoint, methods=["GET"], access=EhealthAccess(scope), template=f"{prefix}/{{id}}"
+        "/{id}", endpoint, methods=["GET"], access=NamedScope(scope), template=f"{prefix}/{{id}}"
     )
     app = Starlette(
         routes=[route],
-        exception_handlers={
-            FhirError: _on_fhir_error,
-            HTTPException: _on_http_exception,
-            StoreUnavailable: _on_store_unavailable,
-            Exception: _on_unexpected,
-        },
+        exception_handlers=exception_handlers(error_envelope),
     )
     return AdapterMount(prefix, app=app)
 

@@ -1,6 +1,8 @@
 """Every error of the FHIR API leaves as an OperationOutcome: no HTML, no stack traces."""
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,17 +36,6 @@ def render_fhir_error(request: Request, error: FhirError) -> Response:
     except FhirError:
         media_type, pretty = FHIR_JSON, False
     return FhirResponse(error.outcome(), status, error.headers, media_type, pretty)
-
-
-async def on_fhir_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, FhirError)
-    return render_fhir_error(request, exc)
-
-
-async def on_http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own errors: no route (404) and wrong method (405)."""
-    assert isinstance(exc, HTTPException)
-    return render_fhir_error(request, routing_error(request, exc))
 
 
 def routing_error(request: Request, exc: HTTPException) -> FhirError:
@@ -103,17 +94,35 @@ def unexpected(request: Request, exc: Exception) -> FhirError:
     return FhirError.of("exception", "Internal server error")
 
 
-async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-    return render_fhir_error(request, store_unavailable(request, exc))
+Render = Callable[[Request, FhirError], Response]
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    return render_fhir_error(request, unexpected(request, exc))
+def exception_handlers(render: Render) -> dict[Any, ExceptionHandler]:
+    """Every exception an application answers, each turned into a FhirError and answered
+    with `render`: an OperationOutcome (render_fhir_error), or the eHealth envelope."""
+
+    async def on_fhir_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, FhirError)
+        return render(request, exc)
+
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
+        """Starlette's own errors: no route (404) and wrong method (405)."""
+        assert isinstance(exc, HTTPException)
+        return render(request, routing_error(request, exc))
+
+    async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+        return render(request, store_unavailable(request, exc))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        return render(request, unexpected(request, exc))
+
+    return {
+        FhirError: on_fhir_error,
+        HTTPException: on_http_exception,
+        StoreUnavailable: on_store_unavailable,
+        Exception: on_unexpected,
+    }
 
 
-EXCEPTION_HANDLERS = {
-    FhirError: on_fhir_error,
-    HTTPException: on_http_exception,
-    StoreUnavailable: on_store_unavailable,
-    Exception: on_unexpected,
-}
+EXCEPTION_HANDLERS = exception_handlers(render_fhir_error)

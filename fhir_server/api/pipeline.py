@@ -16,12 +16,11 @@ match) goes through the router. A read costs as much in those layers as in its h
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +28,7 @@ from ..auth.tokens import UNRESTRICTED, InvalidToken, TokenVerifier
 from ..observability.request_ids import REQUEST_ID_HEADER, assign_request_id
 from ..observability.telemetry import Telemetry
 from ..resources.outcome import FhirError
+from .errors import ExceptionHandler
 from .limits import body_too_large, body_too_slow
 from .routing import (
     AUTH,
@@ -42,7 +42,6 @@ from .routing import (
 
 UNMATCHED = "unmatched"
 NO_STORE = (b"cache-control", b"no-store")
-ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class RequestPipeline:
@@ -141,13 +140,12 @@ class RequestPipeline:
         count the bytes of the others (chunked bodies too) as they arrive, and refuse a body
         still arriving body_timeout seconds after the request came in (408)."""
         limit = self.max_body_bytes
-        if declared is None:  # a chunked body: counted as it arrives
-            pass
-        elif not declared.isdigit():  # bytes.isdigit() takes ASCII digits only
-            scope[REJECTION] = FhirError.of("structure", "Content-Length is not a number")
-        elif len(declared) > len(str(limit)) or int(declared) > limit:
-            # the length first: int() refuses more than 4300 digits
-            scope[REJECTION] = body_too_large(limit)
+        if declared is not None:  # else a chunked body: only counted as it arrives
+            if not declared.isdigit():  # bytes.isdigit() takes ASCII digits only
+                scope[REJECTION] = FhirError.of("structure", "Content-Length is not a number")
+            elif len(declared) > len(str(limit)) or int(declared) > limit:
+                # the length first: int() refuses more than 4300 digits
+                scope[REJECTION] = body_too_large(limit)
         received = 0
         complete = False
         deadline = asyncio.get_running_loop().time() + self.body_timeout

@@ -8,7 +8,7 @@ from functools import partial
 from starlette.routing import BaseRoute
 
 from ..auth.policy import interaction_access
-from ..auth.scopes import AdminAccess
+from ..auth.scopes import NamedScope
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ResourceKind
@@ -89,7 +89,7 @@ def all_routes(
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
         # Counts every owner's jobs: for admins only.
-        GuardedRoute("/metrics", health.metrics, methods=["GET"], access=AdminAccess(admin_scope)),
+        GuardedRoute("/metrics", health.metrics, methods=["GET"], access=NamedScope(admin_scope)),
         public(openapi.OPENAPI_PATH, openapi.openapi_json),
         *ehealth.mounts(),
     ]

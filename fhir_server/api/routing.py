@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from ..auth.scopes import Access, SmartAccess
+from ..auth.scopes import Access
 from ..auth.tokens import Principal
 from ..resources.outcome import FhirError, Issue
 
@@ -107,7 +107,3 @@ class GuardedRoute(Route):
 
 def public(path: str, endpoint: Endpoint, methods: Collection[str] = ("GET",)) -> GuardedRoute:
     return GuardedRoute(path, endpoint, methods=methods, access=None)
-
-
-def is_smart(access: Access | None) -> bool:
-    return isinstance(access, SmartAccess)

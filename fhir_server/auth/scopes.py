@@ -62,8 +62,9 @@ class SmartAccess:
 
 
 @dataclass(frozen=True, slots=True)
-class EhealthAccess:
-    """An adapter route's need: one eHealth scope, by exact name."""
+class NamedScope:
+    """A need for one scope, by exact name: an eHealth adapter route's (`job:read`), or an
+    operator's route's (/metrics counts every owner's jobs: the configured admin scope)."""
 
     scope: str
 
@@ -75,22 +76,7 @@ class EhealthAccess:
         return self.scope
 
 
-@dataclass(frozen=True, slots=True)
-class AdminAccess:
-    """An operator's route (/metrics): the configured admin scope, by exact name. It counts
-    every owner's jobs, so only a token that may see them all may read it."""
-
-    scope: str
-
-    def allows(self, scopes: frozenset[str]) -> bool:
-        return self.scope in scopes
-
-    @property
-    def missing(self) -> str:
-        return self.scope
-
-
-Access = SmartAccess | EhealthAccess | AdminAccess
+Access = SmartAccess | NamedScope
 
 
 class InvalidScopes(ValueError):

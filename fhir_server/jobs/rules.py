@@ -9,6 +9,7 @@ from typing import Any
 from ..resources.asyncjob import FINAL_STATUSES, validate_async_job
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.outcome import FhirError, Issue
+from ..storage.base import without_server_meta
 
 INITIAL_STATUS = "accepted"
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -17,8 +18,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 STAMPS_TRANSACTION_TIME = frozenset({"completed", "error"})
 IMMUTABLE = ("requestTime", "request")
-# meta elements the server owns: never part of "did the job change?"
-_SERVER_META = ("versionId", "lastUpdated")
 
 
 class RuleViolation(FhirError):
@@ -147,16 +146,10 @@ def failure_outcome(job: dict[str, Any]) -> dict[str, Any] | None:
 def same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Equal but for the server-owned meta elements; requestTime compared as an instant (a
     client may send back `…00Z` for a stored `…00.000Z`)."""
-    a, b = _without_server_meta(a), _without_server_meta(b)
+    a, b = without_server_meta(a), without_server_meta(b)
     if _same_value("requestTime", a.get("requestTime"), b.get("requestTime")):
         a, b = {**a, "requestTime": None}, {**b, "requestTime": None}
     return a == b
-
-
-def _without_server_meta(job: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in job.get("meta", {}).items() if k not in _SERVER_META}
-    rest = {k: v for k, v in job.items() if k != "meta"}
-    return {**rest, "meta": meta} if meta else rest
 
 
 def _same_value(name: str, a: Any, b: Any) -> bool:

@@ -156,6 +156,17 @@ class JobStore(Protocol):
         and history know nothing of them (a read is 404, not 410)."""
 
 
+# meta elements the server owns (stamp sets them): never part of "did the resource change?"
+SERVER_META = ("versionId", "lastUpdated")
+
+
+def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource as its writer sent it: without the elements stamp() sets."""
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in SERVER_META}
+    rest = {k: v for k, v in resource.items() if k != "meta"}
+    return {**rest, "meta": meta} if meta else rest
+
+
 def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str, Any]:
     """The resource with the server-owned meta.versionId and meta.lastUpdated set."""
     meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}

@@ -6,11 +6,9 @@ from typing import Any
 
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError
-from .base import JobRecord, JobStore, VersionConflict
+from .base import JobRecord, JobStore, VersionConflict, without_server_meta
 
 MAX_ATTEMPTS = 10
-# meta elements the server owns: never part of "did the resource change?"
-_SERVER_META = ("versionId", "lastUpdated")
 
 
 class ResourceWriter:
@@ -37,7 +35,7 @@ class ResourceWriter:
             if expected_version is not None and expected_version != version:
                 raise self._stale(resource_id, expected_version, version)
             if current is not None and current.resource is not None:
-                if _content(current.resource) == _content(validated):
+                if without_server_meta(current.resource) == without_server_meta(validated):
                     return current, False
                 owner = current.owner  # an update keeps the resource's owner
             try:
@@ -68,9 +66,3 @@ class ResourceWriter:
         return FhirError.of(
             "conflict", f"{self.kind.type}/{resource_id} is at version {actual}, not {expected}"
         )
-
-
-def _content(resource: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _SERVER_META}
-    rest = {k: v for k, v in resource.items() if k != "meta"}
-    return {**rest, "meta": meta} if meta else rest
