@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install install-test install-bench bench clean
+.PHONY: run test lint install install-test install-node install-bench bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(VENV)/.installed $(VENV)/.installed-test $@
 
+# Node clients and validators the tests run (@medplum/core, fhir-kit-client), pinned by the lock
+NODE_DIR := tests/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
+install-node: $(NODE_DIR)/node_modules/.installed
 install-test: $(VENV)/.installed-test
 install-bench: $(VENV)/.installed-bench
 
@@ -36,7 +43,7 @@ lint: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint install-node
 	$(BIN)/python -m pytest
 
 # Server against the ceiling app with wrk (apt-get install wrk); writes benchmarks/results.*
@@ -48,4 +55,4 @@ bench: install-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -8,6 +8,7 @@ from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
 from .conftest import ADMIN_HEADERS
+from .node_clients import medplum_issues
 from .servers import ROOT, running_server
 
 EXAMPLES = ROOT / "examples" / "jobs"
@@ -75,3 +76,15 @@ async def test_fhirpy_count_reads_the_total(fhir: AsyncFHIRClient):
     assert await fhir.resources("AsyncJob").count() == len(everything)
     completed = [j for j in everything if j["status"] == "completed"]
     assert await fhir.resources("AsyncJob").search(status="completed").count() == len(completed)
+
+
+def test_medplum_validator_finds_nothing_wrong_in_served_jobs(server: str):
+    """@medplum/core's validateResource (AsyncJob as Medplum defines it) over what the server
+    returns, read and searched; a deliberately broken copy proves the validator is looking."""
+    bundle = httpx.get(f"{server}/AsyncJob?_count=100", headers=ADMIN_HEADERS).json()
+    jobs = [entry["resource"] for entry in bundle["entry"]]
+    read = httpx.get(f"{server}/AsyncJob/{jobs[0]['id']}", headers=ADMIN_HEADERS).json()
+    broken = {key: value for key, value in read.items() if key != "request"}
+    *served, broken_issues = medplum_issues([*jobs, read, broken])
+    assert served == [[]] * (len(jobs) + 1)
+    assert [issue["expression"] for issue in broken_issues] == [["AsyncJob.request"]]

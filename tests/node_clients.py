@@ -1,0 +1,29 @@
+"""Node scripts in tests/node (installed by `make test`): real JavaScript clients and validators."""
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def run_node(script: str, payload: Any, *args: str, timeout: float = 60) -> Any:
+    """Runs tests/node/<script> with `payload` as JSON on stdin; returns its stdout as JSON."""
+    finished = subprocess.run(
+        ["node", str(NODE_DIR / script), *args],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        cwd=NODE_DIR,
+        timeout=timeout,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return json.loads(finished.stdout)
+
+
+def medplum_issues(resources: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """@medplum/core validateResource over each resource: a list of issues per resource."""
+    result: list[list[dict[str, Any]]] = run_node("validate.mjs", {"resources": resources})
+    return result
