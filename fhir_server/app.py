@@ -4,11 +4,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
+from .api.application import FhirServerApp
 from .api.errors import EXCEPTION_HANDLERS
 from .api.limits import InputLimits
 from .api.pipeline import RequestPipeline
@@ -58,7 +59,7 @@ def create_app(
     store: JobStore | None = None,
     *,
     routes: Sequence[BaseRoute] = (),
-) -> Starlette:
+) -> FhirServerApp:
     """The server as an ASGI app, serving every registered resource kind; `store` is AsyncJob's
     (else built from settings). `routes` are served too, tried before the FHIR API's (e.g. a
     kick-off endpoint: see examples/export_service.py)."""
@@ -114,18 +115,16 @@ def create_app(
     def parser_for(kind: ResourceKind) -> SearchParser:
         return SearchParser(kind, search_limits, input_limits, secret)
 
-    app = Starlette(
+    app = FhirServerApp(
         routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope)],
-        middleware=[
-            Middleware(
-                RequestPipeline,
-                verifier=token_verifier(settings),
-                telemetry=Telemetry(app_metrics, access_log),
-                max_body_bytes=settings.max_body_bytes,
-                body_timeout=settings.body_timeout,
-                max_token_bytes=settings.max_token_bytes,
-            )
-        ],
+        pipeline=partial(
+            RequestPipeline,
+            verifier=token_verifier(settings),
+            telemetry=Telemetry(app_metrics, access_log),
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout=settings.body_timeout,
+            max_token_bytes=settings.max_token_bytes,
+        ),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -125,7 +125,7 @@ def connection_limit(settings: Settings) -> int:
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the connections: the bounded protocol (api/connection.py), the
-    concurrency limit and the timeouts."""
+    concurrency limit, the timeouts and whose forwarded headers are believed."""
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         max_head_bytes=settings.max_head_bytes,
@@ -137,6 +137,11 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": connection_limit(settings),
         "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
+        # X-Forwarded-For/-Proto only from the configured proxies: any other peer could
+        # claim another scheme or client address.
+        "proxy_headers": settings.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": False,  # "server: uvicorn" tells scanners what to try; no client needs it
     }
 
 
@@ -150,10 +155,6 @@ def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_a
         host=settings.host,
         port=settings.port,
         workers=workers,
-        # X-Forwarded-For/-Proto only from the configured proxies: any other peer could
-        # claim another scheme or client address.
-        proxy_headers=settings.forwarded_allow_ips is not None,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level,
         access_log=False,  # the app writes its own JSON access log (FHIR_SERVER_ACCESS_LOG)
         **server_options(settings),
