@@ -25,7 +25,7 @@ from ..resources.outcome import FhirError
 from .ehealth import AdapterMount
 from .errors import exception_handlers
 from .http_status import status_of
-from .routing import GuardedRoute
+from .routing import AUTH, GuardedRoute
 from .urls import TOKEN_PATH, token_url
 
 log = logging.getLogger("fhir_server")
@@ -43,6 +43,15 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
+def no_store(request: Request) -> dict[str, str]:
+    """The headers that keep caches from keeping an answer: Cache-Control comes from the
+    pipeline when the request carried an accepted token (api/pipeline.py), else from here."""
+    principal = request.scope.get(AUTH)
+    if principal is not None and not principal.unrestricted:
+        return {"Pragma": "no-cache"}
+    return NO_STORE
+
+
 def oauth_error(request: Request, status: int, error: str, description: str) -> Response:
     log.info(
         "%s %s -> %d %s: %s [request_id=%s]",
@@ -54,7 +63,7 @@ def oauth_error(request: Request, status: int, error: str, description: str) -> 
         request_id_of(request.scope),
     )
     body = {"error": error, "error_description": description}
-    return JsonResponse(body, status, NO_STORE)
+    return JsonResponse(body, status, no_store(request))
 
 
 def render_oauth_error(request: Request, error: FhirError) -> Response:
@@ -97,7 +106,7 @@ async def token(request: Request) -> Response:
         "expires_in": granted.expires_in,
         "scope": granted.scope,
     }
-    return JsonResponse(body, 200, NO_STORE)
+    return JsonResponse(body, 200, no_store(request))
 
 
 def token_mount() -> AdapterMount:
