@@ -1,6 +1,6 @@
 """ClientStore in MongoDB: collections `oauth_client` (a document per client, its id as _id)
-and `oauth_assertion` (a document per used assertion, `{client, jti}` as _id, so the unique
-_id index refuses a replay at any worker). Its indexes are made at the first call."""
+and `oauth_assertion` (a document per used assertion; a unique index on client and jti
+refuses a replay at any worker). Their indexes are made at the first call."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,9 @@ class MongoClientStore:
 
     async def _prepare(self) -> None:
         if not self._ready:
+            await self._assertions.create_index(
+                [("client", ASCENDING), ("jti", ASCENDING)], unique=True
+            )
             # MongoDB's TTL monitor removes what first_use does not prune (about once a minute).
             await self._assertions.create_index([("expires", ASCENDING)], expireAfterSeconds=0)
             self._ready = True
@@ -67,7 +70,7 @@ class MongoClientStore:
         await self._assertions.delete_many({"expires": {"$lt": now}})
         try:
             await self._assertions.insert_one(
-                {"_id": {"client": client_id, "jti": jti}, "expires": _utc(expires)}
+                {"client": client_id, "jti": jti, "expires": _utc(expires)}
             )
         except DuplicateKeyError:
             return False
