@@ -29,7 +29,7 @@ from .jobs.loader import find_files, load_paths
 from .jobs.retention import purge_older_than
 from .secrets_file import UnsafeFile, configured_secret, persistent_secret
 from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
-from .storage.clients import ClientExists, RegisteredClient
+from .storage.clients import ClientExists, ClientStore, RegisteredClient
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 # Secrets are not taken as argument values: every local user can read a process's command
@@ -248,40 +248,47 @@ CLIENT_SETTINGS = tuple(n for n in Settings.model_fields if n == "data_dir" or "
 async def client_command(settings: Settings, args: argparse.Namespace) -> int:
     """fhir-server client add | list | remove: the SMART Backend Services clients that may
     get tokens at /oauth2/token."""
-    try:
-        if args.client_command == "add":
-            client = _new_client(args)
-    except (clients.InvalidRegistration, OSError) as exc:
-        _unusable(exc)
-        return 2
+    new = None
+    if args.client_command == "add":
+        try:
+            new = _new_client(args)
+        except (clients.InvalidRegistration, OSError) as exc:
+            _unusable(exc)
+            return 2
     store = build_client_store(settings)
     try:
-        if args.client_command == "add":
-            await store.add(client)
-            keys = client.jwks_url or f"the JWK Set of {args.jwks_file}"
-            console.print(f"registered client {client.id}: scopes {client.scope}; keys: {keys}")
-        elif args.client_command == "list":
+        if new is not None:
+            return await _add_client(store, new)
+        if args.client_command == "list":
             for each in await store.all():
                 keys = each.jwks_url or "JWK Set registered from a file"
                 print(f"{each.id}\t{each.scope}\t{keys}\t{each.registered}")
-        elif not await store.remove(args.id):
+            return 0
+        if not await store.remove(args.id):
             console.print(f"no client {args.id} is registered", style="red", markup=False)
             return 1
-        else:
-            console.print(f"removed client {args.id}")
-    except ClientExists:
-        console.print(
-            f"client {args.id} is registered already: `fhir-server client remove --id "
-            f"{args.id}` first to register it again",
-            style="red",
-            markup=False,
-        )
-        return 1
+        console.print(f"removed client {args.id}")
+        return 0
     except (SchemaTooNew, StoreMigrationFailed, StoreUnavailable, UnsafeFile) as exc:
         _unusable(exc)
         return 1
     finally:
         await store.close()
+
+
+async def _add_client(store: ClientStore, client: RegisteredClient) -> int:
+    try:
+        await store.add(client)
+    except ClientExists:
+        console.print(
+            f"client {client.id} is registered already: `fhir-server client remove --id "
+            f"{client.id}` first to register it again",
+            style="red",
+            markup=False,
+        )
+        return 1
+    keys = client.jwks_url or "the JWK Set of the file"
+    console.print(f"registered client {client.id}: scopes {client.scope}; keys: {keys}")
     return 0
 
 
