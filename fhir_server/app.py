@@ -15,7 +15,7 @@ from .api.limits import InputLimits
 from .api.pipeline import RequestPipeline
 from .api.routes import all_routes
 from .api.search import SearchParser
-from .auth.setup import token_verifier
+from .auth.setup import token_issuer, token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
 from .jobs.retention import sweep
@@ -28,6 +28,7 @@ from .resources.kinds import ResourceKind
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
+from .storage.clients import ClientStore
 from .storage.guard import with_deadline
 from .storage.opening import open_store
 
@@ -46,6 +47,19 @@ def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
     from .storage.sqlite import FILE_NAME, SqliteJobStore
 
     return SqliteJobStore(settings.data_dir / FILE_NAME, kind)
+
+
+def build_client_store(settings: Settings) -> ClientStore:
+    """The registered OAuth clients, beside the jobs (MongoDB or the SQLite file)."""
+    if settings.mongodb_uri:
+        from .storage.mongo_client import connect
+        from .storage.mongo_clients import MongoClientStore
+
+        return MongoClientStore(connect(settings)[settings.mongodb_database])
+    from .storage.sqlite import FILE_NAME
+    from .storage.sqlite_clients import SqliteClientStore
+
+    return SqliteClientStore(settings.data_dir / FILE_NAME)
 
 
 def cursor_secret(settings: Settings) -> bytes:
@@ -93,9 +107,12 @@ def create_app(
                 opening.cancel()
         for each in stores.values():
             await each.close()
+        await clients.close()
         if access_log is not None:
             access_log.flush()
 
+    verifier = token_verifier(settings)
+    clients = build_client_store(settings)
     access_log = AccessLog() if settings.access_log else None
     app_metrics = metrics.Metrics()
     secret = cursor_secret(settings)
@@ -119,7 +136,7 @@ def create_app(
         routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope)],
         pipeline=partial(
             RequestPipeline,
-            verifier=token_verifier(settings),
+            verifier=verifier,
             telemetry=Telemetry(app_metrics, access_log),
             max_body_bytes=settings.max_body_bytes,
             body_timeout=settings.body_timeout,
@@ -138,6 +155,8 @@ def create_app(
     app.state.search_limits = search_limits
     app.state.input_limits = input_limits
     app.state.public_base_url = settings.public_base_url
+    app.state.clients = clients
+    app.state.token_issuer = token_issuer(settings, verifier, clients)
     # No trailing-slash redirects: Starlette builds their Location from the Host header,
     # which the client chooses (a mistyped path is a 404 instead).
     app.router.redirect_slashes = False

@@ -54,7 +54,14 @@ def signed(private: Any, algorithm: str, kid: str | None, **claims: Any) -> str:
 
 
 # Answered without a token (the README's Security section lists the same).
-PUBLIC_PATHS = ("/healthz", "/readyz", "/fhir/R4/metadata", "/openapi.json")
+PUBLIC_PATHS = (
+    "/healthz",
+    "/readyz",
+    "/fhir/R4/metadata",
+    "/fhir/R4/.well-known/smart-configuration",
+    "/openapi.json",
+    "/oauth2/token",
+)
 
 
 def app_routes(app: Any) -> list[Any]:

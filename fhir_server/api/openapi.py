@@ -17,12 +17,13 @@ from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
 from ..version import __version__
 from .ehealth import COMPOSITION_PREFIXES, JOB_PREFIXES
 from .responses import FhirResponse
-from .urls import BASE_PATH, STATUS_PATH
+from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH, TOKEN_PATH
 
 OPENAPI_PATH = "/openapi.json"
 _FHIR_JSON = "application/fhir+json"
 _OUTCOME = {"$ref": "#/components/schemas/OperationOutcome"}
 _ENVELOPE = {"$ref": "#/components/schemas/EhealthEnvelope"}
+_OAUTH_ERROR = {"$ref": "#/components/schemas/OAuthError"}
 
 
 def _path_param(name: str, description: str) -> dict[str, Any]:
@@ -228,6 +229,55 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
                 "cancel", _needs(ASYNC_JOB, "update"), [_ID], _fhir_answers((202, "cancelled"))
             ),
         },
+        SMART_CONFIGURATION_PATH: {
+            "get": {
+                "summary": "SMART discovery: the token endpoint and what it accepts (public)",
+                "responses": {"200": {"description": "SMART configuration (JSON)"}},
+                "security": [],
+            }
+        },
+        TOKEN_PATH: {
+            "post": {
+                "summary": "SMART Backend Services token: client_credentials with a "
+                "private_key_jwt assertion (RS384, ES384) (public)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": [
+                                    "grant_type",
+                                    "client_assertion_type",
+                                    "client_assertion",
+                                ],
+                                "properties": {
+                                    "grant_type": {"const": "client_credentials"},
+                                    "scope": {"type": "string"},
+                                    "client_assertion_type": {
+                                        "const": "urn:ietf:params:oauth:client-assertion-type:"
+                                        "jwt-bearer"
+                                    },
+                                    "client_assertion": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "access_token, token_type, expires_in, scope"},
+                    "400": {
+                        "description": "invalid_request, invalid_scope, unsupported_grant_type",
+                        "content": {"application/json": {"schema": _OAUTH_ERROR}},
+                    },
+                    "401": {
+                        "description": "invalid_client: the assertion is refused",
+                        "content": {"application/json": {"schema": _OAUTH_ERROR}},
+                    },
+                },
+                "security": [],
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "liveness (public)",
@@ -311,6 +361,14 @@ def openapi_document(kinds: tuple[ResourceKind, ...] | None = None) -> dict[str,
                     "properties": {
                         "resourceType": {"const": "OperationOutcome"},
                         "issue": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "OAuthError": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "error_description": {"type": "string"},
                     },
                 },
                 "EhealthEnvelope": {

@@ -1,6 +1,6 @@
 """Every route of the app: the FHIR interactions of each registered resource kind, the async
-status endpoint, the public endpoints, /metrics (the admin scope); each with the access it needs
-(api/routing.py)."""
+status endpoint, the public endpoints, /metrics (the admin scope), the eHealth adapter and the
+token endpoint; each with the access it needs (api/routing.py)."""
 
 from collections.abc import Callable
 from functools import partial
@@ -13,9 +13,21 @@ from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.kinds import ResourceKind
 from ..storage.writer import ResourceWriter
-from . import cancel, ehealth, health, history, metadata, openapi, read, search, status, writes
+from . import (
+    cancel,
+    ehealth,
+    health,
+    history,
+    metadata,
+    oauth,
+    openapi,
+    read,
+    search,
+    status,
+    writes,
+)
 from .routing import Endpoint, GuardedRoute, public
-from .urls import BASE_PATH, STATUS_PATH
+from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH
 
 # The writes of a kind with domain rules of its own; any other kind's are ResourceWriter's
 # (validated, versioned, conditional).
@@ -86,10 +98,12 @@ def all_routes(
             methods=["DELETE"],
             access=interaction_access(ASYNC_JOB, "update"),
         ),
+        public(SMART_CONFIGURATION_PATH, oauth.smart_configuration),
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
         # Counts every owner's jobs: for admins only.
         GuardedRoute("/metrics", health.metrics, methods=["GET"], access=NamedScope(admin_scope)),
         public(openapi.OPENAPI_PATH, openapi.openapi_json),
         *ehealth.mounts(),
+        oauth.token_mount(),
     ]

@@ -6,8 +6,11 @@ from ..version import __version__
 from .kinds import ResourceKind
 
 
-def capability_statement(base: str, kinds: tuple[ResourceKind, ...]) -> dict[str, Any]:
-    return {
+def capability_statement(
+    base: str, kinds: tuple[ResourceKind, ...], token_url: str | None = None
+) -> dict[str, Any]:
+    """`token_url`: where clients get bearer tokens (None: no token needed)."""
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-22",
@@ -23,6 +26,38 @@ def capability_statement(base: str, kinds: tuple[ResourceKind, ...]) -> dict[str
                 "interaction": [],
             }
         ],
+    }
+    if token_url is not None:
+        statement["rest"][0]["security"] = _security(token_url)
+    return statement
+
+
+def _security(token_url: str) -> dict[str, Any]:
+    """SMART on FHIR: the service coding and the oauth-uris extension clients read the token
+    endpoint from (fhirclient, fhir-kit-client)."""
+    return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 bearer tokens, SMART on FHIR scopes (SMART Backend Services)",
+            }
+        ],
+        "description": "Every request but metadata and .well-known/smart-configuration needs "
+        "`Authorization: Bearer <token>`. Backend services get a token at the token endpoint "
+        "(client_credentials, private_key_jwt with RS384 or ES384); scopes such as "
+        "system/AsyncJob.rs grant the interactions.",
     }
 
 

@@ -11,7 +11,8 @@ transaction, so a failure changes nothing.
 """
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .schema import (
     token_columns,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BACKFILL_BATCH = 1000  # jobs read and updated at a time while filling a new column
 TALLY_EVENTS = ("insert", "delete", "update")  # a trigger each keeps the tally
 
@@ -113,19 +114,35 @@ def _name_by_kind(db: sqlite3.Connection) -> None:
         _create_tally_triggers(db, new, tokens)
 
 
-# MIGRATIONS[n] brings a file from schema version n to n + 1; a new file (version 0) needs
-# none, as each kind makes its tables when it first opens the file (_create_tables). Each is
-# fixed once released: it never depends on the current kinds or parameter lists. From
-# version 3 on, a migration is of every kind's tables in the file.
+def _add_oauth_clients(db: sqlite3.Connection) -> None:
+    """Version 4 keeps the registered OAuth clients and the assertion ids (jti) they used
+    (storage/sqlite_clients.py): tables of the file, not of a kind."""
+    db.execute(
+        "CREATE TABLE oauth_client (id TEXT PRIMARY KEY, scope TEXT NOT NULL, jwks TEXT, "
+        "jwks_url TEXT, registered TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE oauth_assertion (client TEXT NOT NULL, jti TEXT NOT NULL, "
+        "expires REAL NOT NULL, PRIMARY KEY (client, jti)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX ix_oauth_assertion_expires ON oauth_assertion (expires)")
+
+
+# MIGRATIONS[n] brings a file from schema version n to n + 1. Each is fixed once released: it
+# never depends on the current kinds or parameter lists. From version 3 on, a migration is of
+# every kind's tables in the file (and of the file's own tables), so a new file (version 0)
+# starts at version 3: each kind makes its tables when it first opens the file
+# (_create_tables), and the later migrations make the file's own.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _record_parameters,
     2: _name_by_kind,
+    3: _add_oauth_clients,
 }
+NEW_FILE_VERSION = 3
 
 
-def prepare(db: sqlite3.Connection, path: Path, kind: ResourceKind) -> None:
-    """Bring the file to SCHEMA_VERSION and `kind`'s tables to its search parameters, in the
-    caller's transaction."""
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the file to SCHEMA_VERSION, in the caller's transaction."""
     found = db.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(
@@ -133,15 +150,28 @@ def prepare(db: sqlite3.Connection, path: Path, kind: ResourceKind) -> None:
             f"this one reads up to {SCHEMA_VERSION}). Upgrade fhir-server, or use "
             "another --data-dir."
         )
-    try:
-        if found:  # else a new file, with nothing to bring up to date
-            for version in range(found, SCHEMA_VERSION):
-                MIGRATIONS[version](db)
+    with _migration(path):
+        for version in range(found or NEW_FILE_VERSION, SCHEMA_VERSION):
+            MIGRATIONS[version](db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def prepare(db: sqlite3.Connection, path: Path, kind: ResourceKind) -> None:
+    """Bring the file to SCHEMA_VERSION and `kind`'s tables to its search parameters, in the
+    caller's transaction."""
+    migrate(db, path)
+    with _migration(path):
         tables = Tables.of(kind)
         if not _columns(db, tables.name):
             _create_tables(db, tables)
         _fit_parameters(db, tables, kind.search_parameters)
+
+
+@contextmanager
+def _migration(path: Path) -> Iterator[None]:
+    """A failure is a StoreMigrationFailed (the caller's transaction is rolled back)."""
+    try:
+        yield
     except Exception as exc:
         if isinstance(exc, sqlite3.OperationalError) and _busy(exc):
             raise  # another process holds the file: StoreUnavailable, worth retrying
