@@ -19,6 +19,7 @@ from fhir_server.resources.kinds import ResourceKind, SearchParameter
 from fhir_server.search.query import (
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -184,6 +185,33 @@ async def test_every_job_and_version_written_by_c436025_is_read(
             expected[0]["resource"],
         )
     assert any(v["resource"] is None for h in histories.values() for v in h)  # deletions too
+
+
+async def test_versions_written_before_methods_were_recorded_read_as_post_put_delete(
+    upgraded: JobStore, backend: Backend
+):
+    # A version written by c436025 says nothing of its request: a first version reads as a
+    # POST that created the job, a deletion as a DELETE, any other as a PUT that updated it.
+    histories = EXPECTED[backend.name]["histories"]
+    expected = sorted(
+        (
+            (v["last_updated"], job_id, v["version"], _default_request(v))
+            for job_id, versions in histories.items()
+            for v in versions
+        ),
+        reverse=True,
+    )
+    everything = await upgraded.versions(HistoryQuery(limit=1000))
+    assert [
+        (r.last_updated, r.id, r.version, (r.method, r.created)) for r in everything
+    ] == expected
+    assert {method for *_, (method, _) in expected} == {"POST", "PUT", "DELETE"}
+
+
+def _default_request(version: dict[str, Any]) -> tuple[str, bool]:
+    if version["resource"] is None:
+        return "DELETE", False
+    return ("POST", True) if version["version"] == 1 else ("PUT", False)
 
 
 @pytest.mark.parametrize("name", list(SEARCHES))
