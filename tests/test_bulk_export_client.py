@@ -81,3 +81,34 @@ def test_bulk_export_since_the_future_lists_empty_files(export_service: str):
     manifest = result["manifest"]
     assert isinstance(manifest, dict)
     assert [item["count"] for item in manifest["output"]] == [0] * len(STATUSES)
+
+
+def poll(base: str, status_url: str) -> dict[str, object]:
+    server_root = base.removesuffix("fhir/R4")
+    result: dict[str, object] = run_node(
+        "poll_status.mjs", {"baseUrl": server_root, "token": token(), "statusUrl": status_url}
+    )
+    return result
+
+
+def test_polling_a_failed_job_throws_its_outcome_with_the_failures_status(export_service: str):
+    url, headers = f"{export_service}/AsyncJob/failed-one", ADMIN_HEADERS | FHIR_JSON
+    issue = {"severity": "error", "code": "forbidden", "diagnostics": "no access to the data"}
+    outcome = {"resourceType": "OperationOutcome", "issue": [issue]}
+    output = {"resourceType": "Parameters", "parameter": [{"name": "outcome", "resource": outcome}]}
+    for status, extra in (("accepted", {}), ("error", {"output": output})):
+        job = make_job(id="failed-one", status=status, **extra)
+        assert httpx.put(url, json=job, headers=headers).is_success
+    status_url = f"{export_service}/job/failed-one/status"
+    assert httpx.get(status_url, headers=ADMIN_HEADERS).status_code == 403
+    assert poll(export_service, status_url) == {"error": outcome}
+
+
+def test_polling_a_completed_job_that_is_no_export_returns_the_job(export_service: str):
+    result = poll(export_service, f"{export_service}/job/done-before/status")["result"]
+    assert isinstance(result, dict)
+    assert (result["resourceType"], result["id"], result["status"]) == (
+        "AsyncJob",
+        "done-before",
+        "completed",
+    )
