@@ -9,7 +9,8 @@ The FHIR API, the status endpoint included, is the fhir-server app itself, on th
 once the job completes, polling answers the Bulk Data manifest.
 
 Of the kick-off parameters of Bulk Data's system-level export, `_type` (AsyncJob only),
-`_since` and `_outputFormat` (NDJSON) are served; any other is refused with a 400.
+`_since` and `_outputFormat` (NDJSON) are served, in the URL; any other parameter, or a POST
+body, is refused with a 400.
 """
 
 import contextlib
@@ -78,6 +79,12 @@ def create_export_app(
     async def export(request: Request) -> Response:
         assert worker is not None
         check_kick_off(request)
+        if await request.body():
+            # Bulk Data also takes the parameters as a Parameters body of a POST; this
+            # example reads them from the URL only, and says so rather than ignore them.
+            raise FhirError.of(
+                "not-supported", "Send the $export parameters in the URL; a body is not read"
+            )
         return await kick_off(request, worker.jobs, type="bulk-export", start=worker.start)
 
     files = StaticFiles(directory=export_dir)

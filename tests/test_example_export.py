@@ -165,6 +165,21 @@ async def test_a_kick_off_the_export_cannot_honour_is_a_400_and_starts_nothing(
     assert worker.tasks == {}
 
 
+async def test_a_kick_off_with_a_parameters_body_is_a_400_and_starts_nothing(
+    app_client: tuple[httpx.AsyncClient, ExportWorker], store: JobStore
+):
+    client, worker = app_client
+    assert worker.tasks == {}
+    body = {"resourceType": "Parameters", "parameter": [{"name": "_type", "valueString": "X"}]}
+    response = await client.post(
+        "$export", json=body, headers=ASYNC | {"Content-Type": "application/fhir+json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["code"] == "not-supported"
+    assert await store.count(JobQuery()) == 0
+    assert worker.tasks == {}
+
+
 async def test_kick_off_needs_a_scope_that_creates_jobs(
     store: JobStore, settings: Settings, tmp_path: Path
 ):
