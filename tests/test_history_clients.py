@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from .conftest import ADMIN_HEADERS, bearer, make_job, token
-from .node_clients import run_node
+from .node_clients import medplum_issues, run_node
 from .servers import running_server
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -74,3 +74,20 @@ def test_a_non_admin_pages_through_its_own_versions_only(server: str):
     seen = pages(server, token("alice", ALICE))
     entries = [entry for page in seen for entry in page["entries"]]
     assert [(e["fullUrl"], e["method"]) for e in entries] == [(f"{server}/AsyncJob/alices", "PUT")]
+
+
+def test_history_bundles_are_valid_fhir_for_medplum(server: str):
+    with httpx.Client(base_url=server + "/", headers=ADMIN_HEADERS | FHIR_JSON) as http:
+        assert http.put("AsyncJob/job-1", json=make_job(id="job-1")).status_code == 201
+        done = make_job(id="job-1", status="completed")
+        assert http.put("AsyncJob/job-1", json=done).status_code == 200
+        assert http.put("AsyncJob/job-2", json=make_job(id="job-2")).status_code == 201
+        assert http.delete("AsyncJob/job-2").status_code == 204
+        bodies = [
+            http.get("AsyncJob/_history").json(),
+            http.get("AsyncJob/_history", params={"_count": "1"}).json(),
+            http.get("AsyncJob/_history", params={"_since": "2999-01-01"}).json(),  # no entry
+            http.get("AsyncJob/job-1/_history").json(),
+            http.get("AsyncJob/job-2/_history").json(),
+        ]
+    assert medplum_issues(bodies) == [[]] * len(bodies)
