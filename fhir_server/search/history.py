@@ -4,6 +4,7 @@ R4's other history parameters (`_at`, `_list`) are refused rather than ignored: 
 would otherwise take the whole history for the answer to its question.
 """
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -15,7 +16,7 @@ from .query import HISTORY_SORT, Cursor, HistoryQuery
 
 # Parameters answered by the HTTP layer (format negotiation).
 _HTTP_PARAMETERS = frozenset({"_format", "_pretty"})
-_WHOLE_NUMBER_DIGITS = 18
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass
@@ -55,10 +56,9 @@ def parse_history(
                 ) from None
             link_params.append((name, value))
         elif name == "_count":
-            if not (value.isascii() and value.isdigit() and len(value) <= _WHOLE_NUMBER_DIGITS):
+            # ASCII digits only (isdigit alone takes '٣'), few enough for a 64-bit integer
+            if not _WHOLE_NUMBER.fullmatch(value) or int(value) < 1:
                 raise _bad(name, f"expected a whole number >= 1, got '{value[:40]}'")
-            if int(value) < 1:
-                raise _bad(name, f"expected a whole number >= 1, got '{value}'")
             count = page_size(int(value), limits)
             link_params.append((name, value))
         elif name == "_cursor":

@@ -36,10 +36,6 @@ class StoreMigrationFailed(Exception):
     message (which says what to do) instead of answering 503 while it retries."""
 
 
-# The HTTP methods a version can be written by (a history entry's request.method).
-WRITE_METHODS = ("POST", "PUT", "DELETE")
-
-
 class JobRecord:
     """One version of a job. A deleted version carries no resource.
 
