@@ -47,6 +47,16 @@ _IF_MATCH = {
 }
 
 
+def _query_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
 def _search_params(kind: ResourceKind) -> list[dict[str, Any]]:
     return [
         *(
@@ -179,6 +189,18 @@ def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
                 [_ID, _IF_MATCH],
                 _fhir_answers((204, "deleted"), (412, "stale")),
             ),
+        },
+        f"{base}/_history": {
+            "get": _op(
+                "history of every resource of the type, newest first",
+                _needs(kind, "history-type"),
+                [
+                    _query_param("_since", "instant: versions written at or after it"),
+                    _query_param("_count", "entries per page (default 20, at most 1000)"),
+                    _query_param("_cursor", "the position a next/previous link carries"),
+                ],
+                _fhir_answers((200, "history Bundle")),
+            )
         },
         f"{base}/{{id}}/_history": {
             "get": _op(

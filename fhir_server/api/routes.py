@@ -43,7 +43,9 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     base = f"{BASE_PATH}/{kind.type}"
     writer = WRITERS.get(kind.type) or partial(ResourceWriter, kind)
     table: list[tuple[str, str, str, Endpoint]] = [
-        # Read and search first: the router tries routes in order, and these are the busiest.
+        # The router tries routes in order: the type's history before the read, whose {id}
+        # would take `_history`; then read and search, the busiest.
+        ("history-type", "GET", "/_history", history.type_history(kind)),
         ("read", "GET", "/{id}", read.read(kind)),
         ("search-type", "GET", "", search.search(kind, parser)),
         ("search-type", "POST", "/_search", search.search(kind, parser)),
@@ -81,10 +83,13 @@ def all_routes(
 ) -> list[BaseRoute]:
     """The routes of the app serving `kinds` (the registry's, resources/registry.py)."""
     routes = [route for kind in kinds for route in kind_routes(kind, parser_for(kind))]
+    # The first kind's read and search lead (the busiest routes), behind its type history
+    # (which must come before the read).
+    leading = 3 if "history-type" in kinds[0].access else 2
     return [
-        *routes[:2],  # the first kind's read and search lead: the busiest routes
+        *routes[:leading],
         public(f"{BASE_PATH}/metadata", metadata.metadata),
-        *routes[2:],
+        *routes[leading:],
         GuardedRoute(
             STATUS_PATH,
             status.poll,

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..resources.outcome import FhirError, Issue
-from ..search.query import JobQuery
+from ..search.query import HistoryQuery, JobQuery
 from ..storage.base import JobRecord, JobStore
 from .tokens import Principal
 
@@ -61,13 +61,23 @@ class OwnedJobStore:
     async def count(self, query: JobQuery) -> int:
         return await self.store.count(replace(query, owner=self.owner or ""))
 
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        return await self.store.versions(replace(query, owner=self.owner or ""))
+
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         current = await self.store.get(resource["id"])
         if current is not None and not self._sees(current):
             raise IdTaken(resource["id"])
-        return await self.store.save(resource, expected_version=expected_version, owner=owner)
+        return await self.store.save(
+            resource, expected_version=expected_version, owner=owner, method=method
+        )
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         if await self.get(job_id) is None:

@@ -155,7 +155,7 @@ class JobService:
         """Store a new job under a server-assigned id (POST)."""
         new = {**resource, "id": str(uuid.uuid4())}
         job = await _validating(new, partial(rules.new_job, new))
-        return await self.store.save(job, expected_version=0, owner=owner)
+        return await self.store.save(job, expected_version=0, owner=owner, method="POST")
 
     async def put(
         self,
@@ -182,7 +182,10 @@ class JobService:
                     # a deleted job keeps its owner: an admin who writes it again does not
                     # take it over
                     keeps = current.owner if current is not None else owner
-                    return await self.store.save(job, expected_version=version, owner=keeps), True
+                    saved = await self.store.save(
+                        job, expected_version=version, owner=keeps, method="PUT"
+                    )
+                    return saved, True
                 updated = await _validating(
                     resource, partial(rules.updated_job, current.resource, resource)
                 )
@@ -238,7 +241,10 @@ class JobService:
         raise _busy(job_id)
 
     async def _save(self, current: JobRecord, job: dict[str, Any]) -> JobRecord:
-        return await self.store.save(job, expected_version=current.version, owner=current.owner)
+        """An update: recorded as a PUT of the job (progress, completion, a cancel too)."""
+        return await self.store.save(
+            job, expected_version=current.version, owner=current.owner, method="PUT"
+        )
 
 
 async def _validating(resource: dict[str, Any], rules_call: Callable[[], T]) -> T:

@@ -17,12 +17,14 @@ SEARCH_PARAMETER_BASE = "http://hl7.org/fhir/SearchParameter"
 # FHIR's logical id: the same rule for every resource type.
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 
-# The SMART v2 permission letter each FHIR interaction needs (c r u d s).
+# The SMART v2 permission letter each FHIR interaction needs (c r u d s): a type's history
+# is a search of its versions (SMART: `s` covers search-type and history-type).
 STANDARD_ACCESS: Mapping[str, str] = {
     "read": "r",
     "vread": "r",
     "history-instance": "r",
     "search-type": "s",
+    "history-type": "s",
     "create": "c",
     "update": "u",
     "delete": "d",

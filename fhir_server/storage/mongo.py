@@ -1,6 +1,5 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -13,7 +12,7 @@ from pymongo.errors import (
 )
 
 from ..resources.asyncjob import ASYNC_JOB
-from ..resources.instants import now_instant, parse_instant_ms
+from ..resources.instants import instant_of_ms, now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
 from ..search.query import (
     MISSING_DATE,
@@ -21,6 +20,7 @@ from ..search.query import (
     Condition,
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -73,6 +73,11 @@ class MongoJobStore:
 
     async def open(self) -> None:
         await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
+        # The type's history, newest first: all versions, and one owner's. A history document
+        # written before methods were recorded has no method or created field (JobRecord then
+        # tells them from the version).
+        await self._history.create_index(_HISTORY_ORDER)
+        await self._history.create_index([("owner", ASCENDING), *_HISTORY_ORDER])
         try:
             await prepare(self._db, self.kind.storage_name, self.parameters)
         except (*TRANSIENT_ERRORS, SchemaTooNew):
@@ -109,6 +114,20 @@ class MongoJobStore:
         cursor = self._history.find({"job": job_id}).sort("version", DESCENDING)
         return [_history_record(doc) async for doc in cursor]
 
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        clauses: list[dict[str, Any]] = []
+        if query.owner is not None:
+            clauses.append({"owner": query.owner})
+        if query.since is not None:
+            clauses.append({"last_updated": {"$gte": query.since}})
+        forward = query.cursor is None or query.cursor.forward
+        if query.cursor is not None:
+            clauses.append(_history_keyset(query))
+        filters = {"$and": clauses} if clauses else {}
+        order = [(f, d if forward else -d) for f, d in _HISTORY_ORDER]
+        cursor = self._history.find(filters).sort(order).limit(query.limit)
+        return [_history_record(doc) async for doc in cursor]
+
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sort = full_sort(query.sort)
         forward = query.cursor is None or query.cursor.forward
@@ -127,7 +146,12 @@ class MongoJobStore:
         return int(await self._current.count_documents(_filter(query, self._tokens)))
 
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         job_id = resource["id"]
         version = expected_version + 1
@@ -138,10 +162,15 @@ class MongoJobStore:
         replaced = await self._current.replace_one(
             {"_id": job_id, "version": expected_version}, doc
         )
-        if replaced.matched_count == 0:
+        # No live document of the expected version: the job is new (or deleted).
+        created = replaced.matched_count == 0
+        if created:
             await self._insert_new(job_id, expected_version, doc)
-        record = JobRecord(job_id, version, stamped["meta"]["lastUpdated"], stamped, owner)
-        await self._append_history(record)
+        last_updated = stamped["meta"]["lastUpdated"]
+        record = JobRecord(
+            job_id, version, last_updated, stamped, owner, method=method, created=created
+        )
+        await self._append_history(record, method, created)
         return record
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
@@ -151,8 +180,10 @@ class MongoJobStore:
             newest = await self.get(job_id)
             raise VersionConflict(job_id, expected_version, newest.version if newest else None)
         owner = current.get("owner") if current else None
-        record = JobRecord(job_id, expected_version + 1, now_instant(), None, owner)
-        await self._append_history(record)
+        record = JobRecord(
+            job_id, expected_version + 1, now_instant(), None, owner, method="DELETE", created=False
+        )
+        await self._append_history(record, "DELETE", False)
         return record
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
@@ -169,7 +200,8 @@ class MongoJobStore:
                 await self._history.delete_many({"job": doc["_id"]})
                 removed += 1
         deletions = self._history.find(
-            {"resource": None, "last_updated": {"$lt": _instant(cutoff)}}, {"job": 1, "version": 1}
+            {"resource": None, "last_updated": {"$lt": instant_of_ms(cutoff)}},
+            {"job": 1, "version": 1},
         )
         async for doc in deletions:
             newest = await self._newest_version(doc["job"])
@@ -202,7 +234,7 @@ class MongoJobStore:
         doc = await self._history.find_one({"job": job_id}, sort=[("version", DESCENDING)])
         return None if doc is None else _history_record(doc)
 
-    async def _append_history(self, record: JobRecord) -> None:
+    async def _append_history(self, record: JobRecord, method: str | None, created: bool) -> None:
         await self._history.replace_one(
             {"_id": f"{record.id}/{record.version}"},
             {
@@ -211,15 +243,11 @@ class MongoJobStore:
                 "last_updated": record.last_updated,
                 "owner": record.owner,
                 "resource": record.resource,
+                "method": method,
+                "created": created,
             },
             upsert=True,
         )
-
-
-def _instant(epoch_ms: int) -> str:
-    """Epoch ms in now_instant's fixed-width form, so stored instants compare as strings."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _record(doc: dict[str, Any]) -> JobRecord:
@@ -231,8 +259,32 @@ def _record(doc: dict[str, Any]) -> JobRecord:
 
 def _history_record(doc: dict[str, Any]) -> JobRecord:
     return JobRecord(
-        doc["job"], doc["version"], doc["last_updated"], doc.get("resource"), doc.get("owner")
+        doc["job"],
+        doc["version"],
+        doc["last_updated"],
+        doc.get("resource"),
+        doc.get("owner"),
+        method=doc.get("method"),
+        created=doc.get("created"),
     )
+
+
+# The history documents' fields in HISTORY_SORT (the job's id is `job` there).
+_HISTORY_ORDER = [("last_updated", DESCENDING), ("job", DESCENDING), ("version", DESCENDING)]
+
+
+def _history_keyset(query: HistoryQuery) -> dict[str, Any]:
+    """Versions strictly after (forward: older than) or before the cursor in HISTORY_SORT."""
+    assert query.cursor is not None
+    values = cursor_position(query.sort, query.cursor)
+    op = "$lt" if query.cursor.forward else "$gt"
+    fields = [f for f, _ in _HISTORY_ORDER]
+    branches = []
+    for i, name in enumerate(fields):
+        branch: dict[str, Any] = {fields[j]: values[j] for j in range(i)}
+        branch[name] = {op: values[i]}
+        branches.append(branch)
+    return {"$or": branches}
 
 
 def _condition(condition: Condition, tokens: tuple[str, ...]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from ..search.query import (
     Condition,
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -77,7 +78,9 @@ class SqliteJobStore:
 
     # Reads that run on the event loop without awaiting (see the module docstring): no
     # deadline can interrupt them, so with_deadline leaves them untimed.
-    SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
+    SYNCHRONOUS_METHODS = frozenset(
+        {"ping", "get", "get_version", "history", "versions", "search", "count"}
+    )
 
     def __init__(self, path: Path, kind: ResourceKind = ASYNC_JOB) -> None:
         self.path = Path(path)
@@ -100,7 +103,11 @@ class SqliteJobStore:
         self._live_job = (
             f"SELECT id, version, owner, resource, last_updated FROM {tables.live} WHERE id = ?"
         )
-        versions = f"SELECT job, version, last_updated, owner, resource FROM {tables.versions}"
+        versions = (
+            "SELECT job, version, last_updated, owner, resource, method, created "
+            f"FROM {tables.versions}"
+        )
+        self._all_versions = versions
         self._version = f"{versions} WHERE job = ? AND version = ?"
         self._history = f"{versions} WHERE job = ? ORDER BY version DESC"
         self._newest_version = f"{self._history} LIMIT 1"
@@ -186,6 +193,10 @@ class SqliteJobStore:
     async def history(self, job_id: str) -> list[JobRecord]:
         return [_version_record(row) for row in self._read(self._history, (job_id,))]
 
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        sql, params = versions_sql(query, self._all_versions)
+        return [_version_record(row) for row in self._read(sql, params)]
+
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query, self._tokens, self._tables)
         indexed = _sort_positions(query.sort)
@@ -196,7 +207,12 @@ class SqliteJobStore:
         return int(self._read(sql, params)[0][0])
 
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         job_id = resource["id"]
         version = expected_version + 1
@@ -207,17 +223,24 @@ class SqliteJobStore:
         row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
         tables = self._tables
 
-        def write() -> None:
+        def write() -> bool:
             db = self._write_db
             with _transaction(db):
                 newest = _newest_version_number(db, tables, job_id)
                 if newest != expected_version:
                     raise VersionConflict(job_id, expected_version, newest)
+                # The job is new, or deleted, unless it has a live row.
+                created = newest == 0 or not _is_live(db, tables, job_id)
                 db.execute(self._upsert, row)
-                _append_version(db, tables, job_id, version, last_updated, owner, blob)
+                _append_version(
+                    db, tables, job_id, version, last_updated, owner, blob, method, created
+                )
+                return created
 
-        await self._write(write)
-        return JobRecord(job_id, version, last_updated, stamped, owner)
+        created = await self._write(write)
+        return JobRecord(
+            job_id, version, last_updated, stamped, owner, method=method, created=created
+        )
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         last_updated = now_instant()
@@ -235,12 +258,22 @@ class SqliteJobStore:
                     raise VersionConflict(job_id, expected_version, newest or None)
                 db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
                 _append_version(
-                    db, tables, job_id, expected_version + 1, last_updated, live[0], None
+                    db,
+                    tables,
+                    job_id,
+                    expected_version + 1,
+                    last_updated,
+                    live[0],
+                    None,
+                    "DELETE",
+                    False,
                 )
                 return str(live[0]) if live[0] is not None else None
 
         owner = await self._write(write)
-        return JobRecord(job_id, expected_version + 1, last_updated, None, owner)
+        return JobRecord(
+            job_id, expected_version + 1, last_updated, None, owner, method="DELETE", created=False
+        )
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         cutoff = parse_instant_ms(before)
@@ -285,6 +318,10 @@ def _newest_version_number(db: sqlite3.Connection, tables: Tables, job_id: str) 
     return 0 if row is None else int(row[0])
 
 
+def _is_live(db: sqlite3.Connection, tables: Tables, job_id: str) -> bool:
+    return db.execute(f"SELECT 1 FROM {tables.live} WHERE id = ?", (job_id,)).fetchone() is not None
+
+
 def _append_version(
     db: sqlite3.Connection,
     tables: Tables,
@@ -293,11 +330,14 @@ def _append_version(
     last_updated: str,
     owner: str | None,
     blob: bytes | None,
+    method: str | None,
+    created: bool,
 ) -> None:
     db.execute(
-        f"INSERT INTO {tables.versions} (job, version, last_updated, owner, resource) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (job_id, version, last_updated, owner, blob),
+        f"INSERT INTO {tables.versions} "
+        "(job, version, last_updated, owner, resource, method, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, version, last_updated, owner, blob, method, created),
     )
 
 
@@ -312,8 +352,40 @@ def _record(row: tuple[Any, ...], indexed: Mapping[str, int]) -> JobRecord:
 
 
 def _version_record(row: tuple[Any, ...]) -> JobRecord:
-    job_id, version, last_updated, owner, blob = row
-    return JobRecord(job_id, version, last_updated, None, owner, stored=blob)
+    job_id, version, last_updated, owner, blob, method, created = row
+    return JobRecord(
+        job_id,
+        version,
+        last_updated,
+        None,
+        owner,
+        stored=blob,
+        method=method,
+        created=None if created is None else bool(created),
+    )
+
+
+def versions_sql(query: HistoryQuery, select: str) -> tuple[str, tuple[Any, ...]]:
+    """One page of the type's history: `select` (the version columns) in HISTORY_SORT, read
+    from the index of the owner's or of all versions by time, in the order it is kept
+    (backwards for newest first), so nothing is sorted."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.owner is not None:
+        clauses.append("owner = ?")
+        params.append(query.owner)
+    if query.since is not None:
+        clauses.append("last_updated >= ?")
+        params.append(query.since)
+    forward = query.cursor is None or query.cursor.forward
+    if query.cursor is not None:
+        # Row values compare key by key, as the index orders them (SQLite 3.15+).
+        clauses.append(f"(last_updated, job, version) {'<' if forward else '>'} (?, ?, ?)")
+        params += cursor_position(query.sort, query.cursor)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    direction = "DESC" if forward else "ASC"
+    order = ", ".join(f"{c} {direction}" for c in ("last_updated", "job", "version"))
+    return f"{select}{where} ORDER BY {order} LIMIT ?", (*params, query.limit)
 
 
 # A query is immutable and clients repeat theirs (pollers, the same page links): the SQL

@@ -19,6 +19,7 @@ from fhir_server.resources.kinds import ResourceKind, SearchParameter
 from fhir_server.search.query import (
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -186,6 +187,33 @@ async def test_every_job_and_version_written_by_c436025_is_read(
     assert any(v["resource"] is None for h in histories.values() for v in h)  # deletions too
 
 
+async def test_versions_written_before_methods_were_recorded_read_as_post_put_delete(
+    upgraded: JobStore, backend: Backend
+):
+    # A version written by c436025 says nothing of its request: a first version reads as a
+    # POST that created the job, a deletion as a DELETE, any other as a PUT that updated it.
+    histories = EXPECTED[backend.name]["histories"]
+    expected = sorted(
+        (
+            (v["last_updated"], job_id, v["version"], _default_request(v))
+            for job_id, versions in histories.items()
+            for v in versions
+        ),
+        reverse=True,
+    )
+    everything = await upgraded.versions(HistoryQuery(limit=1000))
+    assert [
+        (r.last_updated, r.id, r.version, (r.method, r.created)) for r in everything
+    ] == expected
+    assert {method for *_, (method, _) in expected} == {"POST", "PUT", "DELETE"}
+
+
+def _default_request(version: dict[str, Any]) -> tuple[str, bool]:
+    if version["resource"] is None:
+        return "DELETE", False
+    return ("POST", True) if version["version"] == 1 else ("PUT", False)
+
+
 @pytest.mark.parametrize("name", list(SEARCHES))
 async def test_searches_answer_as_c436025_did(upgraded: JobStore, backend: Backend, name: str):
     query = decode(SEARCHES[name])
@@ -201,7 +229,7 @@ async def test_a_c436025_file_is_brought_to_the_current_schema(upgraded: JobStor
         assert [p["name"] for p in record["parameters"]] == [p.name for p in SEARCH_PARAMETERS]
         return
     with sqlite3.connect(upgraded.path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
         assert sorted(recorded) == sorted(
             (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
@@ -265,7 +293,7 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     await store.delete("job-0", expected_version=1)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         tally = "SELECT status, type, n FROM asyncjob_tally WHERE n > 0"
         grouped = "SELECT status, type, count(*) FROM asyncjob GROUP BY 1, 2"
         assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
