@@ -11,9 +11,22 @@ from ..auth.policy import interaction_access
 from ..auth.scopes import NamedScope
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
+from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..storage.writer import ResourceWriter
-from . import cancel, ehealth, health, history, metadata, openapi, read, search, status, writes
+from . import (
+    cancel,
+    conformance,
+    ehealth,
+    health,
+    history,
+    metadata,
+    openapi,
+    read,
+    search,
+    status,
+    writes,
+)
 from .routing import Endpoint, GuardedRoute, public
 from .urls import BASE_PATH, STATUS_PATH
 
@@ -64,6 +77,18 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     return routes
 
 
+def conformance_routes() -> list[GuardedRoute]:
+    """The definitions the CapabilityStatement names, public like it: read and search by url."""
+    routes = []
+    for resource_type in CONFORMANCE_TYPES:
+        base = f"{BASE_PATH}/{resource_type}"
+        routes += [
+            public(f"{base}/{{id}}", conformance.read(resource_type)),
+            public(base, conformance.search(resource_type)),
+        ]
+    return routes
+
+
 def all_routes(
     kinds: tuple[ResourceKind, ...], parser_for: SearchParsers, admin_scope: str
 ) -> list[BaseRoute]:
@@ -86,6 +111,7 @@ def all_routes(
             methods=["DELETE"],
             access=interaction_access(ASYNC_JOB, "update"),
         ),
+        *conformance_routes(),
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
         # Counts every owner's jobs: for admins only.
