@@ -49,7 +49,8 @@ def searchset(
     ]
     if warnings:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
-    bundle["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays: no match, no `entry`
+        bundle["entry"] = entries
     return bundle
 
 
@@ -57,7 +58,8 @@ def history(
     base: str, resource_type: str, versions: list[Version], *, self_url: str
 ) -> dict[str, Any]:
     bundle = _bundle("history", len(versions), [("self", self_url)])
-    bundle["entry"] = [_history_entry(base, resource_type, version) for version in versions]
+    if versions:
+        bundle["entry"] = [_history_entry(base, resource_type, version) for version in versions]
     return bundle
 
 
