@@ -16,17 +16,20 @@ from .outcome import FhirError, Issue
 RESOURCE_TYPE = "AsyncJob"
 STATUSES = ("accepted", "error", "completed", "cancelled")
 FINAL_STATUSES = frozenset({"error", "completed", "cancelled"})
-# Elements a client always gets back, whatever _elements or _summary asks for.
-MANDATORY_ELEMENTS = ("resourceType", "id", "meta", "status", "requestTime", "request")
-# Elements flagged isSummary in the AsyncJob definition (everything but the bulky ones).
-SUMMARY_ELEMENTS = (
-    *MANDATORY_ELEMENTS,
-    "implicitRules",
-    "transactionTime",
-    "type",
+# Elements a client always gets back, whatever _elements or _summary asks for: the required
+# ones, and those the invariant ajb-1 needs, so a subset of a job still conforms.
+MANDATORY_ELEMENTS = (
+    "resourceType",
+    "id",
+    "meta",
+    "status",
+    "requestTime",
+    "request",
     "dataVersion",
     "minServerVersion",
 )
+# Elements flagged isSummary in the AsyncJob definition (everything but the bulky ones).
+SUMMARY_ELEMENTS = (*MANDATORY_ELEMENTS, "implicitRules", "transactionTime", "type")
 # Issue types of a job that is readable but breaks a binding or an invariant.
 CONTENT_ISSUES = frozenset({"code-invalid", "invariant"})
 # Medplum's CodeSystem of the status codes (the one its AsyncJob.status binding names).
@@ -174,9 +177,7 @@ def _empty_values(value: Any, path: str) -> list[tuple[str, str]]:
         if not value:
             return [(path, "object")]
         return [
-            found
-            for key, item in value.items()
-            for found in _empty_values(item, f"{path}.{key}")
+            found for key, item in value.items() for found in _empty_values(item, f"{path}.{key}")
         ]
     if isinstance(value, list):
         if not value:
