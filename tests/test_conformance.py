@@ -11,7 +11,7 @@ import pytest
 
 from fhir_server.app import create_app
 from fhir_server.config import Settings
-from fhir_server.resources.asyncjob_profile import JOB_TYPES
+from fhir_server.resources.asyncjob_profile import JOB_TYPES, STATUSES
 from fhir_server.resources.conformance import CONFORMANCE_TYPES
 from fhir_server.storage.base import JobStore
 
@@ -107,6 +107,7 @@ async def test_put_to_a_new_id_creates_as_update_create_says(client: httpx.Async
         "StructureDefinition/AsyncJob",
         "CodeSystem/async-job-type",
         "ValueSet/async-job-type",
+        "ValueSet/async-job-status",
         "SearchParameter/AsyncJob-type",
         "SearchParameter/AsyncJob-request-time",
         "OperationDefinition/AsyncJob-cancel",
@@ -183,6 +184,15 @@ async def test_definitions_are_read_only(client: httpx.AsyncClient, method: str,
     assert response.headers["allow"] == "GET, HEAD"
 
 
+async def test_the_status_value_set_holds_the_four_statuses_of_medplums_code_system(
+    anonymous: httpx.AsyncClient,
+):
+    value_set = (await anonymous.get("ValueSet/async-job-status")).json()
+    [include] = value_set["compose"]["include"]
+    assert include["system"] == "https://medplum.com/fhir/CodeSystem/async-job-status"
+    assert [c["code"] for c in include["concept"]] == list(STATUSES)
+
+
 async def test_the_type_code_system_holds_every_job_type_with_its_meaning(
     anonymous: httpx.AsyncClient,
 ):
@@ -201,7 +211,7 @@ def test_every_example_job_has_a_type_of_the_profile():
     assert types - {None} <= set(JOB_TYPES)
 
 
-async def test_the_profile_is_medplums_asyncjob_with_our_type_binding(
+async def test_the_profile_is_medplums_asyncjob_with_our_status_and_type_bindings(
     anonymous: httpx.AsyncClient,
 ):
     ours = (await anonymous.get("StructureDefinition/AsyncJob")).json()
@@ -222,5 +232,7 @@ async def test_the_profile_is_medplums_asyncjob_with_our_type_binding(
         "description": "The job types this server runs",
         "valueSet": f"{BASE}/ValueSet/async-job-type",
     }
-    for element_id in set(mine) - {"AsyncJob.type", "AsyncJob.minServerVersion"}:
+    assert mine["AsyncJob.status"]["binding"]["valueSet"] == f"{BASE}/ValueSet/async-job-status"
+    changed = {"AsyncJob.status", "AsyncJob.type", "AsyncJob.minServerVersion"}
+    for element_id in set(mine) - changed:
         assert mine[element_id] == theirs[element_id], element_id

@@ -138,10 +138,12 @@ def test_medplum_against_the_profile_catches_jobs_that_break_it(
         "type": "collection",
         "entry": [{"resource": unknown_type}],
     }
-    found = medplum_issues([unknown_type, no_server_version, in_a_bundle], definitions)
+    active = {**job, "status": "active"}  # in Medplum's value set, not in ours
+    found = medplum_issues([unknown_type, no_server_version, in_a_bundle, active], definitions)
     assert [i["expression"] for i in found[0]] == [["AsyncJob.type"]]
     assert "ajb-1" in str(found[1])
     assert [i["expression"] for i in found[2]] == [["AsyncJob.type"]]
+    assert [i["expression"] for i in found[3]] == [["AsyncJob.status"]]
 
 
 def empty_values(value: Any, path: str = "$") -> list[str]:

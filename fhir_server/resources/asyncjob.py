@@ -9,12 +9,18 @@ import orjson
 from fhir.resources.R4B import domainresource, fhirtypes
 from pydantic import Field, ValidationError
 
-from .asyncjob_profile import DEFINITIONS, JOB_TYPE_SYSTEM, PROFILE, profile_issues
+from .asyncjob_profile import (
+    DEFINITIONS,
+    JOB_TYPE_SYSTEM,
+    PROFILE,
+    STATUS_SYSTEM,
+    STATUSES,
+    profile_issues,
+)
 from .kinds import ID_PATTERN, Operation, ResourceKind, SearchParameter
 from .outcome import FhirError, Issue
 
 RESOURCE_TYPE = "AsyncJob"
-STATUSES = ("accepted", "error", "completed", "cancelled")
 FINAL_STATUSES = frozenset({"error", "completed", "cancelled"})
 # Elements a client always gets back, whatever _elements or _summary asks for: the required
 # ones, and those the invariant ajb-1 needs, so a subset of a job still conforms.
@@ -32,8 +38,6 @@ MANDATORY_ELEMENTS = (
 SUMMARY_ELEMENTS = (*MANDATORY_ELEMENTS, "implicitRules", "transactionTime", "type")
 # Issue types of a job that is readable but breaks a binding or an invariant.
 CONTENT_ISSUES = frozenset({"code-invalid", "invariant"})
-# Medplum's CodeSystem of the status codes (the one its AsyncJob.status binding names).
-STATUS_SYSTEM = "https://medplum.com/fhir/CodeSystem/async-job-status"
 
 
 def _element(alias: str, **extra: Any) -> Any:

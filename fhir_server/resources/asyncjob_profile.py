@@ -1,9 +1,11 @@
 """This server's AsyncJob profile: the job types it runs and the rules its jobs keep.
 
 Medplum's AsyncJob binds `type` (required) to a value set holding only `data-migration`; ours
-binds it to the types below. The StructureDefinition (definitions/StructureDefinition-AsyncJob.json)
-is Medplum's snapshot with that one binding changed; the CodeSystem and ValueSet are built
-from JOB_TYPES, which is also what a write is checked against (profile_issues).
+binds it to the types below, and `status` to the four of Medplum's status codes this server
+uses (Medplum's value set also has `active`). The StructureDefinition
+(definitions/StructureDefinition-AsyncJob.json) is Medplum's snapshot with those two bindings
+changed; the CodeSystem and ValueSets are built from JOB_TYPES and STATUSES, which are also what
+a write is checked against.
 
 Their canonical URLs start with `[base]`, the server's FHIR base URL: the server serves these
 definitions itself (api/conformance.py), so every URL it names resolves to it.
@@ -19,6 +21,10 @@ from .outcome import Issue
 PROFILE = f"{BASE}/StructureDefinition/AsyncJob"
 JOB_TYPE_SYSTEM = f"{BASE}/CodeSystem/async-job-type"
 JOB_TYPE_VALUE_SET = f"{BASE}/ValueSet/async-job-type"
+STATUS_VALUE_SET = f"{BASE}/ValueSet/async-job-status"
+# Medplum's CodeSystem of the status codes: ours are four of its five (no `active`).
+STATUS_SYSTEM = "https://medplum.com/fhir/CodeSystem/async-job-status"
+STATUSES = ("accepted", "error", "completed", "cancelled")
 DATA_MIGRATION = "data-migration"
 
 # code: (display, definition). The producers: examples/, the eHealth jobs (docs/ehealth.md).
@@ -122,5 +128,26 @@ def _value_set() -> dict[str, Any]:
     }
 
 
+def _status_value_set() -> dict[str, Any]:
+    return {
+        "resourceType": "ValueSet",
+        "id": "async-job-status",
+        "url": STATUS_VALUE_SET,
+        "name": "AsyncJobStatus",
+        "title": "AsyncJob statuses",
+        "status": "active",
+        "description": "The statuses of this server's AsyncJobs: a job is accepted, then "
+        "completed, failed (error) or cancelled.",
+        "compose": {
+            "include": [{"system": STATUS_SYSTEM, "concept": [{"code": code} for code in STATUSES]}]
+        },
+    }
+
+
 # The conformance resources the AsyncJob kind brings (served read-only).
-DEFINITIONS: tuple[dict[str, Any], ...] = (_structure_definition(), _code_system(), _value_set())
+DEFINITIONS: tuple[dict[str, Any], ...] = (
+    _structure_definition(),
+    _code_system(),
+    _value_set(),
+    _status_value_set(),
+)
