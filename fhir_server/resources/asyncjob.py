@@ -109,8 +109,9 @@ class AsyncJob(domainresource.DomainResource):
 def validate_async_job(data: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a FHIR JSON AsyncJob and return its canonical JSON.
 
-    Every problem is reported at once, each with its element path, as a FhirError: 400 for
-    what breaks Medplum's definition, 422 for what breaks only this server's profile. An update
+    Every problem is reported at once, each with its element path, as a FhirError: 400 when
+    it cannot be read as an AsyncJob, 422 when it can but breaks a binding or an invariant of
+    the profile (asyncjob_profile.py). An update
     passes `stored`, the version it replaces: a profile rule that version already broke (it was
     stored before the profile) does not stop the update, so no job becomes unchangeable.
     """
