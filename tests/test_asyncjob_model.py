@@ -108,9 +108,10 @@ def test_a_parse_error_leads_a_profile_error():
         ({"meta": {}}, "AsyncJob.meta"),
         ({"output": {"resourceType": "Parameters", "parameter": []}}, "AsyncJob.output.parameter"),
         ({"meta": {"tag": [{}]}}, "AsyncJob.meta.tag[0]"),
+        ({"request": ""}, "AsyncJob.request"),
     ],
 )
-def test_empty_arrays_and_objects_are_refused(fields: dict[str, Any], path: str):
+def test_empty_arrays_objects_and_strings_are_refused(fields: dict[str, Any], path: str):
     """FHIR JSON has none: stored, they would be answered to every reader."""
     assert problems(make_job(**fields))[path] == "structure"
 

@@ -177,7 +177,7 @@ def _rule_issues(data: dict[str, Any], reported: set[str | None]) -> list[Issue]
 
 
 def _empty_values(value: Any, path: str) -> list[tuple[str, str]]:
-    """(path, 'array' or 'object') of every empty array or object: FHIR JSON has none."""
+    """(path, 'array', 'object' or 'string') of every empty one: FHIR JSON has none."""
     if isinstance(value, dict):
         if not value:
             return [(path, "object")]
@@ -190,6 +190,8 @@ def _empty_values(value: Any, path: str) -> list[tuple[str, str]]:
         return [
             found for n, item in enumerate(value) for found in _empty_values(item, f"{path}[{n}]")
         ]
+    if value == "":
+        return [(path, "string")]
     return []
 
 
