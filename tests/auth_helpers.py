@@ -7,6 +7,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from fhir_server.resources.conformance import CONFORMANCE_TYPES
 from fhir_server.storage.base import JobRecord, JobStore
 
 from .conftest import make_job
@@ -61,6 +62,8 @@ PUBLIC_PATHS = (
     "/fhir/R4/.well-known/smart-configuration",
     "/openapi.json",
     "/oauth2/token",
+    # the definitions the CapabilityStatement names, public like it
+    *(f"/fhir/R4/{t}{path}" for t in CONFORMANCE_TYPES for path in ("", "/{id}")),
 )
 
 

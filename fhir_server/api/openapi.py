@@ -12,6 +12,8 @@ from starlette.responses import Response
 from ..auth.policy import interaction_access
 from ..resources import registry
 from ..resources.asyncjob import ASYNC_JOB
+from ..resources.asyncjob_profile import JOB_TYPES
+from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
 from ..version import __version__
@@ -231,6 +233,35 @@ def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
     return paths
 
 
+def _definition_paths(resource_type: str) -> dict[str, dict[str, Any]]:
+    """A conformance resource type: read and search by url, public and read-only."""
+    url = {
+        "name": "url",
+        "in": "query",
+        "required": False,
+        "description": "uri: the canonical URL",
+        "schema": {"type": "string"},
+    }
+    return {
+        f"{BASE_PATH}/{resource_type}": {
+            "get": {
+                "summary": f"search {resource_type} definitions by url (public)",
+                "parameters": [url],
+                "responses": _fhir_answers((200, "searchset")),
+                "security": [],
+            }
+        },
+        f"{BASE_PATH}/{resource_type}/{{id}}": {
+            "get": {
+                "summary": f"read a {resource_type} this server defines (public)",
+                "parameters": [_ID],
+                "responses": _fhir_answers((200, resource_type)),
+                "security": [],
+            }
+        },
+    }
+
+
 def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {
         f"{BASE_PATH}/metadata": {
@@ -336,6 +367,8 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
     }
     for kind in kinds:
         paths.update(_kind_paths(kind))
+    for resource_type in CONFORMANCE_TYPES:
+        paths.update(_definition_paths(resource_type))
     for prefix in JOB_PREFIXES:
         paths[f"{prefix}/{{id}}"] = {
             "get": _op("eHealth job status", "job:read", [_ID], _ehealth_answers())
@@ -372,8 +405,9 @@ def openapi_document(kinds: tuple[ResourceKind, ...] | None = None) -> dict[str,
                         "requestTime": {"type": "string", "format": "date-time"},
                         "transactionTime": {"type": "string", "format": "date-time"},
                         "request": {"type": "string", "format": "uri"},
-                        "type": {"type": "string"},
+                        "type": {"enum": list(JOB_TYPES)},
                         "dataVersion": {"type": "integer"},
+                        "minServerVersion": {"type": "string"},
                         "output": {"type": "object"},
                     },
                 },

@@ -11,10 +11,12 @@ from ..auth.policy import interaction_access
 from ..auth.scopes import NamedScope
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
+from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..storage.writer import ResourceWriter
 from . import (
     cancel,
+    conformance,
     ehealth,
     health,
     history,
@@ -78,6 +80,18 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     return routes
 
 
+def conformance_routes() -> list[GuardedRoute]:
+    """The definitions the CapabilityStatement names, public like it: read and search by url."""
+    routes = []
+    for resource_type in CONFORMANCE_TYPES:
+        base = f"{BASE_PATH}/{resource_type}"
+        routes += [
+            public(f"{base}/{{id}}", conformance.read(resource_type)),
+            public(base, conformance.search(resource_type)),
+        ]
+    return routes
+
+
 def all_routes(
     kinds: tuple[ResourceKind, ...], parser_for: SearchParsers, admin_scope: str
 ) -> list[BaseRoute]:
@@ -104,6 +118,7 @@ def all_routes(
             access=interaction_access(ASYNC_JOB, "update"),
         ),
         public(SMART_CONFIGURATION_PATH, oauth.smart_configuration),
+        *conformance_routes(),
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
         # Counts every owner's jobs: for admins only.

@@ -80,8 +80,11 @@ class JobService:
         type: str | None = None,
         owner: str | None = None,
         data_version: int | None = None,
+        min_server_version: str | None = None,
     ) -> JobRecord:
-        """A new `accepted` job for the kick-off request URL `request`."""
+        """A new `accepted` job for the kick-off request URL `request`. `type` is one of the
+        profile's job types (resources/asyncjob_profile.py); a data-migration needs
+        data_version and min_server_version (else FhirError, 422)."""
         job: dict[str, Any] = {
             "resourceType": RESOURCE_TYPE,
             "status": rules.INITIAL_STATUS,
@@ -92,6 +95,8 @@ class JobService:
             job["type"] = type
         if data_version is not None:
             job["dataVersion"] = data_version
+        if min_server_version is not None:
+            job["minServerVersion"] = min_server_version
         return await self.create(job, owner=owner)
 
     async def report_progress(self, job_id: str, progress: str) -> JobRecord:

@@ -52,7 +52,8 @@ def searchset(
     ]
     if warnings:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
-    bundle["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays: no match, no `entry`
+        bundle["entry"] = entries
     return bundle
 
 

@@ -1,9 +1,16 @@
-"""The CapabilityStatement, derived from the registered resource kinds."""
+"""The CapabilityStatement, derived from the registered resource kinds.
+
+Every URL it names resolves: a definition FHIR publishes, or one this server serves
+(resources/conformance.py; [base] is filled in with the FHIR base URL).
+"""
 
 from typing import Any
 
 from ..version import __version__
+from .conformance import CONFORMANCE_TYPES, URL_PARAMETER, with_base
 from .kinds import ResourceKind
+
+CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition"
 
 
 def capability_statement(
@@ -22,14 +29,18 @@ def capability_statement(
         "rest": [
             {
                 "mode": "server",
-                "resource": [_resource(base, kind) for kind in kinds],
-                "interaction": [],
+                # No system-level interaction (whole-system search, history, batch) is served:
+                # FHIR JSON has no empty arrays, so `interaction` is left out.
+                "resource": [
+                    *(_resource(kind) for kind in kinds),
+                    *(_conformance_resource(t) for t in CONFORMANCE_TYPES),
+                ],
             }
         ],
     }
     if token_url is not None:
         statement["rest"][0]["security"] = _security(token_url)
-    return statement
+    return with_base(statement, base)
 
 
 def _security(token_url: str) -> dict[str, Any]:
@@ -61,14 +72,16 @@ def _security(token_url: str) -> dict[str, Any]:
     }
 
 
-def _resource(base: str, kind: ResourceKind) -> dict[str, Any]:
+def _resource(kind: ResourceKind) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "type": kind.type,
         "profile": kind.profile,
         "interaction": [{"code": code} for code in kind.interactions],
-        "versioning": "versioned",
-        "readHistory": True,
-        "conditionalRead": "full-support",
+        # Writes honour If-Match (412 for another version).
+        "versioning": "versioned-update",
+        "readHistory": "vread" in kind.access,
+        "updateCreate": "update" in kind.access,  # PUT to a new id creates it (201)
+        "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since
         "searchParam": [
             {
                 "name": p.name,
@@ -83,9 +96,19 @@ def _resource(base: str, kind: ResourceKind) -> dict[str, Any]:
         resource["operation"] = [
             {
                 "name": operation.name,
-                "definition": f"{base}/OperationDefinition/{kind.type}-{operation.name}",
+                "definition": kind.operation_definition(operation),
                 "documentation": operation.description,
             }
             for operation in kind.operations
         ]
     return resource
+
+
+def _conformance_resource(resource_type: str) -> dict[str, Any]:
+    """The definitions this server serves: read, and search by url."""
+    return {
+        "type": resource_type,
+        "profile": f"{CORE_PROFILE}/{resource_type}",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{"name": "url", "definition": URL_PARAMETER, "type": "uri"}],
+    }
