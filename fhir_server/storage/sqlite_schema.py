@@ -33,7 +33,7 @@ from .schema import (
     token_columns,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BACKFILL_BATCH = 1000  # jobs read and updated at a time while filling a new column
 TALLY_EVENTS = ("insert", "delete", "update")  # a trigger each keeps the tally
 
@@ -62,6 +62,18 @@ class Tables:
     @property
     def versions(self) -> str:
         return f"{self.name}_version"
+
+    @property
+    def live_owner(self) -> str:
+        """The live table's index of (id, owner): whether a caller owns an id, read from the
+        index alone."""
+        return f"{self.name}_id_owner"
+
+    @property
+    def versions_owner(self) -> str:
+        """The versions table's index of (job, version, owner): a job's newest version and its
+        owner, read from the index alone."""
+        return f"{self.name}_version_owner"
 
     @property
     def tally(self) -> str:
@@ -113,6 +125,40 @@ def _name_by_kind(db: sqlite3.Connection) -> None:
         _create_tally_triggers(db, new, tokens)
 
 
+def _versions_out_of_the_key(db: sqlite3.Connection) -> None:
+    """Version 4 stores each kind's versions in a rowid table, with its keys in indexes.
+
+    In the WITHOUT ROWID table the b-tree that a lookup by (job, version) walks held whole
+    rows, resources included, so looking up an id without versions cost milliseconds once
+    versions were large, against microseconds for an id with a live row: the time of a read
+    told whether another owner's job had that id. Now lookups walk indexes of small keys,
+    and two more indexes answer "does this caller own the id" without reading a row
+    (sqlite.py). Every version is copied once, in (job, version) order."""
+    # Each kind in the file has its record of parameters (and kinds' names have no "_").
+    kinds = [
+        name[: -len("_parameter")]
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND substr(name, -10) = '_parameter'"
+        ).fetchall()
+    ]
+    for kind in kinds:
+        versions = f"{kind}_version"
+        db.execute(
+            f"CREATE TABLE {versions}_new (job TEXT NOT NULL, version INTEGER NOT NULL, "
+            "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version))"
+        )
+        db.execute(
+            f"INSERT INTO {versions}_new (job, version, last_updated, owner, resource) "
+            f"SELECT job, version, last_updated, owner, resource FROM {versions} "
+            "ORDER BY job, version"
+        )
+        db.execute(f"DROP TABLE {versions}")
+        db.execute(f"ALTER TABLE {versions}_new RENAME TO {versions}")
+        db.execute(f"CREATE INDEX {kind}_version_owner ON {versions} (job, version, owner)")
+        db.execute(f'CREATE UNIQUE INDEX {kind}_id_owner ON "{kind}" (id, owner)')
+
+
 # MIGRATIONS[n] brings a file from schema version n to n + 1; a new file (version 0) needs
 # none, as each kind makes its tables when it first opens the file (_create_tables). Each is
 # fixed once released: it never depends on the current kinds or parameter lists. From
@@ -120,6 +166,7 @@ def _name_by_kind(db: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _record_parameters,
     2: _name_by_kind,
+    3: _versions_out_of_the_key,
 }
 
 
@@ -163,11 +210,15 @@ def _create_tables(db: sqlite3.Connection, tables: Tables) -> None:
         f"CREATE TABLE {tables.live} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
         "owner TEXT, resource BLOB NOT NULL)"
     )
+    # A rowid table: its resources stay out of the indexes that lookups walk (version 4).
     db.execute(
         f"CREATE TABLE {tables.versions} (job TEXT NOT NULL, version INTEGER NOT NULL, "
-        "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version)) "
-        "WITHOUT ROWID"
+        "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version))"
     )
+    db.execute(
+        f"CREATE INDEX {tables.versions_owner} ON {tables.versions} (job, version, owner)"
+    )
+    db.execute(f"CREATE UNIQUE INDEX {tables.live_owner} ON {tables.live} (id, owner)")
     _create_record(db, tables.parameters)
 
 

@@ -201,7 +201,7 @@ async def test_a_c436025_file_is_brought_to_the_current_schema(upgraded: JobStor
         assert [p["name"] for p in record["parameters"]] == [p.name for p in SEARCH_PARAMETERS]
         return
     with sqlite3.connect(upgraded.path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
         assert sorted(recorded) == sorted(
             (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
@@ -265,7 +265,7 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     await store.delete("job-0", expected_version=1)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         tally = "SELECT status, type, n FROM asyncjob_tally WHERE n > 0"
         grouped = "SELECT status, type, count(*) FROM asyncjob GROUP BY 1, 2"
         assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
