@@ -215,9 +215,7 @@ def _create_tables(db: sqlite3.Connection, tables: Tables) -> None:
         f"CREATE TABLE {tables.versions} (job TEXT NOT NULL, version INTEGER NOT NULL, "
         "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, PRIMARY KEY (job, version))"
     )
-    db.execute(
-        f"CREATE INDEX {tables.versions_owner} ON {tables.versions} (job, version, owner)"
-    )
+    db.execute(f"CREATE INDEX {tables.versions_owner} ON {tables.versions} (job, version, owner)")
     db.execute(f"CREATE UNIQUE INDEX {tables.live_owner} ON {tables.live} (id, owner)")
     _create_record(db, tables.parameters)
 

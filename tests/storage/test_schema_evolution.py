@@ -347,6 +347,17 @@ async def test_an_aa9172e_file_keeps_every_version_of_every_kind_in_rowid_tables
     assert schema_names(path) == schema_names(tmp_path / "new.sqlite3")
 
 
+async def test_a_mongodb_history_gets_the_index_with_the_owner_in_place_of_the_old_one():
+    database = AsyncMongoMockClient()["upgrade"]
+    await database[HISTORY].create_index([("job", 1), ("version", -1)])  # as before
+    await database[HISTORY].insert_one({"_id": "job-1/1", "job": "job-1", "version": 1})
+    store = MongoJobStore(database)
+    await store.open()
+    keys = [info["key"] for info in (await database[HISTORY].index_information()).values()]
+    assert sorted(keys) == sorted([[("_id", 1)], [("job", 1), ("version", -1), ("owner", 1)]])
+    assert await database[HISTORY].count_documents({}) == 1
+
+
 # --- two kinds in one file (or database): each in its own tables, migrated on its own ---
 
 # A kind of the tests only, stored as AsyncJob is (its validation is never called here).
