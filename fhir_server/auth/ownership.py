@@ -45,13 +45,23 @@ class OwnedJobStore:
     async def ping(self) -> None:
         await self.store.ping()
 
-    async def get(self, job_id: str) -> JobRecord | None:
+    # A JobStore's reads take an owner too: asked for another owner's, this view sees nothing.
+
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        if owner not in (None, self._owner):
+            return None
         return await self.store.get(job_id, owner=self._owner)
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        if owner not in (None, self._owner):
+            return None
         return await self.store.get_version(job_id, version, owner=self._owner)
 
-    async def history(self, job_id: str) -> list[JobRecord]:
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        if owner not in (None, self._owner):
+            return []
         return await self.store.history(job_id, owner=self._owner)
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
