@@ -14,6 +14,7 @@ tolerance: the code before the fix missed it several times over, at the store an
 import asyncio
 import gc
 import random
+import shutil
 import statistics
 import time
 import uuid
@@ -68,10 +69,11 @@ async def _fill(data: Data) -> None:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data]:
     data = Data(tmp_path_factory.mktemp("timing") / "data")
     asyncio.run(_fill(data))
-    return data
+    yield data
+    shutil.rmtree(data.data_dir)  # 200 MB: not left for pytest to keep with its last runs
 
 
 def _unknown_ids() -> Iterator[str]:
