@@ -65,6 +65,15 @@ async def test_complete_stores_output_and_transaction_time(jobs: JobService):
     assert record.resource["transactionTime"] >= job.last_updated
 
 
+async def test_complete_without_outputs_stores_parameters_without_an_empty_array(
+    jobs: JobService,
+):
+    job = await jobs.submit(EXPORT)
+    record = await jobs.complete(job.id, [])
+    assert record.resource is not None
+    assert record.resource["output"] == {"resourceType": "Parameters"}
+
+
 async def test_fail_stores_the_outcome_and_status_code(jobs: JobService):
     job = await jobs.submit(EXPORT)
     outcome = {

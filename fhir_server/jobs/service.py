@@ -283,6 +283,8 @@ def _busy(job_id: str) -> FhirError:
 def _parameters(output: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     if isinstance(output, dict):
         return output
+    if not output:  # FHIR JSON has no empty arrays: Parameters without any
+        return {"resourceType": "Parameters"}
     return {"resourceType": "Parameters", "parameter": list(output)}
 
 

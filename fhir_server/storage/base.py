@@ -166,13 +166,19 @@ class JobStore(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable if the database cannot answer."""
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        """The newest version (a deleted one included), or None if the id was never used."""
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        """The newest version (a deleted one included), or None if the id was never used.
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None: ...
+        With `owner`, only if the newest version is that owner's: else None, at the cost of
+        an unknown id (another owner's job must not take measurably more or less time)."""
 
-    async def history(self, job_id: str) -> list[JobRecord]:
-        """Every version, newest first."""
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        """That version; with `owner`, only if the job's newest version is that owner's."""
+
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        """Every version, newest first; with `owner`, none unless the newest is that owner's."""
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         """Up to query.limit live jobs matching the query, in its sort order."""

@@ -39,7 +39,7 @@ from .base import (
 )
 from .guard import unavailable_on
 from .mongo_schema import field as _field
-from .mongo_schema import prepare
+from .mongo_schema import prepare, prepare_history
 from .schema import REMEDY, cause, token_columns
 
 
@@ -72,7 +72,7 @@ class MongoJobStore:
         self._tokens = token_columns(self.parameters)
 
     async def open(self) -> None:
-        await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
+        await prepare_history(self._history)
         # The type's history, newest first: all versions, and one owner's. A history document
         # written before methods were recorded has no method or created field (JobRecord then
         # tells them from the version).
@@ -100,17 +100,31 @@ class MongoJobStore:
         except PyMongoError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        doc = await self._current.find_one({"_id": job_id}, _PROJECTION)
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        if owner is None:
+            doc = await self._current.find_one({"_id": job_id}, _PROJECTION)
+            return _record(doc) if doc is not None else await self._newest_version(job_id)
+        # Another owner's job and an unknown id: the same two queries, whose answers hold no
+        # resource (the owner is in the filter, the newest version's owner comes from an index).
+        doc = await self._current.find_one({"_id": job_id, "owner": owner}, _PROJECTION)
         if doc is not None:
             return _record(doc)
-        return await self._newest_version(job_id)
+        newest = await self._newest_owner(job_id)
+        if newest is None or newest.get("owner") != owner:
+            return None
+        return await self.get_version(job_id, newest["version"])  # the owner deleted it
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        if owner is not None and not await self._owns(job_id, owner):
+            return None
         doc = await self._history.find_one({"_id": f"{job_id}/{version}"})
         return None if doc is None else _history_record(doc)
 
-    async def history(self, job_id: str) -> list[JobRecord]:
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        if owner is not None and not await self._owns(job_id, owner):
+            return []
         cursor = self._history.find({"job": job_id}).sort("version", DESCENDING)
         return [_history_record(doc) async for doc in cursor]
 
@@ -127,6 +141,19 @@ class MongoJobStore:
         order = [(f, d if forward else -d) for f, d in _HISTORY_ORDER]
         cursor = self._history.find(filters).sort(order).limit(query.limit)
         return [_history_record(doc) async for doc in cursor]
+
+    async def _owns(self, job_id: str, owner: str) -> bool:
+        """Whether the job's newest version is the owner's: one query either way."""
+        newest = await self._newest_owner(job_id)
+        return newest is not None and newest.get("owner") == owner
+
+    async def _newest_owner(self, job_id: str) -> dict[str, Any] | None:
+        """The newest version's number and owner, read from the history index alone."""
+        return await self._history.find_one(
+            {"job": job_id},
+            {"_id": 0, "version": 1, "owner": 1},
+            sort=[("version", DESCENDING)],
+        )
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sort = full_sort(query.sort)

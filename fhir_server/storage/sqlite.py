@@ -99,18 +99,43 @@ class SqliteJobStore:
             f"VALUES (?, ?, ?, ?, {marks}) ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in updated)
         )
-        # The reads by id, made once: they take microseconds.
-        self._live_job = (
-            f"SELECT id, version, owner, resource, last_updated FROM {tables.live} WHERE id = ?"
+        # The reads by id, made once: they take microseconds. A caller that sees only its own
+        # jobs passes its owner, and the query itself leaves out anyone else's: another owner's
+        # id and an unknown one then take the same statement and the same index lookups,
+        # reading no row (sqlite_schema.py has the indexes), so their times match.
+        live, versions = tables.live, tables.versions
+        columns = (
+            f"SELECT job, version, last_updated, owner, resource, method, created FROM {versions}"
         )
-        versions = (
-            "SELECT job, version, last_updated, owner, resource, method, created "
-            f"FROM {tables.versions}"
+        self._all_versions = columns
+        self._version = f"{columns} WHERE job = ?1 AND version = ?2"
+        self._history = f"{columns} WHERE job = ?1 ORDER BY version DESC"
+        # The newest version's owner decides for every version. SQLite works out a LIMIT
+        # before it reads any row: with another owner's job it stops after one index lookup,
+        # as it does with an unknown id.
+        newest_owner = (
+            f"SELECT owner FROM {versions} INDEXED BY {tables.versions_owner} "
+            "WHERE job = ?1 ORDER BY version DESC LIMIT 1"
         )
-        self._all_versions = versions
-        self._version = f"{versions} WHERE job = ? AND version = ?"
-        self._history = f"{versions} WHERE job = ? ORDER BY version DESC"
-        self._newest_version = f"{self._history} LIMIT 1"
+
+        def owners_only(rows: int, owner: str) -> str:
+            return f"LIMIT CASE ({newest_owner}) WHEN {owner} THEN {rows} ELSE 0 END"
+
+        self._version_owned = f"{self._version} {owners_only(1, '?3')}"
+        self._history_owned = f"{self._history} {owners_only(-1, '?2')}"
+        # The live row, else the newest version (a deletion): its last column tells which.
+        live_row = f"SELECT id, version, owner, resource, last_updated, 1 FROM {live}"
+        newest_version = (
+            f"SELECT job, version, owner, resource, last_updated, 0 FROM {versions} "
+            "WHERE job = ?1 ORDER BY version DESC"
+        )
+        self._newest = (
+            f"{live_row} WHERE id = ?1 UNION ALL SELECT * FROM ({newest_version} LIMIT 1) LIMIT 1"
+        )
+        self._newest_owned = (
+            f"{live_row} INDEXED BY {tables.live_owner} WHERE id = ?1 AND owner = ?2 "
+            f"UNION ALL SELECT * FROM ({newest_version} {owners_only(1, '?2')}) LIMIT 1"
+        )
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -179,19 +204,33 @@ class SqliteJobStore:
             # "database is locked" after the busy timeout: the caller may retry.
             raise StoreUnavailable(str(exc)) from exc
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        rows = self._read(self._live_job, (job_id,))
-        if rows:
-            return _record(rows[0], _LIVE_JOB_INDEXED)
-        rows = self._read(self._newest_version, (job_id,))
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        if owner is None:
+            rows = self._read(self._newest, (job_id,))
+        else:
+            rows = self._read(self._newest_owned, (job_id, owner))
+        if not rows:
+            return None
+        row = rows[0]
+        if row[5]:  # the live row
+            return _record(row, _LIVE_JOB_INDEXED)
+        return JobRecord(row[0], row[1], row[4], None, row[2], stored=row[3])
+
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        if owner is None:
+            rows = self._read(self._version, (job_id, version))
+        else:
+            rows = self._read(self._version_owned, (job_id, version, owner))
         return _version_record(rows[0]) if rows else None
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
-        rows = self._read(self._version, (job_id, version))
-        return _version_record(rows[0]) if rows else None
-
-    async def history(self, job_id: str) -> list[JobRecord]:
-        return [_version_record(row) for row in self._read(self._history, (job_id,))]
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        if owner is None:
+            rows = self._read(self._history, (job_id,))
+        else:
+            rows = self._read(self._history_owned, (job_id, owner))
+        return [_version_record(row) for row in rows]
 
     async def versions(self, query: HistoryQuery) -> list[JobRecord]:
         sql, params = versions_sql(query, self._all_versions)

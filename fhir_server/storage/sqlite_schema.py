@@ -34,7 +34,7 @@ from .schema import (
     token_columns,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BACKFILL_BATCH = 1000  # jobs read and updated at a time while filling a new column
 TALLY_EVENTS = ("insert", "delete", "update")  # a trigger each keeps the tally
 
@@ -73,6 +73,18 @@ class Tables:
     def versions_by_owner(self) -> str:
         """The index of one owner's part of the type's history, newest first."""
         return f"{self.versions}_by_owner"
+
+    @property
+    def live_owner(self) -> str:
+        """The live table's index of (id, owner): whether a caller owns an id, read from the
+        index alone."""
+        return f"{self.name}_id_owner"
+
+    @property
+    def versions_owner(self) -> str:
+        """The versions table's index of (job, version, owner): a job's newest version and its
+        owner, read from the index alone."""
+        return f"{self.name}_version_owner"
 
     @property
     def tally(self) -> str:
@@ -156,6 +168,47 @@ def _record_write_methods(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE INDEX {table}_by_owner ON {table} (owner, last_updated)")
 
 
+def _versions_out_of_the_key(db: sqlite3.Connection) -> None:
+    """Version 6 stores each kind's versions in a rowid table, with its keys in indexes.
+
+    In the WITHOUT ROWID table the b-tree that a lookup by (job, version) walks held whole
+    rows, resources included, so looking up an id without versions cost milliseconds once
+    versions were large, against microseconds for an id with a live row: the time of a read
+    told whether another owner's job had that id. Now lookups walk indexes of small keys,
+    and two more indexes answer "does this caller own the id" without reading a row
+    (sqlite.py). Every version is copied once, in (job, version) order."""
+    # Each kind in the file has its record of parameters (and kinds' names have no "_").
+    kinds = [
+        name[: -len("_parameter")]
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND substr(name, -10) = '_parameter'"
+        ).fetchall()
+    ]
+    for kind in kinds:
+        versions = f"{kind}_version"
+        db.execute(
+            f"CREATE TABLE {versions}_new (job TEXT NOT NULL, version INTEGER NOT NULL, "
+            "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, method TEXT, "
+            "created INTEGER, PRIMARY KEY (job, version))"
+        )
+        columns = "job, version, last_updated, owner, resource, method, created"
+        db.execute(
+            f"INSERT INTO {versions}_new ({columns}) SELECT {columns} FROM {versions} "
+            "ORDER BY job, version"
+        )
+        db.execute(f"DROP TABLE {versions}")
+        db.execute(f"ALTER TABLE {versions}_new RENAME TO {versions}")
+        db.execute(f"CREATE INDEX {kind}_version_owner ON {versions} (job, version, owner)")
+        # The type's history by time (version 5's indexes, which ended in the key of the
+        # WITHOUT ROWID table: a rowid table's end in the rowid, so the key is spelled out).
+        db.execute(f"CREATE INDEX {versions}_by_time ON {versions} (last_updated, job, version)")
+        db.execute(
+            f"CREATE INDEX {versions}_by_owner ON {versions} (owner, last_updated, job, version)"
+        )
+        db.execute(f'CREATE UNIQUE INDEX {kind}_id_owner ON "{kind}" (id, owner)')
+
+
 # MIGRATIONS[n] brings a file from schema version n to n + 1. Each is fixed once released: it
 # never depends on the current kinds or parameter lists. From version 3 on, a migration is of
 # every kind's tables in the file (and of the file's own tables), so a new file (version 0)
@@ -166,6 +219,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _name_by_kind,
     3: _add_oauth_clients,
     4: _record_write_methods,
+    5: _versions_out_of_the_key,
 }
 NEW_FILE_VERSION = 3
 
@@ -222,18 +276,23 @@ def _create_tables(db: sqlite3.Connection, tables: Tables) -> None:
         f"CREATE TABLE {tables.live} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, "
         "owner TEXT, resource BLOB NOT NULL)"
     )
-    # method and created: how the version was written (NULL: not recorded).
+    # A rowid table: its resources stay out of the indexes that lookups walk. method and
+    # created: how the version was written (NULL: not recorded).
     db.execute(
         f"CREATE TABLE {tables.versions} (job TEXT NOT NULL, version INTEGER NOT NULL, "
         "last_updated TEXT NOT NULL, owner TEXT, resource BLOB, method TEXT, created INTEGER, "
-        "PRIMARY KEY (job, version)) WITHOUT ROWID"
+        "PRIMARY KEY (job, version))"
     )
-    # A secondary index of a WITHOUT ROWID table ends in its primary key (job, version): both
-    # serve the history's order, newest first, read backwards.
-    db.execute(f"CREATE INDEX {tables.versions_by_time} ON {tables.versions} (last_updated)")
+    # The type's history, newest first: all versions, and one owner's.
     db.execute(
-        f"CREATE INDEX {tables.versions_by_owner} ON {tables.versions} (owner, last_updated)"
+        f"CREATE INDEX {tables.versions_by_time} ON {tables.versions} (last_updated, job, version)"
     )
+    db.execute(
+        f"CREATE INDEX {tables.versions_by_owner} ON {tables.versions} "
+        "(owner, last_updated, job, version)"
+    )
+    db.execute(f"CREATE INDEX {tables.versions_owner} ON {tables.versions} (job, version, owner)")
+    db.execute(f"CREATE UNIQUE INDEX {tables.live_owner} ON {tables.live} (id, owner)")
     _create_record(db, tables.parameters)
 
 
