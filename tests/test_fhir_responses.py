@@ -42,7 +42,9 @@ def answers(server: str) -> list[Answer]:
             if not response.content:  # 204 (a delete)
                 return {}
             body: dict[str, Any] = response.json()
-            found.append((f"{method} {path} {kwargs}", response.status_code, body))
+            # FHIR's answers only: a completed export's status is a Bulk Data manifest
+            if response.headers["content-type"].startswith("application/fhir+json"):
+                found.append((f"{method} {path} {kwargs}", response.status_code, body))
             return body
 
         # searches: all, paged, counted, subsetted, zero hits, an ignored parameter, POST
