@@ -28,7 +28,7 @@ from . import (
     status,
     writes,
 )
-from .routing import Endpoint, GuardedRoute, public
+from .routing import READ_ID, Endpoint, GuardedRoute, public
 from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH
 
 # The writes of a kind with domain rules of its own; any other kind's are ResourceWriter's
@@ -45,12 +45,12 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     base = f"{BASE_PATH}/{kind.type}"
     writer = WRITERS.get(kind.type) or partial(ResourceWriter, kind)
     table: list[tuple[str, str, str, Endpoint]] = [
-        # The router tries routes in order: the type's history before the read, whose {id}
-        # would take `_history`; then read and search, the busiest.
-        ("history-type", "GET", "/_history", history.type_history(kind)),
-        ("read", "GET", "/{id}", read.read(kind)),
+        # The router tries routes in order: read and search, the busiest, lead (a read's id is
+        # never `_history`: that is the type's history).
+        ("read", "GET", f"/{{id:{READ_ID}}}", read.read(kind)),
         ("search-type", "GET", "", search.search(kind, parser)),
         ("search-type", "POST", "/_search", search.search(kind, parser)),
+        ("history-type", "GET", "/_history", history.type_history(kind)),
         ("history-instance", "GET", "/{id}/_history", history.history(kind)),
         ("vread", "GET", "/{id}/_history/{vid}", read.vread(kind)),
         ("create", "POST", "", writes.create(kind, writer)),
@@ -63,6 +63,7 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
             endpoint,
             methods=[method],
             access=interaction_access(kind, interaction),
+            template=base + path.replace(f":{READ_ID}", ""),
         )
         for interaction, method, path, endpoint in table
         if interaction in kind.access

@@ -9,6 +9,7 @@ application owns the route renders them (an OperationOutcome, or the eHealth env
 
 from collections.abc import Awaitable, Callable, Collection
 
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -49,6 +50,17 @@ class AccessDenied(FhirError):
         self.access = access
         scope = access.scope
         self.headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope", scope="{scope}"'
+
+
+class ReadIdConvertor(StringConvertor):
+    """A path segment that is not `_history`: [type]/_history is the type's history, so the
+    read can be tried first without taking it."""
+
+    regex = "(?!_history$)[^/]+"
+
+
+READ_ID = "read_id"
+register_url_convertor(READ_ID, ReadIdConvertor())
 
 
 class GuardedRoute(Route):
