@@ -41,10 +41,12 @@ def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
         from .storage.mongo import MongoJobStore
         from .storage.mongo_client import connect
 
-        return MongoJobStore(connect(settings)[settings.mongodb_database], kind)
+        database = connect(settings)[settings.mongodb_database]
+        return MongoJobStore(database, kind, max_resource_bytes=settings.max_resource_bytes)
     from .storage.sqlite import FILE_NAME, SqliteJobStore
 
-    return SqliteJobStore(settings.data_dir / FILE_NAME, kind)
+    path = settings.data_dir / FILE_NAME
+    return SqliteJobStore(path, kind, max_resource_bytes=settings.max_resource_bytes)
 
 
 def cursor_secret(settings: Settings) -> bytes:
@@ -76,7 +78,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         openings = [await open_store(each) for each in stores.values()]
         if settings.load:
-            await load_paths(job_store, settings.load)
+            await load_paths(
+                job_store, settings.load, max_resource_bytes=settings.max_resource_bytes
+            )
         sweeper = None
         if settings.retention is not None:
             sweeper = asyncio.create_task(

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most values in a JSON body: objects, arrays and scalars together.",
     )
+    max_resource_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest resource stored, as its canonical JSON (bytes); every write of "
+        "a larger one is refused (400 too-costly).",
+    )
     max_search_parameters: int = Field(
         default=50, ge=1, description="Most parameters one search may have."
     )

@@ -6,8 +6,9 @@ from typing import Any, Protocol
 import orjson
 
 from ..resources.asyncjob import ASYNC_JOB
-from ..resources.instants import parse_instant_ms
+from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind, SearchParameter
+from ..resources.outcome import FhirError, Issue
 from ..search.query import MISSING_DATE, MISSING_TOKEN, JobQuery
 
 
@@ -34,6 +35,36 @@ class StoreMigrationFailed(Exception):
 
     Not a StoreUnavailable: trying again changes nothing, so the server must stop with the
     message (which says what to do) instead of answering 503 while it retries."""
+
+
+# The largest resource a store keeps, as its canonical JSON (stamped, compact) is long: the
+# FHIR_SERVER_MAX_RESOURCE_BYTES default, for stores built without settings.
+DEFAULT_MAX_RESOURCE_BYTES = 1024 * 1024
+
+
+class ResourceTooLarge(FhirError):
+    """A write would store a resource larger than the store's limit (too-costly): it is
+    refused, whichever way it came (REST, $cancel, the producer API, a loaded file)."""
+
+    def __init__(self, resource: dict[str, Any], size: int, limit: int) -> None:
+        name = f"{resource.get('resourceType')}/{resource.get('id')}"
+        message = f"{name} would be {size} bytes as stored; a resource may have {limit}"
+        super().__init__([Issue("too-costly", message)])
+
+
+def stored_json(resource: dict[str, Any], limit: int) -> bytes:
+    """The canonical JSON of a stamped resource, ResourceTooLarge when it is over limit."""
+    blob = orjson.dumps(resource)
+    if len(blob) > limit:
+        raise ResourceTooLarge(resource, len(blob), limit)
+    return blob
+
+
+def check_resource_size(resource: dict[str, Any], limit: int) -> None:
+    """ResourceTooLarge when resource, stamped as a first version, is over limit: a check
+    before anything is stored (a store checks every write again)."""
+    # A loaded job may have no id yet: it gets a UUID, as long as this one.
+    stored_json(stamp({"id": "0" * 36, **resource}, 1, now_instant()), limit)
 
 
 class JobRecord:

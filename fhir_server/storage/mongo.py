@@ -29,6 +29,7 @@ from ..search.query import (
     full_sort,
 )
 from .base import (
+    DEFAULT_MAX_RESOURCE_BYTES,
     JobRecord,
     SchemaTooNew,
     StoreMigrationFailed,
@@ -36,6 +37,7 @@ from .base import (
     VersionConflict,
     index_values,
     stamp,
+    stored_json,
 )
 from .guard import unavailable_on
 from .mongo_schema import field as _field
@@ -61,9 +63,16 @@ class MongoJobStore:
     """One kind's resources: the live ones in a collection named from the kind (one document
     each), every version in its `_history` one. Stores of other kinds may share the database."""
 
-    def __init__(self, database: Any, kind: ResourceKind = ASYNC_JOB) -> None:
+    def __init__(
+        self,
+        database: Any,
+        kind: ResourceKind = ASYNC_JOB,
+        *,
+        max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+    ) -> None:
         self._db = database
         self.kind = kind
+        self.max_resource_bytes = max_resource_bytes
         self._current = database[kind.storage_name]
         self._history = database[history_collection(kind)]
         # The search parameters this store indexes (a field each); opening migrates a
@@ -132,7 +141,11 @@ class MongoJobStore:
         job_id = resource["id"]
         version = expected_version + 1
         stamped = stamp(resource, version, now_instant())
+        # The size of its canonical JSON, as SQLite stores it: the limit, pages' byte budget
+        # and the owner's bytes stored count it.
+        size = len(stored_json(stamped, self.max_resource_bytes))
         doc = {"_id": job_id, "version": version, "owner": owner, "resource": stamped}
+        doc["size"] = size
         values = index_values(stamped, self.parameters)
         doc.update((_field(c), v) for c, v in values.items() if c != "id")
         replaced = await self._current.replace_one(

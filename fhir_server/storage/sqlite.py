@@ -17,8 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
@@ -36,7 +34,15 @@ from ..search.query import (
     full_sort,
 )
 from ..secrets_file import existing_private_file, private_dir, private_file
-from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
+from .base import (
+    DEFAULT_MAX_RESOURCE_BYTES,
+    JobRecord,
+    StoreUnavailable,
+    VersionConflict,
+    index_values,
+    stamp,
+    stored_json,
+)
 from .schema import token_columns
 from .sqlite_schema import Tables, prepare
 
@@ -79,9 +85,16 @@ class SqliteJobStore:
     # deadline can interrupt them, so with_deadline leaves them untimed.
     SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
 
-    def __init__(self, path: Path, kind: ResourceKind = ASYNC_JOB) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kind: ResourceKind = ASYNC_JOB,
+        *,
+        max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+    ) -> None:
         self.path = Path(path)
         self.kind = kind
+        self.max_resource_bytes = max_resource_bytes
         # The search parameters this store indexes (a column each); opening migrates tables
         # built for others (sqlite_schema.py).
         self.parameters = kind.search_parameters
@@ -201,8 +214,8 @@ class SqliteJobStore:
         job_id = resource["id"]
         version = expected_version + 1
         stamped = stamp(resource, version, now_instant())
+        blob = stored_json(stamped, self.max_resource_bytes)
         values = index_values(stamped, self.parameters)
-        blob = orjson.dumps(stamped)
         last_updated = stamped["meta"]["lastUpdated"]
         row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
         tables = self._tables
