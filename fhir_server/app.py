@@ -103,7 +103,10 @@ def create_app(
     app_metrics = metrics.Metrics()
     secret = cursor_secret(settings)
     search_limits = SearchLimits(
-        settings.default_page_size, settings.max_page_size, settings.max_offset
+        settings.default_page_size,
+        settings.max_page_size,
+        settings.max_offset,
+        settings.max_page_bytes,
     )
     input_limits = InputLimits(
         max_body_bytes=settings.max_body_bytes,

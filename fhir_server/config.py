@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, ge=1, description="Search page size without _count.")
     max_page_size: int = Field(default=1000, ge=1, description="Largest _count a search accepts.")
     max_offset: int = Field(default=10_000, ge=0, description="Largest _offset a search accepts.")
+    max_page_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Byte budget of a search page: it ends (with a next link) before the "
+        "entry that would take its resources past this; it always holds one.",
+    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     load: list[Path] = Field(
         default_factory=list, description="Files or folders of AsyncJobs to load at start."

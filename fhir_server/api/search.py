@@ -75,7 +75,7 @@ async def run_search(
     rows: list[JobRecord] = []
     if not parsed.count_only:
         rows = await store.search(parsed.page_query)
-    page = take_page(query, rows)
+    page = take_page(query, rows, JobRecord.size.fget)  # type: ignore[arg-type]
     base = fhir_base(request)
     if parsed.elements is None and parsed.summary is None:
         resources = [(r.id, r.body) for r in page.rows]

@@ -68,6 +68,9 @@ class JobQuery:
     offset: int = 0
     cursor: Cursor | None = None
     owner: str | None = None
+    # The page's byte budget: a store stops reading rows once their resources weigh more
+    # (see search/paging.py ReadBudget); None reads `limit` rows whatever they weigh.
+    max_bytes: int | None = None
 
 
 def full_sort(sort: tuple[SortKey, ...]) -> tuple[SortKey, ...]:

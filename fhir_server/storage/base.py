@@ -75,7 +75,16 @@ class JobRecord:
     read or a page of search results is not parsed and serialized again.
     """
 
-    __slots__ = ("_indexed", "_last_updated", "_resource", "_stored", "id", "owner", "version")
+    __slots__ = (
+        "_indexed",
+        "_last_updated",
+        "_resource",
+        "_size",
+        "_stored",
+        "id",
+        "owner",
+        "version",
+    )
 
     def __init__(
         self,
@@ -87,6 +96,7 @@ class JobRecord:
         *,
         stored: bytes | None = None,
         indexed: tuple[Mapping[str, Any], Any] | None = None,
+        size: int | None = None,
     ) -> None:
         self.id = id
         self.version = version
@@ -97,6 +107,7 @@ class JobRecord:
         # Index values the store read with the row: (where each column is, the row) so that
         # nothing is built per row; values[where[column]] is the column's value.
         self._indexed = indexed
+        self._size = size  # None: len(stored), else measured when first asked
 
     @property
     def resource(self) -> dict[str, Any] | None:
@@ -122,6 +133,17 @@ class JobRecord:
         resource = self.resource
         assert resource is not None, "a deletion has no index values"
         return index_value(resource, column)
+
+    @property
+    def size(self) -> int:
+        """The bytes of the resource's JSON as stored (0 for a deletion)."""
+        if self._stored is not None:
+            return len(self._stored)
+        if self._size is None:
+            # Serialized once: a response then embeds these bytes instead of doing it again.
+            self._stored = orjson.dumps(self._resource) if self._resource is not None else None
+            self._size = len(self._stored or b"")
+        return self._size
 
     @property
     def deleted(self) -> bool:

@@ -15,6 +15,7 @@ from pymongo.errors import (
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
+from ..search.paging import ReadBudget
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -52,7 +53,7 @@ def history_collection(kind: ResourceKind) -> str:
 # AsyncJob's collections
 CURRENT = ASYNC_JOB.storage_name
 HISTORY = history_collection(ASYNC_JOB)
-_PROJECTION = {"resource": 1, "version": 1, "owner": 1}
+_PROJECTION = {"resource": 1, "version": 1, "owner": 1, "size": 1}
 # The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
 # NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
 TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
@@ -130,7 +131,18 @@ class MongoJobStore:
         cursor = self._current.find(filters, _PROJECTION).sort(order)
         if query.offset:
             cursor = cursor.skip(query.offset)
-        return [_record(doc) async for doc in cursor.limit(query.limit)]
+        cursor = cursor.limit(query.limit)
+        if query.max_bytes is None:
+            return [_record(doc) async for doc in cursor]
+        budget = ReadBudget(query.max_bytes)
+        records = []
+        async for doc in cursor:
+            record = _record(doc)
+            records.append(record)
+            if budget.cut((record.size,)) is not None:
+                await cursor.close()
+                break
+        return records
 
     async def count(self, query: JobQuery) -> int:
         return int(await self._current.count_documents(_filter(query, self._tokens)))
@@ -238,7 +250,12 @@ def _instant(epoch_ms: int) -> str:
 def _record(doc: dict[str, Any]) -> JobRecord:
     resource = doc["resource"]
     return JobRecord(
-        doc["_id"], doc["version"], resource["meta"]["lastUpdated"], resource, doc.get("owner")
+        doc["_id"],
+        doc["version"],
+        resource["meta"]["lastUpdated"],
+        resource,
+        doc.get("owner"),
+        size=doc.get("size"),  # jobs stored before sizes were kept are measured when asked
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
+from ..search.paging import ReadBudget
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -52,7 +53,8 @@ TABLES = Tables.of(ASYNC_JOB)
 
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
-READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
+READER_CACHE_KIB = 64 * 1024
+FIRST_BATCH = 8  # rows a page's first fetch reads, before their sizes are known  # the read connection's page cache (SQLite's default is 2 MiB)
 T = TypeVar("T")
 
 
@@ -202,7 +204,35 @@ class SqliteJobStore:
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query, self._tokens, self._tables)
         indexed = _sort_positions(query.sort)
-        return [_record(row, indexed) for row in self._read(sql, params)]
+        if query.max_bytes is None:
+            rows = self._read(sql, params)
+        else:
+            rows = self._read_within(sql, params, ReadBudget(query.max_bytes))
+        return [_record(row, indexed) for row in rows]
+
+    def _read_within(self, sql: str, params: Sequence[Any], budget: ReadBudget) -> list[Any]:
+        """The rows of a page until the budget stops the reading: fetched a few at a time
+        (then as many as the budget has room for, by the largest row so far), so a page of
+        large resources never holds many more of them than it shows."""
+        if self._reader is None:
+            raise StoreUnavailable(f"{self.path} is not open")
+        rows: list[Any] = []
+        try:
+            cursor = self._reader.execute(sql, params)
+            batch, largest = FIRST_BATCH, 1
+            while more := cursor.fetchmany(batch):
+                sizes = [len(row[3]) for row in more]
+                keep = budget.cut(sizes)
+                if keep is not None:
+                    rows += more[:keep]
+                    break
+                rows += more
+                largest = max(largest, *sizes)
+                batch = max(FIRST_BATCH, budget.left // largest)
+            cursor.close()  # ends the read (an unfinished statement would keep its snapshot)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return rows
 
     async def count(self, query: JobQuery) -> int:
         sql, params = count_sql(query, self._tokens, self._tables)
