@@ -48,6 +48,10 @@ class SearchParser:
         )
 
 
+def _size(record: JobRecord) -> int:
+    return record.size
+
+
 def search(kind: ResourceKind, parser: SearchParser) -> Endpoint:
     async def search(request: Request) -> Response:
         query_string: bytes = request.scope["query_string"]
@@ -75,7 +79,7 @@ async def run_search(
     rows: list[JobRecord] = []
     if not parsed.count_only:
         rows = await store.search(parsed.page_query)
-    page = take_page(query, rows, JobRecord.size.fget)  # type: ignore[arg-type]
+    page = take_page(query, rows, _size)
     base = fhir_base(request)
     if parsed.elements is None and parsed.summary is None:
         resources = [(r.id, r.body) for r in page.rows]
