@@ -14,6 +14,7 @@ from .api.limits import InputLimits
 from .api.pipeline import RequestPipeline
 from .api.routes import all_routes
 from .api.search import SearchParser
+from .api.throttle import OwnerRateLimit
 from .auth.setup import token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
@@ -131,6 +132,7 @@ def create_app(
                 max_body_bytes=settings.max_body_bytes,
                 body_timeout=settings.body_timeout,
                 max_token_bytes=settings.max_token_bytes,
+                rate_limit=OwnerRateLimit(settings.rate_limit) if settings.rate_limit else None,
             )
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -140,6 +141,11 @@ class Settings(BaseSettings):
         ge=64,
         description="Longest Authorization header (bytes); longer is a 401 without decoding it.",
     )
+    rate_limit: str | None = Field(
+        default=None,
+        description="Requests each owner may make, e.g. '20/second;600/minute' (per worker "
+        "process; admins are not limited); over it: 429 with Retry-After. Unset: no limit.",
+    )
     # Connections (fhir_server/api/connection.py, uvicorn).
     header_timeout: float = Field(
         default=10.0,
@@ -204,6 +210,17 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError(f"{value!r} has a query or a fragment")
         return value.rstrip("/")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rates(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as '20/second;600/minute'") from exc
+        return value
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> Self:
