@@ -15,6 +15,7 @@ from .api.pipeline import RequestPipeline
 from .api.routes import all_routes
 from .api.search import SearchParser
 from .api.throttle import OwnerRateLimit
+from .auth.quotas import OwnerQuota
 from .auth.setup import token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
@@ -147,6 +148,7 @@ def create_app(
     app.state.secret = secret
     app.state.search_limits = search_limits
     app.state.input_limits = input_limits
+    app.state.quota = OwnerQuota.of(settings.max_jobs_per_owner, settings.max_bytes_per_owner)
     app.state.public_base_url = settings.public_base_url
     # No trailing-slash redirects: Starlette builds their Location from the Host header,
     # which the client chooses (a mistyped path is a 404 instead).

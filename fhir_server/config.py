@@ -141,6 +141,18 @@ class Settings(BaseSettings):
         ge=64,
         description="Longest Authorization header (bytes); longer is a 401 without decoding it.",
     )
+    max_jobs_per_owner: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most live jobs one owner may store; a create beyond is 403 forbidden. "
+        "Admins' writes are not held to it. Unset: no limit.",
+    )
+    max_bytes_per_owner: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most bytes (canonical JSON) of live jobs one owner may store; a write "
+        "beyond is 403 forbidden. Admins' writes are not held to it. Unset: no limit.",
+    )
     rate_limit: str | None = Field(
         default=None,
         description="Requests each owner may make, e.g. '20/second;600/minute' (per worker "

@@ -1,7 +1,7 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -58,6 +58,11 @@ def stored_json(resource: dict[str, Any], limit: int) -> bytes:
     if len(blob) > limit:
         raise ResourceTooLarge(resource, len(blob), limit)
     return blob
+
+
+def stored_size(resource: dict[str, Any], version: int) -> int:
+    """The bytes resource would take when stored as `version`."""
+    return len(orjson.dumps(stamp(resource, version, now_instant())))
 
 
 def check_resource_size(resource: dict[str, Any], limit: int) -> None:
@@ -168,6 +173,13 @@ class JobRecord:
         return f"JobRecord(id={self.id!r}, version={self.version}, deleted={self.deleted})"
 
 
+class Usage(NamedTuple):
+    """What one owner stores: its live resources and their bytes (canonical JSON)."""
+
+    jobs: int
+    bytes: int
+
+
 class JobStore(Protocol):
     """What every backend provides. Writes are conditional on the stored version:
     `expected_version` 0 means "the job must not exist yet" (or is deleted at that version)."""
@@ -201,6 +213,9 @@ class JobStore(Protocol):
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         """Record a deletion as the next version; raise VersionConflict like save."""
+
+    async def usage(self, owner: str) -> Usage:
+        """The owner's live resources and their bytes (for the per-owner quotas)."""
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         """Remove every trace (live job and all its versions) of each job whose newest version

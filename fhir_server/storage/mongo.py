@@ -35,6 +35,7 @@ from .base import (
     SchemaTooNew,
     StoreMigrationFailed,
     StoreUnavailable,
+    Usage,
     VersionConflict,
     index_values,
     stamp,
@@ -146,6 +147,15 @@ class MongoJobStore:
 
     async def count(self, query: JobQuery) -> int:
         return int(await self._current.count_documents(_filter(query, self._tokens)))
+
+    async def usage(self, owner: str) -> Usage:
+        """Summed over the owner's live documents (served by the owner index); a document
+        stored before sizes were kept counts its job, not its bytes, until written again."""
+        group = {"_id": None, "jobs": {"$sum": 1}, "bytes": {"$sum": "$size"}}
+        pipeline = [{"$match": {"owner": owner}}, {"$group": group}]
+        async for total in self._current.aggregate(pipeline):
+            return Usage(int(total["jobs"]), int(total["bytes"]))
+        return Usage(0, 0)
 
     async def save(
         self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None

@@ -39,6 +39,7 @@ from .base import (
     DEFAULT_MAX_RESOURCE_BYTES,
     JobRecord,
     StoreUnavailable,
+    Usage,
     VersionConflict,
     index_values,
     stamp,
@@ -85,7 +86,9 @@ class SqliteJobStore:
 
     # Reads that run on the event loop without awaiting (see the module docstring): no
     # deadline can interrupt them, so with_deadline leaves them untimed.
-    SYNCHRONOUS_METHODS = frozenset({"ping", "get", "get_version", "history", "search", "count"})
+    SYNCHRONOUS_METHODS = frozenset(
+        {"ping", "get", "get_version", "history", "search", "count", "usage"}
+    )
 
     def __init__(
         self,
@@ -119,6 +122,7 @@ class SqliteJobStore:
         self._version = f"{versions} WHERE job = ? AND version = ?"
         self._history = f"{versions} WHERE job = ? ORDER BY version DESC"
         self._newest_version = f"{self._history} LIMIT 1"
+        self._usage = f"SELECT jobs, bytes FROM {tables.owners} WHERE owner = ?"
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -237,6 +241,10 @@ class SqliteJobStore:
     async def count(self, query: JobQuery) -> int:
         sql, params = count_sql(query, self._tokens, self._tables)
         return int(self._read(sql, params)[0][0])
+
+    async def usage(self, owner: str) -> Usage:
+        rows = self._read(self._usage, (owner,))
+        return Usage(int(rows[0][0]), int(rows[0][1])) if rows else Usage(0, 0)
 
     async def save(
         self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None

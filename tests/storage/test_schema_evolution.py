@@ -269,6 +269,13 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
         tally = "SELECT status, type, n FROM asyncjob_tally WHERE n > 0"
         grouped = "SELECT status, type, count(*) FROM asyncjob GROUP BY 1, 2"
         assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
+        # The owner tally (for the quotas) is made and filled on open, then kept by triggers.
+        owners = "SELECT owner, jobs, bytes FROM asyncjob_owner WHERE jobs > 0"
+        by_owner = (
+            "SELECT owner, count(*), sum(length(resource)) FROM asyncjob "
+            "WHERE owner IS NOT NULL GROUP BY owner"
+        )
+        assert sorted(db.execute(owners)) == sorted(db.execute(by_owner))
         recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
         assert sorted(recorded) == sorted(
             (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
@@ -279,7 +286,13 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     await new.close()
     assert schema_names(path) == schema_names(new.path)
     tables = {name for type, name, _ in schema_names(path) if type == "table"}
-    assert tables == {"asyncjob", "asyncjob_version", "asyncjob_tally", "asyncjob_parameter"}
+    assert tables == {
+        "asyncjob",
+        "asyncjob_version",
+        "asyncjob_tally",
+        "asyncjob_parameter",
+        "asyncjob_owner",
+    }
 
 
 async def test_a_c448ebd_file_whose_migration_fails_is_left_at_version_2(tmp_path: Path):
