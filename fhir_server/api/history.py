@@ -7,7 +7,7 @@ from ..resources import bundle
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError
 from .records import store_of, valid_id
-from .responses import fhir_response
+from .responses import bundle_response
 from .routing import Endpoint
 from .urls import fhir_base
 
@@ -19,8 +19,12 @@ def history(kind: ResourceKind) -> Endpoint:
         if not records:
             raise FhirError.of("not-found", f"{kind.type}/{resource_id} is not known")
         base = fhir_base(request)
-        versions = [bundle.Version(r.id, r.version, r.last_updated, r.resource) for r in records]
+        # Each version as the store keeps it (not parsed; measuring a MongoDB one serializes
+        # it once, for the answer too), the Bundle streamed when large.
+        weight = sum(r.size for r in records)
+        versions = [bundle.Version(r.id, r.version, r.last_updated, r.body) for r in records]
         self_url = f"{base}/{kind.type}/{resource_id}/_history"
-        return fhir_response(request, bundle.history(base, kind.type, versions, self_url=self_url))
+        history = bundle.history(base, kind.type, versions, self_url=self_url)
+        return bundle_response(request, history, weight)
 
     return history

@@ -8,12 +8,14 @@ from .outcome import Issue, operation_outcome
 
 
 class Version(NamedTuple):
-    """One version of a resource for a history Bundle; a deletion has no resource."""
+    """One version of a resource for a history Bundle; a deletion has no resource. The
+    resource is anything orjson serializes as one (a dict, or the stored JSON as a Fragment).
+    """
 
     id: str
     version: int
     last_updated: str
-    resource: dict[str, Any] | None
+    resource: Any
 
 
 def _bundle(kind: str, total: int | None, links: list[tuple[str, str]]) -> dict[str, Any]:
