@@ -24,7 +24,7 @@ from .observability import metrics
 from .observability.access_log import AccessLog
 from .observability.telemetry import Telemetry
 from .resources import registry
-from .resources.asyncjob import ASYNC_JOB
+from .resources.asyncjob import ASYNC_JOB, warm_up
 from .resources.kinds import ResourceKind
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
@@ -78,6 +78,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warm_up()  # before any request: pydantic builds validators on first use
         openings = [await open_store(each) for each in stores.values()]
         if settings.load:
             await load_paths(

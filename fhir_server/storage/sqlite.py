@@ -55,7 +55,7 @@ TABLES = Tables.of(ASYNC_JOB)
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
-FIRST_BATCH = 8  # rows a page's first fetch reads, before their sizes are known
+FIRST_BATCH = 4  # rows a page's first fetch reads, before their sizes are known
 T = TypeVar("T")
 
 
