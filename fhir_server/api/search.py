@@ -1,6 +1,7 @@
 """search-type: GET [type]?… and POST [type]/_search, answered with a searchset Bundle."""
 
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -48,8 +49,7 @@ class SearchParser:
         )
 
 
-def _size(record: JobRecord) -> int:
-    return record.size
+SIZE = attrgetter("size")  # a record's resource bytes
 
 
 def search(kind: ResourceKind, parser: SearchParser) -> Endpoint:
@@ -81,7 +81,7 @@ async def run_search(
     rows: list[JobRecord] = []
     if not parsed.count_only:
         rows = await store.search(parsed.page_query)
-    page = take_page(query, rows, _size)
+    page = take_page(query, rows, SIZE)
     base = fhir_base(request)
     if parsed.elements is None and parsed.summary is None:
         resources = [(r.id, r.body) for r in page.rows]
@@ -111,4 +111,4 @@ async def run_search(
     searchset = bundle.searchset(
         base, kind.type, resources, total=total, links=links, warnings=parsed.warnings
     )
-    return searchset, sum(map(_size, page.rows))
+    return searchset, page.weight

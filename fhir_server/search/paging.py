@@ -12,7 +12,7 @@ than the budget (ReadBudget), and the page keeps the rows within it (always at l
 its `next` link continues right after the last row shown, as after a short page.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -41,6 +41,8 @@ class Page(Generic[Row]):
     # More rows lie beyond the page in the direction it was read.
     has_more: bool
     forward: bool
+    # The bytes of the rows' resources (0 when the query has no byte budget).
+    weight: int = 0
 
 
 class ReadBudget:
@@ -54,9 +56,14 @@ class ReadBudget:
         self.left = max_bytes
         self.read = 0
 
-    def cut(self, sizes: Iterable[int]) -> int | None:
+    def cut(self, sizes: Sequence[int]) -> int | None:
         """Of the next rows (their resources' sizes), how many to keep before the reading
         stops; None: all of them, and read on."""
+        total = sum(sizes)
+        if total <= self.left:  # the usual case: the budget has room for them all
+            self.left -= total
+            self.read += len(sizes)
+            return None
         for taken, size in enumerate(sizes, start=1):
             self.read += 1
             self.left -= size
@@ -79,14 +86,17 @@ def take_page(query: JobQuery, rows: Sequence[Row], size: Callable[[Row], int]) 
     up to query.limit rows, within its byte budget (`size` gives a row's resource bytes)."""
     forward = is_forward(query)
     keep = query.limit
+    weight = 0
     if query.max_bytes is not None:
-        cut = ReadBudget(query.max_bytes).cut(map(size, rows))
+        sizes = list(map(size, rows))
+        cut = ReadBudget(query.max_bytes).cut(sizes)
         if cut is not None:  # the row at `cut` went past the budget: the page ends before it
             keep = min(keep, max(cut - 1, 1))
+        weight = sum(sizes[:keep])
     page = list(rows[:keep])
     if not forward:
         page.reverse()
-    return Page(page, len(rows) > keep, forward)
+    return Page(page, len(rows) > keep, forward, weight)
 
 
 def page_links(

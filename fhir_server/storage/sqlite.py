@@ -223,7 +223,7 @@ class SqliteJobStore:
         rows: list[Any] = []
         try:
             cursor = self._reader.execute(sql, params)
-            batch, largest = FIRST_BATCH, 1
+            batch = FIRST_BATCH
             while more := cursor.fetchmany(batch):
                 sizes = [len(row[3]) for row in more]
                 keep = budget.cut(sizes)
@@ -231,8 +231,7 @@ class SqliteJobStore:
                     rows += more[:keep]
                     break
                 rows += more
-                largest = max(largest, *sizes)
-                batch = max(FIRST_BATCH, budget.left // largest)
+                batch = max(FIRST_BATCH, budget.left // max(sizes))
             cursor.close()  # ends the read (an unfinished statement would keep its snapshot)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
