@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .durations import Duration
 
+# Twice the body limit: whatever a client may send fits with the meta a store adds, and a
+# producer's result may be larger. Stores built without settings use it too.
+DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_SERVER_", extra="ignore")
@@ -111,7 +115,7 @@ class Settings(BaseSettings):
         description="Most values in a JSON body: objects, arrays and scalars together.",
     )
     max_resource_bytes: int = Field(
-        default=1024 * 1024,
+        default=DEFAULT_MAX_RESOURCE_BYTES,
         ge=1024,
         description="Largest resource stored, as its canonical JSON (bytes); every write of "
         "a larger one is refused (400 too-costly).",

@@ -37,11 +37,6 @@ class StoreMigrationFailed(Exception):
     message (which says what to do) instead of answering 503 while it retries."""
 
 
-# The largest resource a store keeps, as its canonical JSON (stamped, compact) is long: the
-# FHIR_SERVER_MAX_RESOURCE_BYTES default, for stores built without settings.
-DEFAULT_MAX_RESOURCE_BYTES = 1024 * 1024
-
-
 class ResourceTooLarge(FhirError):
     """A write would store a resource larger than the store's limit (too-costly): it is
     refused, whichever way it came (REST, $cancel, the producer API, a loaded file)."""
