@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import validate_async_job
 from ..resources.outcome import FhirError
 from ..storage.base import (
-    DEFAULT_MAX_RESOURCE_BYTES,
     JobStore,
     VersionConflict,
     check_resource_size,

@@ -12,6 +12,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
@@ -30,7 +31,6 @@ from ..search.query import (
     full_sort,
 )
 from .base import (
-    DEFAULT_MAX_RESOURCE_BYTES,
     JobRecord,
     SchemaTooNew,
     StoreMigrationFailed,

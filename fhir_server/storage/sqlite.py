@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
@@ -36,7 +37,6 @@ from ..search.query import (
 )
 from ..secrets_file import existing_private_file, private_dir, private_file
 from .base import (
-    DEFAULT_MAX_RESOURCE_BYTES,
     JobRecord,
     StoreUnavailable,
     Usage,
