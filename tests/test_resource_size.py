@@ -93,6 +93,10 @@ async def test_loading_a_file_with_a_resource_over_the_limit_stores_none_of_it(
     assert report.stored == 0
     assert "AsyncJob/" in report.errors[0] and f"may have {LIMIT}" in report.errors[0]
     assert await store.count(JobQuery()) == 0
+    # A loaded job without an id is named by its line.
+    (tmp_path / "jobs.ndjson").write_text(json.dumps(padded(2 * LIMIT, id=None)))
+    report = await load_paths(store, [tmp_path], max_resource_bytes=LIMIT)
+    assert report.errors[0].startswith(f"{tmp_path / 'jobs.ndjson'}:1: -: AsyncJob would be")
 
 
 def test_the_load_command_applies_the_setting(tmp_path: Path):

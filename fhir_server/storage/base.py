@@ -42,7 +42,9 @@ class ResourceTooLarge(FhirError):
     refused, whichever way it came (REST, $cancel, the producer API, a loaded file)."""
 
     def __init__(self, resource: dict[str, Any], size: int, limit: int) -> None:
-        name = f"{resource.get('resourceType')}/{resource.get('id')}"
+        name = resource.get("resourceType", "The resource")
+        if resource.get("id"):
+            name = f"{name}/{resource['id']}"
         message = f"{name} would be {size} bytes as stored; a resource may have {limit}"
         super().__init__([Issue("too-costly", message)])
 
@@ -64,7 +66,9 @@ def check_resource_size(resource: dict[str, Any], limit: int) -> None:
     """ResourceTooLarge when resource, stamped as a first version, is over limit: a check
     before anything is stored (a store checks every write again)."""
     # A loaded job may have no id yet: it gets a UUID, as long as this one.
-    stored_json(stamp({"id": "0" * 36, **resource}, 1, now_instant()), limit)
+    size = stored_size({"id": "0" * 36, **resource}, 1)
+    if size > limit:
+        raise ResourceTooLarge(resource, size, limit)
 
 
 class JobRecord:
