@@ -1,5 +1,5 @@
 """Large search pages are sent in chunks: the body never exists in one piece, and no chunk
-costs the event loop more than a bounded serialization (StreamedBundle, api/responses.py)."""
+costs the event loop more than a bounded serialization (bundle_chunks, api/responses.py)."""
 
 import asyncio
 

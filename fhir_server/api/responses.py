@@ -1,9 +1,9 @@
 """FHIR JSON responses: content negotiation (_format, Accept) and orjson rendering.
 
-A large Bundle is sent in chunks (StreamedBundle): serialized whole, a page of large
-resources was one more copy of them all in memory, and indenting one (`_pretty`) held the
-event loop for about 13 ms per 4.5 MiB; in chunks each serialization is bounded and the
-body never exists in one piece.
+A large Bundle is sent in chunks (bundle_response, bundle_chunks): serialized whole, a page
+of large resources was one more copy of them all in memory, and indenting one (`_pretty`)
+held the event loop for about 13 ms per 4.5 MiB; in chunks each serialization is bounded and
+the body never exists in one piece.
 """
 
 import asyncio
