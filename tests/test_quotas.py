@@ -175,3 +175,20 @@ async def test_a_kick_off_is_held_to_the_callers_quota(store: JobStore):
         assert (await http.post("/fhir/R4/$export", headers=headers)).status_code == 202
         assert_over_quota(await http.post("/fhir/R4/$export", headers=headers))
     assert await owned(store, "alice") == 1
+
+
+async def test_a_mongodb_database_stored_without_sizes_gets_them_on_open():
+    from mongomock_motor import AsyncMongoMockClient
+
+    from fhir_server.storage.mongo import MongoJobStore
+
+    database = AsyncMongoMockClient()["sizes"]
+    store = MongoJobStore(database)
+    await store.open()
+    saved = await store.save(make_job(id="a"), expected_version=0, owner="alice")
+    # As a database of an older fhir-server has it.
+    await database["asyncjob"].update_many({}, {"$unset": {"size": ""}})
+    assert await store.usage("alice") == Usage(1, 0)
+    reopened = MongoJobStore(database)
+    await reopened.open()
+    assert await reopened.usage("alice") == Usage(1, saved.size)

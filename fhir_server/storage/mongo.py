@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+import orjson
+from pymongo import ASCENDING, DESCENDING, UpdateMany
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
@@ -55,6 +56,7 @@ def history_collection(kind: ResourceKind) -> str:
 CURRENT = ASYNC_JOB.storage_name
 HISTORY = history_collection(ASYNC_JOB)
 _PROJECTION = {"resource": 1, "version": 1, "owner": 1, "size": 1}
+MEASURE_BATCH = 500  # sizes written at a time when opening a database stored without them
 # The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
 # NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
 TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
@@ -86,6 +88,7 @@ class MongoJobStore:
         await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
         try:
             await prepare(self._db, self.kind.storage_name, self.parameters)
+            await _measure(self._current)
         except (*TRANSIENT_ERRORS, SchemaTooNew):
             raise
         except Exception as exc:
@@ -149,8 +152,7 @@ class MongoJobStore:
         return int(await self._current.count_documents(_filter(query, self._tokens)))
 
     async def usage(self, owner: str) -> Usage:
-        """Summed over the owner's live documents (served by the owner index); a document
-        stored before sizes were kept counts its job, not its bytes, until written again."""
+        """Summed over the owner's live documents (served by the owner index)."""
         group = {"_id": None, "jobs": {"$sum": 1}, "bytes": {"$sum": "$size"}}
         pipeline = [{"$match": {"owner": owner}}, {"$group": group}]
         async for total in self._current.aggregate(pipeline):
@@ -249,6 +251,23 @@ class MongoJobStore:
             },
             upsert=True,
         )
+
+
+async def _measure(jobs: Any) -> None:
+    """The `size` of each live job stored before sizes were kept (the per-owner byte quota
+    and the page budget read it); each update applies only to the version it measured."""
+    batch: list[UpdateMany] = []
+    async for doc in jobs.find({"size": {"$exists": False}}, {"resource": 1, "version": 1}):
+        size = len(orjson.dumps(doc["resource"]))
+        # UpdateMany of one document, as in mongo_schema's backfill (mongomock's bulk_write).
+        batch.append(
+            UpdateMany({"_id": doc["_id"], "version": doc["version"]}, {"$set": {"size": size}})
+        )
+        if len(batch) == MEASURE_BATCH:
+            await jobs.bulk_write(batch, ordered=False)
+            batch = []
+    if batch:
+        await jobs.bulk_write(batch, ordered=False)
 
 
 def _instant(epoch_ms: int) -> str:
