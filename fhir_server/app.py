@@ -4,11 +4,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
+from .api.application import FhirServerApp
 from .api.errors import EXCEPTION_HANDLERS
 from .api.limits import InputLimits
 from .api.pipeline import RequestPipeline
@@ -16,7 +17,7 @@ from .api.routes import all_routes
 from .api.search import SearchParser
 from .api.throttle import OwnerRateLimit
 from .auth.quotas import OwnerQuota
-from .auth.setup import token_verifier
+from .auth.setup import token_issuer, token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
 from .jobs.retention import sweep
@@ -29,6 +30,7 @@ from .resources.kinds import ResourceKind
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
+from .storage.clients import ClientStore
 from .storage.guard import with_deadline
 from .storage.opening import open_store
 
@@ -51,6 +53,19 @@ def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
     return SqliteJobStore(path, kind, max_resource_bytes=settings.max_resource_bytes)
 
 
+def build_client_store(settings: Settings) -> ClientStore:
+    """The registered OAuth clients, beside the jobs (MongoDB or the SQLite file)."""
+    if settings.mongodb_uri:
+        from .storage.mongo_client import connect
+        from .storage.mongo_clients import MongoClientStore
+
+        return MongoClientStore(connect(settings)[settings.mongodb_database])
+    from .storage.sqlite import FILE_NAME
+    from .storage.sqlite_clients import SqliteClientStore
+
+    return SqliteClientStore(settings.data_dir / FILE_NAME)
+
+
 def cursor_secret(settings: Settings) -> bytes:
     """The configured key, else one generated once and shared through the data dir."""
     configured = configured_secret(settings.secret_key, settings.secret_key_file)
@@ -62,7 +77,7 @@ def create_app(
     store: JobStore | None = None,
     *,
     routes: Sequence[BaseRoute] = (),
-) -> Starlette:
+) -> FhirServerApp:
     """The server as an ASGI app, serving every registered resource kind; `store` is AsyncJob's
     (else built from settings). `routes` are served too, tried before the FHIR API's (e.g. a
     kick-off endpoint: see examples/export_service.py)."""
@@ -99,9 +114,12 @@ def create_app(
                 opening.cancel()
         for each in stores.values():
             await each.close()
+        await clients.close()
         if access_log is not None:
             access_log.flush()
 
+    verifier = token_verifier(settings)
+    clients = build_client_store(settings)
     access_log = AccessLog() if settings.access_log else None
     app_metrics = metrics.Metrics()
     secret = cursor_secret(settings)
@@ -124,19 +142,17 @@ def create_app(
     def parser_for(kind: ResourceKind) -> SearchParser:
         return SearchParser(kind, search_limits, input_limits, secret)
 
-    app = Starlette(
+    app = FhirServerApp(
         routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope)],
-        middleware=[
-            Middleware(
-                RequestPipeline,
-                verifier=token_verifier(settings),
-                telemetry=Telemetry(app_metrics, access_log),
-                max_body_bytes=settings.max_body_bytes,
-                body_timeout=settings.body_timeout,
-                max_token_bytes=settings.max_token_bytes,
-                rate_limit=OwnerRateLimit(settings.rate_limit) if settings.rate_limit else None,
-            )
-        ],
+        pipeline=partial(
+            RequestPipeline,
+            verifier=verifier,
+            telemetry=Telemetry(app_metrics, access_log),
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout=settings.body_timeout,
+            max_token_bytes=settings.max_token_bytes,
+            rate_limit=OwnerRateLimit(settings.rate_limit) if settings.rate_limit else None,
+        ),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
@@ -151,6 +167,8 @@ def create_app(
     app.state.input_limits = input_limits
     app.state.quota = OwnerQuota.of(settings.max_jobs_per_owner, settings.max_bytes_per_owner)
     app.state.public_base_url = settings.public_base_url
+    app.state.clients = clients
+    app.state.token_issuer = token_issuer(settings, verifier, clients)
     # No trailing-slash redirects: Starlette builds their Location from the Host header,
     # which the client chooses (a mistyped path is a 404 instead).
     app.router.redirect_slashes = False

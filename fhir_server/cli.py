@@ -1,4 +1,5 @@
-"""fhir-server serve | load | purge | token: every setting is also a command-line option."""
+"""fhir-server serve | load | purge | token | client: every setting is also a command-line
+option."""
 
 import argparse
 import asyncio
@@ -18,7 +19,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from .api.connection import BoundedHttpToolsProtocol, ConnectionLimits
-from .app import build_store, cursor_secret
+from .app import build_client_store, build_store, cursor_secret
+from .auth import clients
 from .auth.keys import GENERATED_SECRET_FILE, KeyLoadError, load_keys
 from .auth.tokens import mint
 from .config import Settings
@@ -27,6 +29,7 @@ from .jobs.loader import find_files, load_paths
 from .jobs.retention import purge_older_than
 from .secrets_file import UnsafeFile, configured_secret, persistent_secret
 from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
+from .storage.clients import ClientExists, ClientStore, RegisteredClient
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 # Secrets are not taken as argument values: every local user can read a process's command
@@ -125,7 +128,7 @@ def connection_limit(settings: Settings) -> int:
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the connections: the bounded protocol (api/connection.py), the
-    concurrency limit and the timeouts."""
+    concurrency limit, the timeouts and whose forwarded headers are believed."""
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         max_head_bytes=settings.max_head_bytes,
@@ -137,6 +140,11 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": connection_limit(settings),
         "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
+        # X-Forwarded-For/-Proto only from the configured proxies: any other peer could
+        # claim another scheme or client address.
+        "proxy_headers": settings.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": False,  # "server: uvicorn" tells scanners what to try; no client needs it
     }
 
 
@@ -150,10 +158,6 @@ def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_a
         host=settings.host,
         port=settings.port,
         workers=workers,
-        # X-Forwarded-For/-Proto only from the configured proxies: any other peer could
-        # claim another scheme or client address.
-        proxy_headers=settings.forwarded_allow_ips is not None,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level,
         access_log=False,  # the app writes its own JSON access log (FHIR_SERVER_ACCESS_LOG)
         **server_options(settings),
@@ -242,6 +246,68 @@ def token(settings: Settings, subject: str, scope: str, ttl: timedelta) -> int:
     return 0
 
 
+# Where registered clients are kept: the store's settings (not --jwks-file: that names the
+# keys of bearer tokens, while `client add --jwks-file` names a client's).
+CLIENT_SETTINGS = tuple(n for n in Settings.model_fields if n == "data_dir" or "mongodb" in n)
+
+
+async def client_command(settings: Settings, args: argparse.Namespace) -> int:
+    """fhir-server client add | list | remove: the SMART Backend Services clients that may
+    get tokens at /oauth2/token."""
+    new = None
+    if args.client_command == "add":
+        try:
+            new = _new_client(args)
+        except (clients.InvalidRegistration, OSError) as exc:
+            _unusable(exc)
+            return 2
+    store = build_client_store(settings)
+    try:
+        if new is not None:
+            return await _add_client(store, new)
+        if args.client_command == "list":
+            for each in await store.all():
+                keys = each.jwks_url or "JWK Set registered from a file"
+                print(f"{each.id}\t{each.scope}\t{keys}\t{each.registered}")
+            return 0
+        if not await store.remove(args.id):
+            console.print(f"no client {args.id} is registered", style="red", markup=False)
+            return 1
+        console.print(f"removed client {args.id}")
+        return 0
+    except (SchemaTooNew, StoreMigrationFailed, StoreUnavailable, UnsafeFile) as exc:
+        _unusable(exc)
+        return 1
+    finally:
+        await store.close()
+
+
+async def _add_client(store: ClientStore, client: RegisteredClient) -> int:
+    try:
+        await store.add(client)
+    except ClientExists:
+        console.print(
+            f"client {client.id} is registered already: `fhir-server client remove --id "
+            f"{client.id}` first to register it again",
+            style="red",
+            markup=False,
+        )
+        return 1
+    keys = client.jwks_url or "the JWK Set of the file"
+    console.print(f"registered client {client.id}: scopes {client.scope}; keys: {keys}")
+    return 0
+
+
+def _new_client(args: argparse.Namespace) -> RegisteredClient:
+    client_id = clients.client_id(args.id)
+    scope = clients.registered_scope(args.scope)
+    if args.jwks_url is not None:
+        return RegisteredClient(client_id, scope, jwks_url=clients.jwks_url(args.jwks_url))
+    text = Path(args.jwks_file).read_text()
+    clients.key_set(text, str(args.jwks_file))
+    return RegisteredClient(client_id, scope, jwks=text)
+
+
 def _duration(text: str) -> timedelta:
     try:
         return parse_duration(text)
@@ -277,6 +343,23 @@ def main(argv: list[str] | None = None) -> int:
         "--ttl", type=_duration, default=timedelta(hours=1), metavar="AGE", help="default 1h"
     )
     _add_setting_options(token_parser, TOKEN_SETTINGS)
+    client_parser = commands.add_parser(
+        "client", help="register SMART Backend Services clients (they get tokens at /oauth2/token)"
+    )
+    client_commands = client_parser.add_subparsers(dest="client_command", required=True)
+    add_parser = client_commands.add_parser("add", help="register a client and its public keys")
+    add_parser.add_argument("--id", required=True, help="the client id: its assertions' iss")
+    keys = add_parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks-file", type=Path, help="a JWK Set file with its public keys")
+    keys.add_argument("--jwks-url", help="the https URL that publishes its JWK Set")
+    add_parser.add_argument(
+        "--scope", required=True, help='scopes it may be granted, e.g. "system/AsyncJob.rs"'
+    )
+    list_parser = client_commands.add_parser("list", help="one line per client")
+    remove_parser = client_commands.add_parser("remove", help="unregister a client")
+    remove_parser.add_argument("--id", required=True)
+    for each in (add_parser, list_parser, remove_parser):
+        _add_setting_options(each, CLIENT_SETTINGS)
     args = parser.parse_args(argv)
     for name, file_option in ENV_ONLY.items():
         if getattr(args, name, None) is not None:
@@ -295,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "token":
         return token(_settings(args, TOKEN_SETTINGS), args.sub, args.scope, args.ttl)
+    if args.command == "client":
+        return asyncio.run(client_command(_settings(args, CLIENT_SETTINGS), args))
     if args.command == "purge":
         return asyncio.run(purge(_settings(args, purge_names), args.older_than))
     return asyncio.run(load(_settings(args, load_names), args.paths))

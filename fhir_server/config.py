@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     jwks_file: Path | None = Field(
         default=None, description="JWKS file with the RS256/ES256 keys that sign bearer tokens."
     )
+    token_endpoint: str | None = Field(
+        default=None,
+        description="Token endpoint of the identity provider that issues the bearer tokens "
+        "(with a JWKS file): SMART discovery and the CapabilityStatement name it, and this "
+        "server's own /oauth2/token issues none.",
+    )
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of bearer tokens.")
     jwt_audience: str | None = Field(default=None, description="Required `aud` of bearer tokens.")
     jwt_leeway_seconds: int = Field(
@@ -215,7 +221,7 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
     )
 
-    @field_validator("public_base_url")
+    @field_validator("public_base_url", "token_endpoint")
     @classmethod
     def _absolute_http_url(cls, value: str | None) -> str | None:
         if value is None:

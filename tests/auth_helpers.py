@@ -7,6 +7,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from fhir_server.resources.conformance import CONFORMANCE_TYPES
 from fhir_server.storage.base import JobRecord, JobStore
 
 from .conftest import make_job
@@ -54,7 +55,16 @@ def signed(private: Any, algorithm: str, kid: str | None, **claims: Any) -> str:
 
 
 # Answered without a token (the README's Security section lists the same).
-PUBLIC_PATHS = ("/healthz", "/readyz", "/fhir/R4/metadata", "/openapi.json")
+PUBLIC_PATHS = (
+    "/healthz",
+    "/readyz",
+    "/fhir/R4/metadata",
+    "/fhir/R4/.well-known/smart-configuration",
+    "/openapi.json",
+    "/oauth2/token",
+    # the definitions the CapabilityStatement names, public like it
+    *(f"/fhir/R4/{t}{path}" for t in CONFORMANCE_TYPES for path in ("", "/{id}")),
+)
 
 
 def app_routes(app: Any) -> list[Any]:

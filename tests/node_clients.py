@@ -23,7 +23,14 @@ def run_node(script: str, payload: Any, *args: str, timeout: float = 60) -> Any:
     return json.loads(finished.stdout)
 
 
-def medplum_issues(resources: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """@medplum/core validateResource over each resource: a list of issues per resource."""
-    result: list[list[dict[str, Any]]] = run_node("validate.mjs", {"resources": resources})
+def medplum_issues(
+    resources: list[dict[str, Any]], definitions: list[dict[str, Any]] | None = None
+) -> list[list[dict[str, Any]]]:
+    """@medplum/core validateResource over each resource: a list of issues per resource.
+
+    `definitions` (a server's StructureDefinitions, CodeSystems, ValueSets): resources of a
+    profiled type, in Bundles too, are also validated against the profile and its required
+    bindings."""
+    payload = {"resources": resources, "definitions": definitions or []}
+    result: list[list[dict[str, Any]]] = run_node("validate.mjs", payload)
     return result

@@ -82,11 +82,27 @@ def running_server(data_dir: Path, *args: str, workers: int = 1) -> Iterator[str
     port = free_port()
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]
     command += ["--workers", str(workers), "--data-dir", str(data_dir), "--log-level", "warning"]
-    env = {**clean_env(), "FHIR_SERVER_JWT_SECRET": TEST_JWT_SECRET}  # tests sign with it
+    with _serving([*command, *args], {}, port, data_dir) as base:
+        yield base
+
+
+@contextmanager
+def running_example(module: str, data_dir: Path) -> Iterator[str]:
+    """`python -m <module>` (an example service, configured by FHIR_SERVER_* variables) on a
+    free port; yields its FHIR base URL; stops it gracefully."""
+    port = free_port()
+    settings = {"FHIR_SERVER_PORT": str(port), "FHIR_SERVER_DATA_DIR": str(data_dir)}
+    with _serving([sys.executable, "-m", module], settings, port, data_dir) as base:
+        yield base
+
+
+@contextmanager
+def _serving(
+    command: list[str], settings: dict[str, str], port: int, data_dir: Path
+) -> Iterator[str]:
+    env = {**clean_env(), "FHIR_SERVER_JWT_SECRET": TEST_JWT_SECRET, **settings}  # tests sign
     with open(data_dir.parent / f"server-{port}.log", "w") as log:
-        server = subprocess.Popen(
-            [*command, *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
-        )
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         _wait_until_ready(f"http://127.0.0.1:{port}", server)
         base = f"http://127.0.0.1:{port}/fhir/R4"

@@ -6,15 +6,16 @@ import pytest
 
 from fhir_server.api.http_status import status_of
 from fhir_server.resources.asyncjob import validate_async_job
+from fhir_server.resources.asyncjob_profile import JOB_TYPES
 from fhir_server.resources.outcome import FhirError
 
 from .conftest import make_job
 
 
-def problems(data: Any) -> dict[str, str]:
+def problems(data: Any, status: int = 400, stored: dict[str, Any] | None = None) -> dict[str, str]:
     with pytest.raises(FhirError) as caught:
-        validate_async_job(data)
-    assert status_of(caught.value) == 400
+        validate_async_job(data, stored)
+    assert status_of(caught.value) == status
     return {issue.expression or "": issue.code for issue in caught.value.issues}
 
 
@@ -43,8 +44,8 @@ def test_missing_required_element(name: str):
     assert problems(make_job(**{name: None})) == {f"AsyncJob.{name}": "required"}
 
 
-def test_unknown_status_code():
-    assert problems(make_job(status="running")) == {"AsyncJob.status": "code-invalid"}
+def test_unknown_status_code_is_unprocessable():
+    assert problems(make_job(status="running"), 422) == {"AsyncJob.status": "code-invalid"}
 
 
 @pytest.mark.parametrize("value", ["2024-05-01", "2024-05-01T10:00:00", "yesterday"])
@@ -66,8 +67,53 @@ def test_malformed_output_parameter_names_the_path():
     assert problems(make_job(output=output)) == {"AsyncJob.output.parameter[1].name": "required"}
 
 
-def test_data_migration_requires_data_version():
-    assert problems(make_job(type="data-migration")) == {"AsyncJob.dataVersion": "invariant"}
+@pytest.mark.parametrize("job_type", list(JOB_TYPES))
+def test_every_type_of_the_profile_is_valid(job_type: str):
+    extra = {"dataVersion": 1, "minServerVersion": "0.1.0"} if job_type == "data-migration" else {}
+    assert validate_async_job(make_job(type=job_type, **extra))["type"] == job_type
+
+
+def test_a_type_outside_the_profiles_value_set_is_unprocessable():
+    assert problems(make_job(type="export"), 422) == {"AsyncJob.type": "code-invalid"}
+
+
+def test_data_migration_requires_data_version_and_min_server_version():
+    """The profile's invariant ajb-1 (Medplum's)."""
+    assert problems(make_job(type="data-migration"), 422) == {
+        "AsyncJob.dataVersion": "invariant",
+        "AsyncJob.minServerVersion": "invariant",
+    }
+    only_version = make_job(type="data-migration", dataVersion=3)
+    assert problems(only_version, 422) == {"AsyncJob.minServerVersion": "invariant"}
+
+
+def test_an_update_keeps_what_its_stored_version_already_broke_of_the_profile():
+    """A job stored before the profile stays changeable: its old type is let through, a new
+    problem is not."""
+    legacy = make_job(type="export")
+    assert validate_async_job({**legacy, "status": "completed"}, legacy)["type"] == "export"
+    renamed = {**legacy, "type": "exported"}
+    assert problems(renamed, 422, stored=legacy) == {"AsyncJob.type": "code-invalid"}
+
+
+def test_a_parse_error_leads_a_profile_error():
+    found = problems(make_job(type="export", colour="blue"))
+    assert found == {"AsyncJob.type": "code-invalid", "AsyncJob.colour": "structure"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"extension": []}, "AsyncJob.extension"),
+        ({"meta": {}}, "AsyncJob.meta"),
+        ({"output": {"resourceType": "Parameters", "parameter": []}}, "AsyncJob.output.parameter"),
+        ({"meta": {"tag": [{}]}}, "AsyncJob.meta.tag[0]"),
+        ({"request": ""}, "AsyncJob.request"),
+    ],
+)
+def test_empty_arrays_objects_and_strings_are_refused(fields: dict[str, Any], path: str):
+    """FHIR JSON has none: stored, they would be answered to every reader."""
+    assert problems(make_job(**fields))[path] == "structure"
 
 
 def test_every_problem_is_reported_at_once():

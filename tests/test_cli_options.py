@@ -32,6 +32,7 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "auth": ("off", "off"),
     "jwt_secret_file": ("/run/secrets/jwt", Path("/run/secrets/jwt")),
     "jwks_file": ("/etc/jwks.json", Path("/etc/jwks.json")),
+    "token_endpoint": ("https://idp.example/token", "https://idp.example/token"),
     "jwt_issuer": ("https://idp.example", "https://idp.example"),
     "jwt_audience": ("fhir", "fhir"),
     "jwt_leeway_seconds": ("5", 5),

@@ -1,6 +1,6 @@
 """Generated input against every endpoint of /openapi.json: never a 5xx, every error in the
-API's own shape (OperationOutcome, or the eHealth envelope on adapter paths), and a
-rejected write leaves the store as it was."""
+API's own shape (OperationOutcome, the eHealth envelope on adapter paths, OAuth error JSON
+under /oauth2), and a rejected write leaves the store as it was."""
 
 import json
 from typing import Any
@@ -119,7 +119,10 @@ def is_adapter_path(path: str) -> bool:
 
 def assert_error_shape(path: str, response: httpx.Response) -> None:
     body = response.json()
-    if is_adapter_path(path):
+    if path.startswith("/oauth2/"):
+        assert set(body) == {"error", "error_description"}, body
+        assert response.headers["cache-control"] == "no-store"
+    elif is_adapter_path(path):
         assert set(body) == {"error", "meta"}, body
         assert body["meta"]["code"] == response.status_code
     else:
@@ -235,4 +238,5 @@ def test_every_endpoint_is_fuzzed():
         ("PUT", "/fhir/R4/AsyncJob/{id}"),
         ("GET", "/Jobs/{id}"),
         ("GET", "/patients/composition/job/{id}"),
+        ("POST", "/oauth2/token"),
     }

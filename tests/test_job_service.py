@@ -65,6 +65,15 @@ async def test_complete_stores_output_and_transaction_time(jobs: JobService):
     assert record.resource["transactionTime"] >= job.last_updated
 
 
+async def test_complete_without_outputs_stores_parameters_without_an_empty_array(
+    jobs: JobService,
+):
+    job = await jobs.submit(EXPORT)
+    record = await jobs.complete(job.id, [])
+    assert record.resource is not None
+    assert record.resource["output"] == {"resourceType": "Parameters"}
+
+
 async def test_fail_stores_the_outcome_and_status_code(jobs: JobService):
     job = await jobs.submit(EXPORT)
     outcome = {
@@ -166,7 +175,7 @@ async def test_put_with_a_stale_expected_version_fails_the_precondition(
     jobs: JobService, store: JobStore
 ):
     await put_job(store, id="job-1")
-    await put_job(store, id="job-1", type="export")
+    await put_job(store, id="job-1", type="bulk-export")
     with pytest.raises(PreconditionFailed):
         await jobs.put(make_job(id="job-1", type="reindex"), expected_version=1)
 
@@ -227,3 +236,36 @@ async def test_an_error_without_an_outcome_is_refused(jobs: JobService, store: J
         await jobs.put(make_job(id="job-1", status="error"))
     assert raised.value.issues[0].expression == "AsyncJob.output"
     assert len(await store.history("job-1")) == 1
+
+
+async def test_submit_refuses_a_type_outside_the_profile_and_stores_nothing(
+    jobs: JobService, store: JobStore
+):
+    with pytest.raises(FhirError) as refused:
+        await jobs.submit(EXPORT, type="export")
+    assert status_of(refused.value) == 422
+    assert refused.value.issues[0].expression == "AsyncJob.type"
+    assert await store.count(JobQuery()) == 0
+
+
+async def test_submit_of_a_data_migration_needs_both_versions(jobs: JobService):
+    with pytest.raises(FhirError) as refused:
+        await jobs.submit(EXPORT, type="data-migration", data_version=3)
+    assert [i.expression for i in refused.value.issues] == ["AsyncJob.minServerVersion"]
+    record = await jobs.submit(
+        EXPORT, type="data-migration", data_version=3, min_server_version="0.1.0"
+    )
+    assert record.resource is not None
+    assert record.resource["minServerVersion"] == "0.1.0"
+
+
+async def test_a_job_stored_before_the_profile_still_runs_to_completion(
+    jobs: JobService, store: JobStore
+):
+    """Its type is no longer one of the profile's: it is read, progressed and completed as it
+    is (no data loss, no stuck job)."""
+    await put_job(store, id="legacy", type="export")
+    await jobs.report_progress("legacy", "1 of 2")
+    record = await jobs.complete("legacy", [{"name": "n", "valueInteger": 1}])
+    assert record.resource is not None
+    assert (record.resource["type"], record.resource["status"]) == ("export", "completed")

@@ -43,11 +43,13 @@ class RacingLoader:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    async def save(self, resource: dict[str, Any], *, expected_version: int) -> JobRecord:
+    async def save(
+        self, resource: dict[str, Any], *, expected_version: int, **how: Any
+    ) -> JobRecord:
         if resource["id"] not in self.raced:
             self.raced.add(resource["id"])
-            await self.store.save(dict(resource), expected_version=expected_version)
-        return await self.store.save(resource, expected_version=expected_version)
+            await self.store.save(dict(resource), expected_version=expected_version, **how)
+        return await self.store.save(resource, expected_version=expected_version, **how)
 
 
 async def test_loading_the_jobs_another_worker_just_loaded_succeeds(store: JobStore):

@@ -4,6 +4,7 @@ owner's job answers exactly like a missing one, on the FHIR API and the eHealth 
 import httpx
 import pytest
 
+from fhir_server.auth.ownership import OwnedJobStore
 from fhir_server.storage.base import JobStore
 
 from .auth_helpers import HOST, JOB_ID, owned_job
@@ -238,3 +239,12 @@ async def test_mongodb_store_has_an_index_for_one_owners_newest_jobs():
     indexes = await database["asyncjob"].index_information()
     keys = [tuple(field for field, _ in index["key"]) for index in indexes.values()]
     assert ("owner", "last_updated", "_id") in keys
+
+
+async def test_an_owners_view_of_the_store_asked_for_another_owner_sees_nothing(store: JobStore):
+    await store.save(make_job(id="job-1"), expected_version=0, owner="alice")
+    alice = OwnedJobStore(store, "alice")
+    assert await alice.get("job-1", owner="alice") == await store.get("job-1")
+    assert await alice.get("job-1", owner="bob") is None
+    assert await alice.get_version("job-1", 1, owner="bob") is None
+    assert await alice.history("job-1", owner="bob") == []

@@ -3,13 +3,18 @@
 Six searches of `_count=1000` over one owner's 1 MiB jobs each read, held and answered
 314 MB. A page now ends before the entry that would take it past its budget (it always
 holds one), with a `next` link that continues right after its last entry; and the store
-stops reading rows there, so a page of large jobs never holds many more than it shows.
+stops reading rows there, so a page of large jobs never holds many more than it shows. A
+type's history (GET AsyncJob/_history) pages within the same budget.
 """
 
+from typing import Any
+
+import httpx
+import orjson
 import pytest
 
 from fhir_server.config import Settings
-from fhir_server.search.query import JobQuery, SortKey
+from fhir_server.search.query import HistoryQuery, JobQuery, SortKey
 from fhir_server.storage.base import JobStore
 
 from .conftest import BASE, TEST_JWT_SECRET, put_job
@@ -86,3 +91,45 @@ async def test_the_store_stops_reading_at_the_budget(store: JobStore, jobs):
     assert [r.id for r in await store.search(query)] == jobs[:4]
     unbounded = JobQuery(sort=(SortKey("id"),), limit=1001)
     assert len(await store.search(unbounded)) == 10
+
+
+async def history_pages(client: httpx.AsyncClient, url: str) -> list[list[dict[str, Any]]]:
+    """The entries of each page of a type's history, following `next`."""
+    pages: list[list[dict[str, Any]]] = []
+    while url:
+        assert len(pages) < 50, "paging does not end"
+        response = await client.get(url)
+        assert response.status_code == 200, response.text
+        bundle = response.json()
+        pages.append(bundle.get("entry", []))
+        url = links(bundle).get("next", "")
+    return pages
+
+
+def versions(page: list[dict[str, Any]]) -> list[str]:
+    return [f"{e['resource']['id']}/{e['resource']['meta']['versionId']}" for e in page]
+
+
+async def test_a_type_history_page_ends_at_its_budget_too(client, jobs):
+    pages = await history_pages(client, f"{BASE}/AsyncJob/_history?_count=1000")
+    one_by_one = await history_pages(client, f"{BASE}/AsyncJob/_history?_count=1")
+    # Every version once, newest first, as pages of one entry list them.
+    assert [v for page in pages for v in versions(page)] == [
+        v for page in one_by_one for v in versions(page)
+    ]
+    assert len(one_by_one) == 2 * len(jobs)
+    for page in pages:
+        weight = sum(len(orjson.dumps(e["resource"])) for e in page)
+        assert weight <= BUDGET or len(page) == 1
+    assert len(pages) > 1
+
+
+async def test_the_store_stops_reading_versions_at_the_budget(store: JobStore, jobs):
+    everything = await store.versions(HistoryQuery(limit=1001))
+    budgeted = await store.versions(HistoryQuery(limit=1001, max_bytes=BUDGET))
+    # Through the row that goes past the budget, newest first.
+    sizes = [r.size for r in everything]
+    through = next(n for n in range(1, len(sizes) + 1) if sum(sizes[:n]) > BUDGET)
+    assert [(r.id, r.version) for r in budgeted] == [
+        (r.id, r.version) for r in everything[:through]
+    ]

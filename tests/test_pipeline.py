@@ -10,6 +10,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_server.api.application import FhirServerApp
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobStore
@@ -21,10 +22,9 @@ HOST = "http://testserver"
 PER_REQUEST_HEADERS = {"x-request-id"}
 
 
-def through_the_router(app: Starlette) -> Starlette:
+def through_the_router(app: FhirServerApp) -> FhirServerApp:
     """The app with direct dispatch off: every request goes through Starlette's router."""
-    for middleware in app.user_middleware:
-        middleware.kwargs["direct_dispatch"] = False
+    app.direct_dispatch = False
     return app
 
 

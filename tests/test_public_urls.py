@@ -32,7 +32,7 @@ async def attacker(store: JobStore) -> AsyncIterator[httpx.AsyncClient]:
     jobs = JobService(store)
 
     async def export(request: Request) -> Response:
-        return await kick_off(request, jobs, type="export")
+        return await kick_off(request, jobs, type="bulk-export")
 
     app = create_app(settings, store=store, routes=[Route("/fhir/R4/$export", export)])
     transport = httpx.ASGITransport(app=app)

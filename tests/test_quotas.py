@@ -38,6 +38,14 @@ def assert_over_quota(response: httpx.Response) -> None:
     assert "delete jobs to store new ones" in outcome["issue"][0]["diagnostics"]
 
 
+def note(padding: int) -> dict[str, object]:
+    """An output of about `padding` bytes (what a job may carry, and change, at any status)."""
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "note", "valueString": "x" * padding}],
+    }
+
+
 async def owned(store: JobStore, owner: str) -> int:
     return await store.count(JobQuery(owner=owner))
 
@@ -55,7 +63,7 @@ async def test_an_owner_cannot_create_more_jobs_than_its_quota(
         assert_over_quota(await alice.put("AsyncJob/new-one", json=make_job(id="new-one")))
         assert await owned(store, "alice") == MAX_JOBS
         # Changing a job it has adds none: allowed at the quota.
-        changed = await alice.put(f"AsyncJob/{ids[0]}", json=make_job(id=ids[0], type="x"))
+        changed = await alice.put(f"AsyncJob/{ids[0]}", json=make_job(id=ids[0], type="reindex"))
         assert changed.status_code == 200
         # A deletion makes room.
         assert (await alice.delete(f"AsyncJob/{ids[1]}")).status_code == 204
@@ -85,17 +93,17 @@ async def test_the_byte_quota_holds_creates_and_growing_updates(
         base_url="http://testserver/fhir/R4/",
         headers=bearer("alice", OWNER_SCOPES),
     ) as alice:
-        one = await alice.post("AsyncJob", json=make_job(id=None, type="x" * 800))
-        two = await alice.post("AsyncJob", json=make_job(id=None, type="x" * 800))
+        one = await alice.post("AsyncJob", json=make_job(id=None, output=note(800)))
+        two = await alice.post("AsyncJob", json=make_job(id=None, output=note(800)))
         assert (one.status_code, two.status_code) == (201, 201)
-        assert_over_quota(await alice.post("AsyncJob", json=make_job(id=None, type="x" * 800)))
+        assert_over_quota(await alice.post("AsyncJob", json=make_job(id=None, output=note(800))))
         job = two.json()
-        grown = await alice.put(f"AsyncJob/{job['id']}", json={**job, "type": "x" * 1600})
+        grown = await alice.put(f"AsyncJob/{job['id']}", json={**job, "output": note(1600)})
         assert_over_quota(grown)
-        shrunk = await alice.put(f"AsyncJob/{job['id']}", json={**job, "type": "x"})
+        shrunk = await alice.put(f"AsyncJob/{job['id']}", json={**job, "output": note(1)})
         assert shrunk.status_code == 200
         assert (
-            await alice.post("AsyncJob", json=make_job(id=None, type="x" * 300))
+            await alice.post("AsyncJob", json=make_job(id=None, output=note(300)))
         ).status_code == 201
     # The service that runs the job may complete it with a result over the owner's quota.
     result = [{"name": "note", "valueString": "y" * 5000}]
@@ -162,7 +170,7 @@ async def test_a_kick_off_is_held_to_the_callers_quota(store: JobStore):
     from fhir_server import GuardedRoute, SmartAccess, create_app, kick_off
 
     async def export(request: Request) -> Response:
-        return await kick_off(request, JobService(request.app.state.store), type="export")
+        return await kick_off(request, JobService(request.app.state.store), type="bulk-export")
 
     route = GuardedRoute(
         "/fhir/R4/$export", export, methods=["POST"], access=SmartAccess("AsyncJob", "c")

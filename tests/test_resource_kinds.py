@@ -14,6 +14,7 @@ from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.resources import registry
 from fhir_server.resources.asyncjob import ASYNC_JOB
+from fhir_server.resources.conformance import CONFORMANCE_TYPES
 from fhir_server.resources.kinds import ResourceKind, SearchParameter
 from fhir_server.resources.outcome import FhirError, Issue
 
@@ -136,13 +137,19 @@ async def test_the_capability_statement_and_openapi_describe_the_new_type(
 ):
     capability = (await http.get(f"{HOST}/metadata")).json()
     resources = {r["type"]: r for r in capability["rest"][0]["resource"]}
-    assert set(resources) == {"AsyncJob", "Basic"}
+    assert set(resources) == {"AsyncJob", "Basic", *CONFORMANCE_TYPES}
     assert [p["name"] for p in resources["Basic"]["searchParam"]] == [
         "_id",
         "_lastUpdated",
         "created",
     ]
     assert "operation" not in resources["Basic"]
+    assert resources["Basic"]["profile"] == "http://hl7.org/fhir/StructureDefinition/Basic"
+    # its own search parameter's definition is served, with the URL the statement names
+    created = resources["Basic"]["searchParam"][2]["definition"]
+    assert created == f"{HOST}/SearchParameter/Basic-created"
+    definition = (await http.get(created)).json()
+    assert (definition["code"], definition["base"]) == ("created", ["Basic"])
     paths = (await http.get("http://testserver/openapi.json")).json()["paths"]
     assert {"/fhir/R4/Basic", "/fhir/R4/Basic/{id}", "/fhir/R4/Basic/_search"} <= set(paths)
     assert paths["/fhir/R4/Basic/{id}"]["get"]["description"].startswith(

@@ -8,6 +8,7 @@ writes, the producer API (JobService), `fhir-server load`. A refused write store
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -31,10 +32,15 @@ def limited(store: JobStore) -> JobStore:
     return store
 
 
-def padded(size: int, **fields: object) -> dict[str, object]:
+def note(value: str) -> dict[str, str]:
+    return {"name": "note", "valueString": value}
+
+
+def padded(size: int, **fields: Any) -> dict[str, Any]:
     """A job whose stored JSON is about `size` bytes."""
     job = make_job(**fields)
-    return {**job, "type": "x" * max(size - len(json.dumps(job)) - 120, 1)}
+    padding = "x" * max(size - len(json.dumps(job)) - 180, 1)
+    return {**job, "output": {"resourceType": "Parameters", "parameter": [note(padding)]}}
 
 
 def assert_too_costly(response: httpx.Response) -> None:
@@ -69,7 +75,9 @@ async def test_a_cancel_that_would_grow_the_job_past_the_limit_is_refused(
 ):
     # "cancelled" is one byte longer than "accepted": a job at the limit cannot take it.
     job = padded(LIMIT, id="full")
-    job["type"] += "x" * (LIMIT - len(orjson.dumps(stamp(job, 1, now_instant()))))
+    job["output"]["parameter"][0]["valueString"] += "x" * (
+        LIMIT - len(orjson.dumps(stamp(job, 1, now_instant())))
+    )
     record = await put_job(limited, **job)
     assert len(orjson.dumps(record.resource)) == LIMIT
     assert_too_costly(await client.post("AsyncJob/full/$cancel"))

@@ -93,10 +93,17 @@ async def test_repeated_parameter_is_and(client: httpx.AsyncClient, jobs: None):
 
 
 async def test_token_with_the_implied_system(client: httpx.AsyncClient, jobs: None):
-    system = "http://hl7.org/fhir/async-job-status"
+    system = "https://medplum.com/fhir/CodeSystem/async-job-status"
     assert sorted(ids(await search(client, f"status={system}|completed"))) == ["b", "e"]
     assert ids(await search(client, "status=http://other.org|completed")) == []
     assert sorted(ids(await search(client, "status=|completed"))) == ["b", "e"]
+
+
+async def test_type_token_with_the_servers_own_code_system(client: httpx.AsyncClient, jobs: None):
+    """The type codes' CodeSystem is served under the FHIR base (its canonical URL)."""
+    system = f"{client.base_url}CodeSystem/async-job-type"
+    assert sorted(ids(await search(client, f"type={system}|bulk-export"))) == ["a", "b"]
+    assert ids(await search(client, "type=http://other.org/CodeSystem/other|bulk-export")) == []
 
 
 async def test_token_not_includes_jobs_without_a_value(client: httpx.AsyncClient, jobs: None):
@@ -164,14 +171,14 @@ async def test_sort(client: httpx.AsyncClient, jobs: None, sort: str, expected: 
 async def test_count_zero_returns_only_the_total(client: httpx.AsyncClient, jobs: None):
     bundle = await search(client, "status=completed&_count=0")
     assert bundle["total"] == 2
-    assert bundle["entry"] == []
+    assert "entry" not in bundle  # FHIR JSON has no empty arrays
     assert "next" not in {link["relation"] for link in bundle["link"]}
 
 
 async def test_summary_count_returns_only_the_total(client: httpx.AsyncClient, jobs: None):
     bundle = await search(client, "_summary=count")
     assert bundle["total"] == 5
-    assert bundle["entry"] == []
+    assert "entry" not in bundle
 
 
 async def test_total_none_omits_the_total(client: httpx.AsyncClient, jobs: None):

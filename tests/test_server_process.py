@@ -88,3 +88,10 @@ def test_medplum_validator_finds_nothing_wrong_in_served_jobs(server: str):
     *served, broken_issues = medplum_issues([*jobs, read, broken])
     assert served == [[]] * (len(jobs) + 1)
     assert [issue["expression"] for issue in broken_issues] == [["AsyncJob.request"]]
+
+
+def test_answers_name_no_server_software_but_carry_a_date(server: str):
+    """A Server header tells a scanner which exploits to try; HTTP asks origin servers for Date."""
+    response = httpx.get(f"{server}/metadata")
+    assert "server" not in response.headers
+    assert response.headers["date"].endswith(" GMT")

@@ -129,7 +129,7 @@ async def test_request_time_in_another_spelling_of_the_same_instant_is_no_change
     client: httpx.AsyncClient, store: JobStore
 ):
     await put_job(store, id="job-1")
-    response = await put(client, requestTime="2026-01-01T02:00:00+02:00", type="export")
+    response = await put(client, requestTime="2026-01-01T02:00:00+02:00", type="bulk-export")
     assert response.status_code == 200
 
 
@@ -137,6 +137,6 @@ async def test_put_without_request_time_keeps_the_stored_one(
     client: httpx.AsyncClient, store: JobStore
 ):
     await put_job(store, id="job-1")
-    response = await put(client, requestTime=None, type="export")
+    response = await put(client, requestTime=None, type="bulk-export")
     assert response.status_code == 200
     assert response.json()["requestTime"] == "2026-01-01T00:00:00.000Z"

@@ -218,9 +218,22 @@ async def test_put_of_invalid_job_is_400_and_changes_nothing(
     client: httpx.AsyncClient, store: JobStore
 ):
     await put_job(store, id="job-1")
-    job = make_job(id="job-1", status="finished")
+    job = make_job(id="job-1", requestTime="yesterday")
     response = await client.put("AsyncJob/job-1", json=job, headers=FHIR_JSON)
     assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["AsyncJob.requestTime"]
+    assert len(await store.history("job-1")) == 1
+
+
+async def test_put_of_an_unknown_status_code_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, store: JobStore
+):
+    """Readable as an AsyncJob, but the code breaks the status binding: unprocessable."""
+    await put_job(store, id="job-1")
+    job = make_job(id="job-1", status="finished")
+    response = await client.put("AsyncJob/job-1", json=job, headers=FHIR_JSON)
+    assert response.status_code == 422
+    assert response.json()["issue"][0]["code"] == "code-invalid"
     assert response.json()["issue"][0]["expression"] == ["AsyncJob.status"]
     assert len(await store.history("job-1")) == 1
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..observability.request_ids import request_id_of
+from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.outcome import FhirError, Issue
 from ..storage.base import StoreUnavailable
 from .http_status import ProtocolError, status_of
@@ -47,7 +48,8 @@ def routing_error(request: Request, exc: HTTPException) -> FhirError:
     if exc.status_code == 404:
         if path.startswith(BASE_PATH + "/"):
             resource_type = path[len(BASE_PATH) + 1 :].split("/")[0]
-            if all(kind.type != resource_type for kind in request.app.state.kinds):
+            known = {kind.type for kind in request.app.state.kinds}.union(CONFORMANCE_TYPES)
+            if resource_type not in known:
                 return ProtocolError(
                     404, "not-supported", f"Resource type '{resource_type}' is not supported"
                 )

@@ -20,14 +20,17 @@ STATUS_BY_ISSUE_CODE: dict[str, int] = {
     "lock-error": 409,  # other writers kept changing the resource: retry
     "conflict": 412,  # a version-aware write (If-Match) met another version
     "business-rule": 422,
+    # A resource that breaks the profile's bindings or invariants (FHIR: 422 Unprocessable)
+    "code-invalid": 422,
+    "invariant": 422,
     "throttled": 429,
     "exception": 500,
     "transient": 503,
     "timeout": 503,
     "no-store": 503,
 }
-# Any other issue type (invalid, structure, required, value, invariant, code-invalid,
-# not-supported, too-costly, processing) is a bad request.
+# Any other issue type (invalid, structure, required, value, not-supported, too-costly,
+# processing) is a bad request.
 DEFAULT_STATUS = 400
 
 

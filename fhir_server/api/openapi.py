@@ -12,17 +12,20 @@ from starlette.responses import Response
 from ..auth.policy import interaction_access
 from ..resources import registry
 from ..resources.asyncjob import ASYNC_JOB
+from ..resources.asyncjob_profile import JOB_TYPES
+from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
 from ..version import __version__
 from .ehealth import COMPOSITION_PREFIXES, JOB_PREFIXES
 from .responses import FhirResponse
-from .urls import BASE_PATH, STATUS_PATH
+from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH, TOKEN_PATH
 
 OPENAPI_PATH = "/openapi.json"
 _FHIR_JSON = "application/fhir+json"
 _OUTCOME = {"$ref": "#/components/schemas/OperationOutcome"}
 _ENVELOPE = {"$ref": "#/components/schemas/EhealthEnvelope"}
+_OAUTH_ERROR = {"$ref": "#/components/schemas/OAuthError"}
 
 
 def _path_param(name: str, description: str) -> dict[str, Any]:
@@ -44,6 +47,16 @@ _IF_MATCH = {
     "description": 'Write only if the stored version is this ETag (W/"n"); else 412',
     "schema": {"type": "string"},
 }
+
+
+def _query_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 def _search_params(kind: ResourceKind) -> list[dict[str, Any]]:
@@ -179,6 +192,18 @@ def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
                 _fhir_answers((204, "deleted"), (412, "stale")),
             ),
         },
+        f"{base}/_history": {
+            "get": _op(
+                "history of every resource of the type, newest first",
+                _needs(kind, "history-type"),
+                [
+                    _query_param("_since", "instant: versions written at or after it"),
+                    _query_param("_count", "entries per page (default 20, at most 1000)"),
+                    _query_param("_cursor", "the position a next/previous link carries"),
+                ],
+                _fhir_answers((200, "history Bundle")),
+            )
+        },
         f"{base}/{{id}}/_history": {
             "get": _op(
                 "history",
@@ -208,6 +233,35 @@ def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
     return paths
 
 
+def _definition_paths(resource_type: str) -> dict[str, dict[str, Any]]:
+    """A conformance resource type: read and search by url, public and read-only."""
+    url = {
+        "name": "url",
+        "in": "query",
+        "required": False,
+        "description": "uri: the canonical URL",
+        "schema": {"type": "string"},
+    }
+    return {
+        f"{BASE_PATH}/{resource_type}": {
+            "get": {
+                "summary": f"search {resource_type} definitions by url (public)",
+                "parameters": [url],
+                "responses": _fhir_answers((200, "searchset")),
+                "security": [],
+            }
+        },
+        f"{BASE_PATH}/{resource_type}/{{id}}": {
+            "get": {
+                "summary": f"read a {resource_type} this server defines (public)",
+                "parameters": [_ID],
+                "responses": _fhir_answers((200, resource_type)),
+                "security": [],
+            }
+        },
+    }
+
+
 def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {
         f"{BASE_PATH}/metadata": {
@@ -227,6 +281,55 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
             "delete": _op(
                 "cancel", _needs(ASYNC_JOB, "update"), [_ID], _fhir_answers((202, "cancelled"))
             ),
+        },
+        SMART_CONFIGURATION_PATH: {
+            "get": {
+                "summary": "SMART discovery: the token endpoint and what it accepts (public)",
+                "responses": {"200": {"description": "SMART configuration (JSON)"}},
+                "security": [],
+            }
+        },
+        TOKEN_PATH: {
+            "post": {
+                "summary": "SMART Backend Services token: client_credentials with a "
+                "private_key_jwt assertion (RS384, ES384) (public)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": [
+                                    "grant_type",
+                                    "client_assertion_type",
+                                    "client_assertion",
+                                ],
+                                "properties": {
+                                    "grant_type": {"const": "client_credentials"},
+                                    "scope": {"type": "string"},
+                                    "client_assertion_type": {
+                                        "const": "urn:ietf:params:oauth:client-assertion-type:"
+                                        "jwt-bearer"
+                                    },
+                                    "client_assertion": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "access_token, token_type, expires_in, scope"},
+                    "400": {
+                        "description": "invalid_request, invalid_scope, unsupported_grant_type",
+                        "content": {"application/json": {"schema": _OAUTH_ERROR}},
+                    },
+                    "401": {
+                        "description": "invalid_client: the assertion is refused",
+                        "content": {"application/json": {"schema": _OAUTH_ERROR}},
+                    },
+                },
+                "security": [],
+            }
         },
         "/healthz": {
             "get": {
@@ -264,6 +367,8 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
     }
     for kind in kinds:
         paths.update(_kind_paths(kind))
+    for resource_type in CONFORMANCE_TYPES:
+        paths.update(_definition_paths(resource_type))
     for prefix in JOB_PREFIXES:
         paths[f"{prefix}/{{id}}"] = {
             "get": _op("eHealth job status", "job:read", [_ID], _ehealth_answers())
@@ -300,8 +405,9 @@ def openapi_document(kinds: tuple[ResourceKind, ...] | None = None) -> dict[str,
                         "requestTime": {"type": "string", "format": "date-time"},
                         "transactionTime": {"type": "string", "format": "date-time"},
                         "request": {"type": "string", "format": "uri"},
-                        "type": {"type": "string"},
+                        "type": {"enum": list(JOB_TYPES)},
                         "dataVersion": {"type": "integer"},
+                        "minServerVersion": {"type": "string"},
                         "output": {"type": "object"},
                     },
                 },
@@ -311,6 +417,14 @@ def openapi_document(kinds: tuple[ResourceKind, ...] | None = None) -> dict[str,
                     "properties": {
                         "resourceType": {"const": "OperationOutcome"},
                         "issue": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "OAuthError": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "error_description": {"type": "string"},
                     },
                 },
                 "EhealthEnvelope": {

@@ -9,10 +9,13 @@ serving it to anyone else.
 Nothing here decides an error's answer: a refusal is raised by the matched route
 (api/routing.py), so the application owning that route answers in its own format.
 
-Dispatch skips the router for the app's own routes: the routes are tried in the router's
-order and the first full match is called with the app's exception handlers, as the router
-and Starlette's exception layer would call it. Anything else (a Mount, a wrong method, no
-match) goes through the router. A read costs as much in those layers as in its handler.
+The pipeline is the application's outermost layer (api/application.py). Its direct dispatch
+skips Starlette's layers for the app's own routes: they are tried in the router's order and
+the first full match is called with the app's exception handlers, as the router and
+Starlette's exception layer would call it; an unexpected error is answered with the app's
+handler for Exception and raised on for the server's log, as Starlette's error layer does.
+Anything else (a Mount, a wrong method, no match) goes through those layers. A read costs
+as much in them as in its handler.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ from time import perf_counter
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,10 +60,13 @@ class RequestPipeline:
         body_timeout: float = 30.0,
         max_token_bytes: int = 4096,
         rate_limit: OwnerRateLimit | None = None,
+        routes: Sequence[BaseRoute] = (),
+        handlers: Mapping[Any, ExceptionHandler] | None = None,
         direct_dispatch: bool = True,
     ) -> None:
         self.app = app
-        self.direct_dispatch = direct_dispatch
+        self.routes = routes if direct_dispatch else ()
+        self.handlers = handlers or {}
         self.verifier = verifier
         self.telemetry = telemetry
         self.max_body_bytes = max_body_bytes
@@ -93,14 +100,11 @@ class RequestPipeline:
                 self._throttle(scope, self.rate_limit)
             if has_body:
                 receive = self._limit_body(scope, receive, length)
-            app = scope.get("app")  # the Starlette app, as it set itself in the scope
-            route = (
-                _direct_route(app.router.routes, scope) if app and self.direct_dispatch else None
-            )
+            route = _direct_route(self.routes, scope)
             # Answers to an accepted token are the caller's own: no cache may keep them.
             added = (header, NO_STORE) if private else (header,)
-            if app is not None and route is not None:
-                status = await _call(route, app.exception_handlers, scope, receive, send, added)
+            if route is not None:
+                status = await _call(route, self.handlers, scope, receive, send, added)
             else:
 
                 async def send_tagged(message: Message) -> None:
@@ -215,28 +219,38 @@ async def _call(
     added: tuple[tuple[bytes, bytes], ...],
 ) -> int:
     """Answer with the route's endpoint and the `added` headers; its errors are answered by
-    the app's handlers for them. An error without one propagates, as through the router, to
-    Starlette's outermost layer. Returns the status sent."""
+    the app's handlers for them, and an unexpected one (answered by the handler for
+    Exception) is raised on once answered. Returns the status sent."""
     request = Request(scope, receive, send)
     try:
         route.admit(scope)
         response = await route.handler(request)
     except Exception as exc:
-        handler = _handler_for(handlers, exc)
-        if handler is None:
+        kind = _handled_kind(handlers, exc)
+        if kind is None:
             raise
-        response = await handler(request, exc)
-    response.raw_headers.extend(added)
-    await response(scope, receive, send)
+        response = await handlers[kind](request, exc)
+        if kind is Exception:  # unexpected: raised on once answered, for the server's log
+            await _answer(response, scope, receive, send, added)
+            raise
+    await _answer(response, scope, receive, send, added)
     return response.status_code
 
 
-def _handler_for(
-    handlers: Mapping[Any, ExceptionHandler], exc: Exception
-) -> ExceptionHandler | None:
+async def _answer(
+    response: Response,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    added: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    response.raw_headers.extend(added)
+    await response(scope, receive, send)
+
+
+def _handled_kind(handlers: Mapping[Any, ExceptionHandler], exc: Exception) -> type | None:
+    """The nearest of exc's classes the app has a handler for."""
     for kind in type(exc).__mro__:
-        if kind is Exception:  # the outermost layer's: it also logs and re-raises
-            return None
         if kind in handlers:
-            return handlers[kind]
+            return kind
     return None

@@ -29,6 +29,9 @@ _WILDCARDS = ("*/*", "application/*")
 # A Bundle whose resources weigh more than this is streamed, in chunks of about CHUNK_BYTES.
 STREAM_BYTES = 1024 * 1024
 CHUNK_BYTES = 256 * 1024
+# The FHIR version this server speaks, as a media type's fhirVersion parameter names it
+# (R4's versioning: 4.0 is the version, 4.0.1 the release; either is fine).
+FHIR_VERSIONS = frozenset({"4.0", "4.0.1"})
 
 
 class FhirResponse(Response):
@@ -81,7 +84,8 @@ def negotiate(request: Request) -> tuple[str, bool]:
     pretty = request.query_params.get("_pretty") == "true"
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        media_type = _JSON_TYPES.get(fmt.split(";")[0].strip().lower())
+        media, version = media_range(fmt)
+        media_type = _JSON_TYPES.get(media) if version in (None, *FHIR_VERSIONS) else None
         if media_type is None:
             raise ProtocolError(406, "not-supported", f"Format '{fmt}' is not supported; use json")
         return media_type, pretty
@@ -102,15 +106,33 @@ def _for_accept(accept: str) -> str:
     """The media type for an Accept header (clients send a handful of distinct ones)."""
     if not accept.strip():
         return FHIR_JSON
-    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    for media in offered:
+    offered = [media_range(part) for part in accept.split(",")]
+    acceptable = [media for media, version in offered if version in (None, *FHIR_VERSIONS)]
+    for media in acceptable:
         if media in _JSON_TYPES:
             return _JSON_TYPES[media]
-    if any(media in _WILDCARDS for media in offered):
+    if any(media in _WILDCARDS for media in acceptable):
         return FHIR_JSON
+    if len(acceptable) < len(offered):
+        raise ProtocolError(
+            406,
+            "not-supported",
+            f"Cannot answer in '{accept[:100]}'; this server speaks FHIR R4 (fhirVersion=4.0)",
+        )
     raise ProtocolError(
         406, "not-supported", f"Cannot answer in '{accept[:100]}'; this server speaks JSON"
     )
+
+
+def media_range(part: str) -> tuple[str, str | None]:
+    """(media type, its fhirVersion parameter if any) of one Accept entry."""
+    media, *parameters = part.split(";")
+    version = None
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "fhirversion":
+            version = value.strip().strip('"')
+    return media.strip().lower(), version
 
 
 def fhir_response(

@@ -1,6 +1,6 @@
 """Every route of the app: the FHIR interactions of each registered resource kind, the async
-status endpoint, the public endpoints, /metrics (the admin scope); each with the access it needs
-(api/routing.py)."""
+status endpoint, the public endpoints, /metrics (the admin scope), the eHealth adapter and the
+token endpoint; each with the access it needs (api/routing.py)."""
 
 from collections.abc import Callable
 from functools import partial
@@ -11,11 +11,25 @@ from ..auth.policy import interaction_access
 from ..auth.scopes import NamedScope
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
+from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..storage.writer import ResourceWriter
-from . import cancel, ehealth, health, history, metadata, openapi, read, search, status, writes
+from . import (
+    cancel,
+    conformance,
+    ehealth,
+    health,
+    history,
+    metadata,
+    oauth,
+    openapi,
+    read,
+    search,
+    status,
+    writes,
+)
 from .routing import Endpoint, GuardedRoute, public
-from .urls import BASE_PATH, STATUS_PATH
+from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH
 
 # The writes of a kind with domain rules of its own; any other kind's are ResourceWriter's
 # (validated, versioned, conditional).
@@ -31,7 +45,9 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     base = f"{BASE_PATH}/{kind.type}"
     writer = WRITERS.get(kind.type) or partial(ResourceWriter, kind)
     table: list[tuple[str, str, str, Endpoint]] = [
-        # Read and search first: the router tries routes in order, and these are the busiest.
+        # The router tries routes in order: the type's history before the read, whose {id}
+        # would take `_history`; then read and search, the busiest.
+        ("history-type", "GET", "/_history", history.type_history(kind)),
         ("read", "GET", "/{id}", read.read(kind)),
         ("search-type", "GET", "", search.search(kind, parser)),
         ("search-type", "POST", "/_search", search.search(kind, parser)),
@@ -64,15 +80,30 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
     return routes
 
 
+def conformance_routes() -> list[GuardedRoute]:
+    """The definitions the CapabilityStatement names, public like it: read and search by url."""
+    routes = []
+    for resource_type in CONFORMANCE_TYPES:
+        base = f"{BASE_PATH}/{resource_type}"
+        routes += [
+            public(f"{base}/{{id}}", conformance.read(resource_type)),
+            public(base, conformance.search(resource_type)),
+        ]
+    return routes
+
+
 def all_routes(
     kinds: tuple[ResourceKind, ...], parser_for: SearchParsers, admin_scope: str
 ) -> list[BaseRoute]:
     """The routes of the app serving `kinds` (the registry's, resources/registry.py)."""
     routes = [route for kind in kinds for route in kind_routes(kind, parser_for(kind))]
+    # The first kind's read and search lead (the busiest routes), behind its type history
+    # (which must come before the read).
+    leading = 3 if "history-type" in kinds[0].access else 2
     return [
-        *routes[:2],  # the first kind's read and search lead: the busiest routes
+        *routes[:leading],
         public(f"{BASE_PATH}/metadata", metadata.metadata),
-        *routes[2:],
+        *routes[leading:],
         GuardedRoute(
             STATUS_PATH,
             status.poll,
@@ -86,10 +117,13 @@ def all_routes(
             methods=["DELETE"],
             access=interaction_access(ASYNC_JOB, "update"),
         ),
+        public(SMART_CONFIGURATION_PATH, oauth.smart_configuration),
+        *conformance_routes(),
         public("/healthz", health.healthz),
         public("/readyz", health.readyz),
         # Counts every owner's jobs: for admins only.
         GuardedRoute("/metrics", health.metrics, methods=["GET"], access=NamedScope(admin_scope)),
         public(openapi.OPENAPI_PATH, openapi.openapi_json),
         *ehealth.mounts(),
+        oauth.token_mount(),
     ]

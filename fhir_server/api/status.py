@@ -1,17 +1,25 @@
 """The status endpoint of the asynchronous request pattern: GET polls, DELETE cancels.
 
-GET answers 202 (with Retry-After and X-Progress) while the job is accepted, 200 once it
-completed or failed, 404 when it was cancelled, deleted or never existed.
+GET answers, by the job's status (docs/api.md has the table):
+- accepted: 202 with the job, Retry-After and X-Progress;
+- error: the failed request's 4xx/5xx with the job's OperationOutcome (R4's async pattern;
+  the status as resources/failure.py derives it);
+- completed: a `bulk-export` job that lists files, 200 with the Bulk Data manifest
+  (application/json); any other, 200 with the job (Medplum's convention);
+- cancelled, deleted or unknown: 404.
 """
 
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..jobs.service import PROGRESS, JobDeleted, JobNotFound, JobService
 from ..resources.asyncjob import ASYNC_JOB
+from ..resources.failure import failure_outcome, failure_status
+from ..resources.manifest import export_manifest
 from ..resources.outcome import FhirError, all_ok
 from ..storage.base import JobRecord
 from .records import store_of, valid_id, version_headers
@@ -33,13 +41,20 @@ async def running_job(request: Request) -> JobRecord:
 
 async def poll(request: Request) -> Response:
     record = await running_job(request)
-    assert record.resource is not None
+    job = record.resource
+    assert job is not None
+    if job["status"] == "error":
+        return fhir_response(request, failure_outcome(job), failure_status(job))
     headers = version_headers(record)
-    if record.resource["status"] != "accepted":
-        return fhir_response(request, record.resource, 200, headers)
-    headers["Retry-After"] = str(request.app.state.settings.retry_after_seconds)
-    headers["X-Progress"] = progress_of(record.resource)
-    return fhir_response(request, record.resource, 202, headers)
+    if job["status"] == "accepted":
+        headers["Retry-After"] = str(request.app.state.settings.retry_after_seconds)
+        headers["X-Progress"] = progress_of(job)
+        return fhir_response(request, job, 202, headers)
+    manifest = export_manifest(job)
+    if manifest is not None:
+        # Not a FHIR resource: plain JSON, whatever the client's Accept asks for.
+        return Response(orjson.dumps(manifest), 200, headers, media_type="application/json")
+    return fhir_response(request, job, 200, headers)
 
 
 async def cancel(request: Request) -> Response:

@@ -11,6 +11,9 @@ from starlette.requests import Request
 
 BASE_PATH = "/fhir/R4"
 STATUS_PATH = f"{BASE_PATH}/job/{{id}}/status"
+# At the server's root, where @medplum/core looks for it by default (baseUrl + oauth2/token).
+TOKEN_PATH = "/oauth2/token"
+SMART_CONFIGURATION_PATH = f"{BASE_PATH}/.well-known/smart-configuration"
 _BASES: dict[tuple[Any, ...], str] = {}
 
 
@@ -39,6 +42,14 @@ def fhir_base(request: Request) -> str:
             _BASES.clear()
         base = _BASES[key] = str(request.base_url).rstrip("/") + BASE_PATH
     return base
+
+
+def token_url(request: Request) -> str:
+    """Where clients get tokens: the identity provider's token endpoint when one is
+    configured, else this server's own. A client's assertion is addressed (aud) to it."""
+    settings = getattr(getattr(request.scope.get("app"), "state", None), "settings", None)
+    configured: str | None = getattr(settings, "token_endpoint", None)
+    return configured or fhir_base(request).removesuffix(BASE_PATH) + TOKEN_PATH
 
 
 def request_url(request: Request) -> str:

@@ -19,7 +19,7 @@ from .http_status import ProtocolError
 from .limits import check_json_shape, input_limits
 from .owner import request_owner
 from .records import store_of, valid_id, version_headers
-from .responses import fhir_response, negotiate
+from .responses import FHIR_VERSIONS, fhir_response, media_range, negotiate
 from .routing import Endpoint
 from .urls import fhir_base
 
@@ -91,7 +91,13 @@ def delete(kind: ResourceKind, writer: WriterFactory) -> Endpoint:
 async def read_body(request: Request, kind: ResourceKind) -> dict[str, Any]:
     """The JSON object in the body: 415 for another media type, 400 if it is not JSON."""
     negotiate(request)  # a 406 before anything is written
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type, fhir_version = media_range(request.headers.get("content-type", ""))
+    if fhir_version is not None and fhir_version not in FHIR_VERSIONS:
+        raise ProtocolError(
+            415,
+            "not-supported",
+            f"fhirVersion={fhir_version[:20]} is not supported; this server speaks FHIR R4 (4.0)",
+        )
     if media_type not in BODY_TYPES:
         raise ProtocolError(
             415,

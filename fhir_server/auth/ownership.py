@@ -1,15 +1,17 @@
 """The store as one caller sees it: its own jobs only, unless it holds the admin scope.
 
-Another owner's job is hidden exactly like a missing one (get/history/vread find nothing,
-search and count filter on the owner), so handlers answer 404 without knowing why. Jobs
-with no owner (loaded from files) are seen by admins only.
+Another owner's job is hidden exactly like a missing one, so handlers answer 404 without
+knowing why: every read passes the owner to the store, which filters in the query itself
+(get/history/vread find nothing, search and count match nothing), so that another owner's
+id and an unknown one take the same time as well. Jobs with no owner (loaded from files)
+are seen by admins only.
 """
 
 from dataclasses import replace
 from typing import Any
 
 from ..resources.outcome import FhirError, Issue
-from ..search.query import JobQuery
+from ..search.query import HistoryQuery, JobQuery
 from ..storage.base import JobRecord, JobStore, Usage
 from .quotas import OwnerQuota
 from .tokens import Principal
@@ -30,6 +32,8 @@ class OwnedJobStore:
         self.store = store
         self.owner = owner
         self.quota = quota  # what the owner may store (None: no limit)
+        # The store's filter: no owner matches "" (jobs loaded without one included).
+        self._owner = owner or ""
 
     def _sees(self, record: JobRecord | None) -> bool:
         return record is not None and record.owner is not None and record.owner == self.owner
@@ -43,28 +47,41 @@ class OwnedJobStore:
     async def ping(self) -> None:
         await self.store.ping()
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        record = await self.store.get(job_id)
-        return record if self._sees(record) else None
+    # A JobStore's reads take an owner too: asked for another owner's, this view sees nothing.
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
-        if await self.get(job_id) is None:
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        if owner not in (None, self._owner):
             return None
-        return await self.store.get_version(job_id, version)
+        return await self.store.get(job_id, owner=self._owner)
 
-    async def history(self, job_id: str) -> list[JobRecord]:
-        if await self.get(job_id) is None:
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        if owner not in (None, self._owner):
+            return None
+        return await self.store.get_version(job_id, version, owner=self._owner)
+
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        if owner not in (None, self._owner):
             return []
-        return await self.store.history(job_id)
+        return await self.store.history(job_id, owner=self._owner)
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
-        return await self.store.search(replace(query, owner=self.owner or ""))
+        return await self.store.search(replace(query, owner=self._owner))
 
     async def count(self, query: JobQuery) -> int:
-        return await self.store.count(replace(query, owner=self.owner or ""))
+        return await self.store.count(replace(query, owner=self._owner))
+
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        return await self.store.versions(replace(query, owner=self.owner or ""))
 
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         current = await self.store.get(resource["id"])
         if current is not None and not self._sees(current):
@@ -72,7 +89,9 @@ class OwnedJobStore:
         holder = owner if owner is not None else self.owner
         if self.quota is not None and holder is not None:
             await self.quota.check(self.store, holder, resource, current, expected_version + 1)
-        return await self.store.save(resource, expected_version=expected_version, owner=owner)
+        return await self.store.save(
+            resource, expected_version=expected_version, owner=owner, method=method
+        )
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         if await self.get(job_id) is None:

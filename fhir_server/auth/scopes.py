@@ -7,7 +7,7 @@ words (`read` = `rs`, `write` = `cud`, `*` = all).
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -110,3 +110,44 @@ def parse_scopes(claims: Mapping[str, object]) -> frozenset[str]:
             '(RFC 6749: printable ASCII but space, " and \\)'
         )
     return frozenset(scopes)
+
+
+def _smart_parts(scope: str) -> tuple[str, str, str] | None:
+    """(context, resource, v2 letters) of a SMART scope of a context this server serves."""
+    match = _SMART.fullmatch(scope)
+    if match is None or match["context"] not in CONTEXTS:
+        return None
+    permissions = match["permissions"]
+    letters = _V1.get(permissions) or (permissions if _V2.fullmatch(permissions) else "")
+    return (match["context"], match["resource"], letters) if letters else None
+
+
+def narrowed(requested: Iterable[str], registered: Iterable[str]) -> tuple[str, ...]:
+    """What a client registered for `registered` is granted when it asks for `requested`:
+    each requested scope as far as the registration covers it.
+
+    A scope registered as it is, is granted as written. Any other SMART scope is cut down to
+    the permissions the registration gives for its context and resource, in v2 letters: a
+    client registered for `system/AsyncJob.cruds` asking for `system/*.rs` gets
+    `system/AsyncJob.rs`. Any other scope (`job:read`, `launch/patient`) is granted only if
+    registered exactly."""
+    allowed = list(dict.fromkeys(registered))
+    granted: list[str] = []
+    cut: dict[tuple[str, str], set[str]] = {}
+    for scope in requested:
+        if scope in allowed:
+            granted.append(scope)
+            continue
+        asked = _smart_parts(scope)
+        if asked is None:
+            continue
+        context, resource, letters = asked
+        for have_context, have_resource, have_letters in filter(None, map(_smart_parts, allowed)):
+            covers = resource in ("*", have_resource) or have_resource == "*"
+            common = set(letters) & set(have_letters)
+            if have_context == context and covers and common:
+                key = (context, resource if have_resource == "*" else have_resource)
+                cut.setdefault(key, set()).update(common)
+    for (context, resource), given in cut.items():
+        granted.append(f"{context}/{resource}.{''.join(c for c in 'cruds' if c in given)}")
+    return tuple(dict.fromkeys(granted))

@@ -5,6 +5,9 @@ from datetime import timedelta
 
 from ..config import Settings
 from ..secrets_file import configured_secret
+from ..storage.clients import ClientStore
+from .backend_services import TokenIssuer
+from .clients import ClientKeys
 from .keys import load_keys
 from .tokens import FULL_SCOPES, TokenPolicy, TokenVerifier, mint
 
@@ -69,3 +72,40 @@ def token_verifier(settings: Settings) -> TokenVerifier | None:
             token,
         )
     return TokenVerifier(policy)
+
+
+def token_issuer(
+    settings: Settings, verifier: TokenVerifier | None, clients: ClientStore
+) -> TokenIssuer | None:
+    """The token endpoint's issuer of SMART Backend Services tokens, signed with the server's
+    HS256 key; None when this server issues no tokens (no_tokens_reason says why)."""
+    if verifier is None or settings.token_endpoint is not None:
+        return None
+    policy = verifier.policy
+    if policy.keys.secret is None:
+        log.warning(
+            "Only a JWKS file is configured: /oauth2/token issues no tokens. Set "
+            "FHIR_SERVER_TOKEN_ENDPOINT to your identity provider's token endpoint, so that "
+            "SMART discovery names it"
+        )
+        return None
+    return TokenIssuer(
+        clients,
+        ClientKeys(),
+        policy.keys.secret,
+        issuer=policy.issuer,
+        audience=policy.audience,
+        leeway=policy.leeway,
+        max_lifetime=policy.max_lifetime,
+        admin_scope=policy.admin_scope,
+    )
+
+
+def no_tokens_reason(settings: Settings) -> str:
+    """Why the token endpoint issues nothing (when token_issuer gave None)."""
+    if settings.auth == "off":
+        return "Authentication is off on this server: requests need no token"
+    if settings.token_endpoint is not None:
+        endpoint = settings.token_endpoint
+        return f"This server issues no tokens: its identity provider does, at {endpoint}"
+    return "This server issues no tokens: its identity provider does"

@@ -174,8 +174,10 @@ def mint(
     *,
     issuer: str | None = None,
     audience: str | None = None,
+    client_id: str | None = None,
 ) -> str:
-    """An HS256 token for `subject` with `scope`, valid for `ttl`."""
+    """An HS256 token for `subject` with `scope`, valid for `ttl`; with `client_id`, its jobs
+    are the client's (owner_of)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": subject,
@@ -187,4 +189,6 @@ def mint(
         claims["iss"] = issuer
     if audience is not None:
         claims["aud"] = audience
+    if client_id is not None:
+        claims["client_id"] = client_id
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -136,7 +136,9 @@ async def _store_job(store: JobStore, job_id: str, job: dict[str, Any]) -> int:
         if current is not None and current.resource is not None and _same(current.resource, job):
             return 0
         try:
-            await store.save(job, expected_version=current.version if current else 0)
+            # Written under the file's id, created or replaced: what a PUT does.
+            version = current.version if current else 0
+            await store.save(job, expected_version=version, method="PUT")
             return 1
         except VersionConflict:
             if attempt == LOAD_ATTEMPTS - 1:

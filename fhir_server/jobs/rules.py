@@ -61,10 +61,10 @@ def new_job(resource: dict[str, Any]) -> dict[str, Any]:
 def updated_job(current: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any] | None:
     """The validated resource to store over current, or None when it changes nothing.
 
-    A missing requestTime keeps the stored one; FhirError 400 if invalid, RuleViolation 422
-    if the rules forbid the change.
+    A missing requestTime keeps the stored one; FhirError 400 if invalid (422 if it breaks the
+    profile in a way current did not), RuleViolation 422 if the rules forbid the change.
     """
-    job = validate_async_job({"requestTime": current["requestTime"], **resource})
+    job = validate_async_job({"requestTime": current["requestTime"], **resource}, stored=current)
     if same_job(current, job):
         return None
     check_transition(current, job)

@@ -80,8 +80,11 @@ class JobService:
         type: str | None = None,
         owner: str | None = None,
         data_version: int | None = None,
+        min_server_version: str | None = None,
     ) -> JobRecord:
-        """A new `accepted` job for the kick-off request URL `request`."""
+        """A new `accepted` job for the kick-off request URL `request`. `type` is one of the
+        profile's job types (resources/asyncjob_profile.py); a data-migration needs
+        data_version and min_server_version (else FhirError, 422)."""
         job: dict[str, Any] = {
             "resourceType": RESOURCE_TYPE,
             "status": rules.INITIAL_STATUS,
@@ -92,6 +95,8 @@ class JobService:
             job["type"] = type
         if data_version is not None:
             job["dataVersion"] = data_version
+        if min_server_version is not None:
+            job["minServerVersion"] = min_server_version
         return await self.create(job, owner=owner)
 
     async def report_progress(self, job_id: str, progress: str) -> JobRecord:
@@ -155,7 +160,7 @@ class JobService:
         """Store a new job under a server-assigned id (POST)."""
         new = {**resource, "id": str(uuid.uuid4())}
         job = await _validating(new, partial(rules.new_job, new))
-        return await self.store.save(job, expected_version=0, owner=owner)
+        return await self.store.save(job, expected_version=0, owner=owner, method="POST")
 
     async def put(
         self,
@@ -182,7 +187,10 @@ class JobService:
                     # a deleted job keeps its owner: an admin who writes it again does not
                     # take it over
                     keeps = current.owner if current is not None else owner
-                    return await self.store.save(job, expected_version=version, owner=keeps), True
+                    saved = await self.store.save(
+                        job, expected_version=version, owner=keeps, method="PUT"
+                    )
+                    return saved, True
                 updated = await _validating(
                     resource, partial(rules.updated_job, current.resource, resource)
                 )
@@ -238,7 +246,10 @@ class JobService:
         raise _busy(job_id)
 
     async def _save(self, current: JobRecord, job: dict[str, Any]) -> JobRecord:
-        return await self.store.save(job, expected_version=current.version, owner=current.owner)
+        """An update: recorded as a PUT of the job (progress, completion, a cancel too)."""
+        return await self.store.save(
+            job, expected_version=current.version, owner=current.owner, method="PUT"
+        )
 
 
 async def _validating(resource: dict[str, Any], rules_call: Callable[[], T]) -> T:
@@ -272,6 +283,8 @@ def _busy(job_id: str) -> FhirError:
 def _parameters(output: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     if isinstance(output, dict):
         return output
+    if not output:  # FHIR JSON has no empty arrays: Parameters without any
+        return {"resourceType": "Parameters"}
     return {"resourceType": "Parameters", "parameter": list(output)}
 
 

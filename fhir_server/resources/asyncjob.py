@@ -1,4 +1,5 @@
-"""The AsyncJob resource (Medplum's definition) on fhir.resources, and its validation."""
+"""The AsyncJob resource (Medplum's definition) on fhir.resources, and its validation against
+that definition and this server's profile (asyncjob_profile.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,35 @@ import orjson
 from fhir.resources.R4B import domainresource, fhirtypes
 from pydantic import Field, ValidationError
 
+from .asyncjob_profile import (
+    DEFINITIONS,
+    JOB_TYPE_SYSTEM,
+    PROFILE,
+    STATUS_SYSTEM,
+    STATUSES,
+    profile_issues,
+)
 from .kinds import ID_PATTERN, Operation, ResourceKind, SearchParameter
 from .outcome import FhirError, Issue
 
 RESOURCE_TYPE = "AsyncJob"
-STATUSES = ("accepted", "error", "completed", "cancelled")
 FINAL_STATUSES = frozenset({"error", "completed", "cancelled"})
-DATA_MIGRATION = "data-migration"
-# Elements a client always gets back, whatever _elements or _summary asks for.
-MANDATORY_ELEMENTS = ("resourceType", "id", "meta", "status", "requestTime", "request")
-# Elements flagged isSummary in the AsyncJob definition (everything but the bulky ones).
-SUMMARY_ELEMENTS = (
-    *MANDATORY_ELEMENTS,
-    "implicitRules",
-    "transactionTime",
-    "type",
+# Elements a client always gets back, whatever _elements or _summary asks for: the required
+# ones, and those the invariant ajb-1 needs, so a subset of a job still conforms.
+MANDATORY_ELEMENTS = (
+    "resourceType",
+    "id",
+    "meta",
+    "status",
+    "requestTime",
+    "request",
     "dataVersion",
     "minServerVersion",
 )
-PROFILE = "https://medplum.com/fhir/StructureDefinition/AsyncJob"
+# Elements flagged isSummary in the AsyncJob definition (everything but the bulky ones).
+SUMMARY_ELEMENTS = (*MANDATORY_ELEMENTS, "implicitRules", "transactionTime", "type")
+# Issue types of a job that is readable but breaks a binding or an invariant.
+CONTENT_ISSUES = frozenset({"code-invalid", "invariant"})
 
 
 def _element(alias: str, **extra: Any) -> Any:
@@ -95,10 +106,14 @@ class AsyncJob(domainresource.DomainResource):
         ]
 
 
-def validate_async_job(data: Any) -> dict[str, Any]:
+def validate_async_job(data: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a FHIR JSON AsyncJob and return its canonical JSON.
 
-    Every problem is reported at once, each with its element path, as a FhirError (400).
+    Every problem is reported at once, each with its element path, as a FhirError: 400 when
+    it cannot be read as an AsyncJob, 422 when it can but breaks a binding or an invariant of
+    the profile (asyncjob_profile.py). An update
+    passes `stored`, the version it replaces: a profile rule that version already broke (it was
+    stored before the profile) does not stop the update, so no job becomes unchangeable.
     """
     if not isinstance(data, dict):
         raise FhirError.of("structure", "The body must be a JSON object (an AsyncJob)")
@@ -115,7 +130,17 @@ def validate_async_job(data: Any) -> dict[str, Any]:
     except ValidationError as exc:
         issues.extend(_issue_from_pydantic(error) for error in exc.errors())
     issues.extend(_rule_issues(data, {i.expression for i in issues}))
+    reported = {i.expression for i in issues}
+    inherited = {_key(i) for i in profile_issues(stored)} if stored is not None else set()
+    issues += [
+        issue
+        for issue in profile_issues(data)
+        if issue.expression not in reported and _key(issue) not in inherited
+    ]
     if issues or model is None:
+        # What cannot be read as an AsyncJob leads (400); wrong codes and broken invariants
+        # of a readable one follow (422 when they are all there is).
+        issues.sort(key=lambda issue: issue.code in CONTENT_ISSUES)
         raise FhirError(issues or [Issue("invalid", "Invalid AsyncJob")])
     dumped = orjson.loads(model.model_dump_json())
     return _prefer_original_strings(dumped, data)
@@ -180,15 +205,35 @@ def _rule_issues(data: dict[str, Any], reported: set[str | None]) -> list[Issue]
                 expression="AsyncJob.status",
             )
         )
-    if data.get("type") == DATA_MIGRATION and data.get("dataVersion") is None:
-        issues.append(
-            Issue(
-                "invariant",
-                "A data-migration AsyncJob must have a dataVersion",
-                expression="AsyncJob.dataVersion",
-            )
-        )
+    issues += [
+        Issue("structure", f"Empty {kind} at '{path}': FHIR JSON leaves it out", expression=path)
+        for path, kind in _empty_values(data, RESOURCE_TYPE)
+    ]
     return issues
+
+
+def _empty_values(value: Any, path: str) -> list[tuple[str, str]]:
+    """(path, 'array', 'object' or 'string') of every empty one: FHIR JSON has none."""
+    if isinstance(value, dict):
+        if not value:
+            return [(path, "object")]
+        return [
+            found for key, item in value.items() for found in _empty_values(item, f"{path}.{key}")
+        ]
+    if isinstance(value, list):
+        if not value:
+            return [(path, "array")]
+        return [
+            found for n, item in enumerate(value) for found in _empty_values(item, f"{path}[{n}]")
+        ]
+    if value == "":
+        return [(path, "string")]
+    return []
+
+
+def _key(issue: Issue) -> tuple[str, str | None, str]:
+    """The same problem with the same value (the diagnostics name the wrong code)."""
+    return issue.code, issue.expression, issue.diagnostics
 
 
 def _issue_from_pydantic(error: Any) -> Issue:
@@ -243,7 +288,7 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
         "Search for AsyncJob by status",
         "status",
         ("status",),
-        system="http://hl7.org/fhir/async-job-status",
+        system=STATUS_SYSTEM,
     ),
     SearchParameter(
         "type",
@@ -252,7 +297,7 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
         "Search for AsyncJob by type",
         "type",
         ("type",),
-        system="http://hl7.org/fhir/async-job-type",
+        system=JOB_TYPE_SYSTEM,
     ),
     SearchParameter(
         "request-time",
@@ -283,4 +328,5 @@ ASYNC_JOB = ResourceKind(
     summary_elements=SUMMARY_ELEMENTS,
     # Cancelling changes the job's status: an update.
     operations=(Operation("cancel", "u", "Cancel an accepted AsyncJob"),),
+    definitions=DEFINITIONS,
 )

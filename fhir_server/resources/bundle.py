@@ -10,12 +10,14 @@ from .outcome import Issue, operation_outcome
 class Version(NamedTuple):
     """One version of a resource for a history Bundle; a deletion has no resource. The
     resource is anything orjson serializes as one (a dict, or the stored JSON as a Fragment).
-    """
+    `method` wrote it (POST, PUT or DELETE); `created`: it created the resource."""
 
     id: str
     version: int
     last_updated: str
     resource: Any
+    method: str
+    created: bool
 
 
 def _bundle(kind: str, total: int | None, links: list[tuple[str, str]]) -> dict[str, Any]:
@@ -51,30 +53,40 @@ def searchset(
     ]
     if warnings:
         entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
-    bundle["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays: no match, no `entry`
+        bundle["entry"] = entries
     return bundle
 
 
 def history(
-    base: str, resource_type: str, versions: list[Version], *, self_url: str
+    base: str,
+    resource_type: str,
+    versions: list[Version],
+    *,
+    total: int | None,
+    links: list[tuple[str, str]],
 ) -> dict[str, Any]:
-    bundle = _bundle("history", len(versions), [("self", self_url)])
-    bundle["entry"] = [_history_entry(base, resource_type, version) for version in versions]
+    bundle = _bundle("history", total, links)
+    if versions:  # FHIR JSON has no empty arrays
+        bundle["entry"] = [_history_entry(base, resource_type, version) for version in versions]
     return bundle
 
 
 def _history_entry(base: str, resource_type: str, record: Version) -> dict[str, Any]:
+    """The version and the request that wrote it, as a client would have sent it: a create
+    by POST names the type (the server chose the id), a PUT or DELETE the resource."""
     url = f"{resource_type}/{record.id}"
     entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
     if record.resource is not None:
         entry["resource"] = record.resource
-    if record.resource is None:
-        method, status = "DELETE", "204 No Content"
-    elif record.version == 1:
-        method, status = "POST", "201 Created"
+    if record.method == "DELETE":
+        status = "204 No Content"
     else:
-        method, status = "PUT", "200 OK"
-    entry["request"] = {"method": method, "url": url}
+        status = "201 Created" if record.created else "200 OK"
+    entry["request"] = {
+        "method": record.method,
+        "url": resource_type if record.method == "POST" else url,
+    }
     entry["response"] = {
         "status": status,
         "etag": f'W/"{record.version}"',

@@ -1,13 +1,23 @@
-"""The CapabilityStatement, derived from the registered resource kinds."""
+"""The CapabilityStatement, derived from the registered resource kinds.
+
+Every URL it names resolves: a definition FHIR publishes, or one this server serves
+(resources/conformance.py; [base] is filled in with the FHIR base URL).
+"""
 
 from typing import Any
 
 from ..version import __version__
+from .conformance import CONFORMANCE_TYPES, URL_PARAMETER, with_base
 from .kinds import ResourceKind
 
+CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition"
 
-def capability_statement(base: str, kinds: tuple[ResourceKind, ...]) -> dict[str, Any]:
-    return {
+
+def capability_statement(
+    base: str, kinds: tuple[ResourceKind, ...], token_url: str | None = None
+) -> dict[str, Any]:
+    """`token_url`: where clients get bearer tokens (None: no token needed)."""
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-22",
@@ -19,21 +29,59 @@ def capability_statement(base: str, kinds: tuple[ResourceKind, ...]) -> dict[str
         "rest": [
             {
                 "mode": "server",
-                "resource": [_resource(base, kind) for kind in kinds],
-                "interaction": [],
+                # No system-level interaction (whole-system search, history, batch) is served:
+                # FHIR JSON has no empty arrays, so `interaction` is left out.
+                "resource": [
+                    *(_resource(kind) for kind in kinds),
+                    *(_conformance_resource(t) for t in CONFORMANCE_TYPES),
+                ],
             }
         ],
     }
+    if token_url is not None:
+        statement["rest"][0]["security"] = _security(token_url)
+    return with_base(statement, base)
 
 
-def _resource(base: str, kind: ResourceKind) -> dict[str, Any]:
+def _security(token_url: str) -> dict[str, Any]:
+    """SMART on FHIR: the service coding and the oauth-uris extension clients read the token
+    endpoint from (fhirclient, fhir-kit-client)."""
+    return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": token_url}],
+            }
+        ],
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 bearer tokens, SMART on FHIR scopes (SMART Backend Services)",
+            }
+        ],
+        "description": "Every request but metadata and .well-known/smart-configuration needs "
+        "`Authorization: Bearer <token>`. Backend services get a token at the token endpoint "
+        "(client_credentials, private_key_jwt with RS384 or ES384); scopes such as "
+        "system/AsyncJob.rs grant the interactions.",
+    }
+
+
+def _resource(kind: ResourceKind) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "type": kind.type,
         "profile": kind.profile,
         "interaction": [{"code": code} for code in kind.interactions],
-        "versioning": "versioned",
-        "readHistory": True,
-        "conditionalRead": "full-support",
+        # Writes honour If-Match (412 for another version).
+        "versioning": "versioned-update",
+        "readHistory": "vread" in kind.access,
+        "updateCreate": "update" in kind.access,  # PUT to a new id creates it (201)
+        "conditionalRead": "full-support",  # If-None-Match and If-Modified-Since
         "searchParam": [
             {
                 "name": p.name,
@@ -48,9 +96,19 @@ def _resource(base: str, kind: ResourceKind) -> dict[str, Any]:
         resource["operation"] = [
             {
                 "name": operation.name,
-                "definition": f"{base}/OperationDefinition/{kind.type}-{operation.name}",
+                "definition": kind.operation_definition(operation),
                 "documentation": operation.description,
             }
             for operation in kind.operations
         ]
     return resource
+
+
+def _conformance_resource(resource_type: str) -> dict[str, Any]:
+    """The definitions this server serves: read, and search by url."""
+    return {
+        "type": resource_type,
+        "profile": f"{CORE_PROFILE}/{resource_type}",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{"name": "url", "definition": URL_PARAMETER, "type": "uri"}],
+    }

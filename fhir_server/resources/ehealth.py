@@ -9,25 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .failure import DEFAULT_FAILURE_STATUS, FAILED_MESSAGE, ISSUE_STATUS_CODES
+
 # AsyncJob.extension carrying the instant a client should poll again (valueInstant).
 ETA_EXTENSION_URL = "https://fhir-server.example.org/StructureDefinition/ehealth-eta"
 
 CANCELLED_MESSAGE = "Job was cancelled"
-FAILED_MESSAGE = "Job failed"
-# OperationOutcome.issue.code -> the HTTP status an eHealth client expects in status_code.
-ISSUE_STATUS_CODES = {
-    "not-found": 404,
-    "forbidden": 403,
-    "security": 403,
-    "invalid": 422,
-    "required": 422,
-    "value": 422,
-    "structure": 422,
-    "conflict": 409,
-    "duplicate": 409,
-    "business-rule": 409,
-}
-DEFAULT_FAILURE_STATUS = 500
 CANCELLED_STATUS = 409
 
 _ENTITY_CODE = ("valueCode", "valueString")

@@ -70,3 +70,10 @@ def parse_date_range(value: str) -> tuple[int, int]:
 def now_instant() -> str:
     """The server's clock as a FHIR instant with milliseconds, in UTC."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def instant_of_ms(epoch_ms: int) -> str:
+    """Epoch ms in now_instant's fixed-width form, so instants the stores keep as text
+    compare as strings."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,16 +13,22 @@ from functools import cached_property
 from typing import Any, Literal
 
 ParamType = Literal["token", "date"]
-SEARCH_PARAMETER_BASE = "http://hl7.org/fhir/SearchParameter"
+# FHIR's own definitions of the parameters every resource has (_id, _lastUpdated).
+COMMON_PARAMETER_BASE = "http://hl7.org/fhir/SearchParameter/Resource"
+# Canonical URLs of the definitions this server serves itself start with the FHIR base URL,
+# filled in when they are served (resources/conformance.py): so they resolve to this server.
+BASE = "[base]"
 # FHIR's logical id: the same rule for every resource type.
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 
-# The SMART v2 permission letter each FHIR interaction needs (c r u d s).
+# The SMART v2 permission letter each FHIR interaction needs (c r u d s): a type's history
+# is a search of its versions (SMART: `s` covers search-type and history-type).
 STANDARD_ACCESS: Mapping[str, str] = {
     "read": "r",
     "vread": "r",
     "history-instance": "r",
     "search-type": "s",
+    "history-type": "s",
     "create": "c",
     "update": "u",
     "delete": "d",
@@ -43,9 +49,21 @@ class SearchParameter:
     system: str | None = None
 
     @property
-    def definition(self) -> str:
+    def common(self) -> bool:
+        """FHIR defines it for every resource (_id, _lastUpdated): no definition of our own."""
+        return self.name.startswith("_")
+
+    @property
+    def definition_id(self) -> str:
         resource_type = self.expression.split(".")[0]
-        return f"{SEARCH_PARAMETER_BASE}/{resource_type}-{self.name.lstrip('_')}"
+        return f"{resource_type}-{self.name}"
+
+    @property
+    def definition(self) -> str:
+        """Canonical URL of its SearchParameter: FHIR's for a common one, else ours."""
+        if self.common:
+            return f"{COMMON_PARAMETER_BASE}-{self.name[1:]}"
+        return f"{BASE}/SearchParameter/{self.definition_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +73,16 @@ class Operation:
     name: str
     permission: str
     description: str
+    # What it answers (its `return` parameter).
+    returns: str = "OperationOutcome"
 
 
 @dataclass(frozen=True)
 class ResourceKind:
     type: str
     description: str
-    # Canonical URL of the StructureDefinition the resources conform to.
+    # Canonical URL of the StructureDefinition the resources conform to ([base]/... when the
+    # kind brings it among its definitions).
     profile: str
     # FHIR JSON in, canonical JSON out; FhirError (issue type invalid, ...) when invalid.
     validate: Callable[[Any], dict[str, Any]]
@@ -75,6 +96,13 @@ class ResourceKind:
     operations: tuple[Operation, ...] = ()
     # The interactions served, with the SMART permission letter each needs.
     access: Mapping[str, str] = field(default_factory=lambda: dict(STANDARD_ACCESS))
+    # Conformance resources of its own (StructureDefinition, CodeSystem, ValueSet), served
+    # read-only; canonical URLs under [base].
+    definitions: tuple[dict[str, Any], ...] = ()
+
+    def operation_definition(self, operation: Operation) -> str:
+        """Canonical URL of an operation's OperationDefinition (served by this server)."""
+        return f"{BASE}/OperationDefinition/{self.type}-{operation.name}"
 
     @property
     def storage_name(self) -> str:

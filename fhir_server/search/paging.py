@@ -17,9 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from .cursor import encode_cursor
-from .query import Cursor, JobQuery
+from .query import Cursor, HistoryQuery, JobQuery
 
 Row = TypeVar("Row")
+# What pages: a search, or a type's history (which pages by cursor only).
+Query = TypeVar("Query", JobQuery, HistoryQuery)
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,18 @@ class ReadBudget:
         return None
 
 
-def store_query(query: JobQuery) -> JobQuery:
+def store_query(query: Query) -> Query:
     """What to ask the store for: one row more than the page holds."""
     return replace(query, limit=query.limit + 1)
 
 
-def is_forward(query: JobQuery) -> bool:
+def is_forward(query: JobQuery | HistoryQuery) -> bool:
     return query.cursor is None or query.cursor.forward
 
 
-def take_page(query: JobQuery, rows: Sequence[Row], size: Callable[[Row], int]) -> Page[Row]:
+def take_page(
+    query: JobQuery | HistoryQuery, rows: Sequence[Row], size: Callable[[Row], int]
+) -> Page[Row]:
     """The page in sort order, from the rows the store returned for store_query(query):
     up to query.limit rows, within its byte budget (`size` gives a row's resource bytes)."""
     forward = is_forward(query)
@@ -100,7 +104,7 @@ def take_page(query: JobQuery, rows: Sequence[Row], size: Callable[[Row], int]) 
 
 
 def page_links(
-    query: JobQuery,
+    query: JobQuery | HistoryQuery,
     page: Page[Row],
     *,
     link: Callable[[str], str],

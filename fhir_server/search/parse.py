@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ..resources.kinds import ID_PATTERN, ResourceKind, SearchParameter
+from ..resources.kinds import BASE, ID_PATTERN, ResourceKind, SearchParameter
 from ..resources.outcome import FhirError, Issue
 from .cursor import CursorError, decode_cursor
 from .dates import parse_date_condition
@@ -197,9 +197,9 @@ def _parse_token(
         system, bar, code = item.rpartition("|")
         if not bar:
             codes.add(item)
-        elif system in ("", definition.system) and code:
+        elif (system == "" or _is_system_of(definition, system)) and code:
             codes.add(code)
-        elif system == definition.system and not code:
+        elif _is_system_of(definition, system) and not code:
             any_code = True
         # any other system names codes this element never carries: it adds no match
     if definition.name == "_id":
@@ -209,6 +209,17 @@ def _parse_token(
     if any_code:
         return (Missing(definition.column, missing=negate),)
     return (TokenMatch(definition.column, frozenset(codes), negate=negate),)
+
+
+def _is_system_of(definition: SearchParameter, system: str) -> bool:
+    """Whether `system` names the code system of the parameter's codes. A code system of this
+    server's own has a canonical URL under its FHIR base, which the parser does not know: it is
+    recognised by its path under any base."""
+    if definition.system is None:
+        return False
+    if definition.system.startswith(BASE):
+        return "://" in system and system.endswith(definition.system.removeprefix(BASE))
+    return system == definition.system
 
 
 __all__ = ["DateRange", "SearchLimits", "SearchRequest", "parse_search"]

@@ -89,3 +89,31 @@ def cursor_position(sort: tuple[SortKey, ...], cursor: Cursor) -> tuple[str | in
         by_column.setdefault(key.column, value)
     by_column.setdefault("id", cursor.id)
     return tuple(by_column[k.column] for k in full_sort(sort))
+
+
+# Versions in a type's history, newest first; the id and version make the order total (two
+# versions may be written in the same millisecond).
+HISTORY_SORT = (
+    SortKey("last_updated", descending=True),
+    SortKey("id", descending=True),
+    SortKey("version", descending=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """One page of a type's history (every version of every resource), in HISTORY_SORT.
+
+    `since` is an instant in the stores' fixed-width form (YYYY-MM-DDThh:mm:ss.sssZ), so
+    stored instants compare with it as strings. A cursor holds (last updated, id, version).
+    """
+
+    since: str | None = None
+    limit: int = 20
+    cursor: Cursor | None = None
+    owner: str | None = None
+    # The page's byte budget, as a search's (see JobQuery.max_bytes).
+    max_bytes: int | None = None
+    # What paging reads of any query: a history pages by cursor only, in one order.
+    offset: int = 0
+    sort: tuple[SortKey, ...] = HISTORY_SORT

@@ -9,7 +9,7 @@ from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind, SearchParameter
 from ..resources.outcome import FhirError, Issue
-from ..search.query import MISSING_DATE, MISSING_TOKEN, JobQuery
+from ..search.query import MISSING_DATE, MISSING_TOKEN, HistoryQuery, JobQuery
 
 
 class VersionConflict(Exception):
@@ -77,11 +77,15 @@ class JobRecord:
     A store that keeps the resource as JSON hands over those bytes (`stored`): they are parsed
     only when `resource` is first used, and responses embed them as they are (`body`), so a
     read or a page of search results is not parsed and serialized again.
+
+    A version read from the history also says how it was written (`method`, `created`).
     """
 
     __slots__ = (
+        "_created",
         "_indexed",
         "_last_updated",
+        "_method",
         "_resource",
         "_size",
         "_stored",
@@ -101,10 +105,16 @@ class JobRecord:
         stored: bytes | None = None,
         indexed: tuple[Mapping[str, Any], Any] | None = None,
         size: int | None = None,
+        method: str | None = None,
+        created: bool | None = None,
     ) -> None:
         self.id = id
         self.version = version
         self.owner = owner
+        # None: not recorded (a version written before methods were, or by a caller that
+        # named none); the properties then tell it from the version alone.
+        self._method = method
+        self._created = created
         self._last_updated = last_updated  # None: meta.lastUpdated of the stored resource
         self._resource = resource
         self._stored = stored
@@ -154,6 +164,27 @@ class JobRecord:
         return self._resource is None and self._stored is None
 
     @property
+    def method(self) -> str:
+        """How this version was written: POST (a create under an id the server chose), PUT
+        (a create under the caller's id, or an update) or DELETE. Not recorded: DELETE for a
+        deletion, POST for a first version, else PUT."""
+        if self.deleted:
+            return "DELETE"
+        if self._method is not None:
+            return self._method
+        return "POST" if self.version == 1 else "PUT"
+
+    @property
+    def created(self) -> bool:
+        """Whether this version created the resource (the id was new, or deleted). Not
+        recorded: only a first version did."""
+        if self.deleted:
+            return False
+        if self._created is not None:
+            return self._created
+        return self.version == 1
+
+    @property
     def body(self) -> dict[str, Any] | orjson.Fragment | None:
         """The resource for orjson to serialize: the stored bytes when the store gave them."""
         if self._stored is not None:
@@ -191,24 +222,41 @@ class JobStore(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable if the database cannot answer."""
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        """The newest version (a deleted one included), or None if the id was never used."""
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        """The newest version (a deleted one included), or None if the id was never used.
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None: ...
+        With `owner`, only if the newest version is that owner's: else None, at the cost of
+        an unknown id (another owner's job must not take measurably more or less time)."""
 
-    async def history(self, job_id: str) -> list[JobRecord]:
-        """Every version, newest first."""
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        """That version; with `owner`, only if the job's newest version is that owner's."""
+
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        """Every version, newest first; with `owner`, none unless the newest is that owner's."""
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         """Up to query.limit live jobs matching the query, in its sort order."""
 
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        """Up to query.limit versions of every job (deletions included), newest first: by
+        last update, then id, then version, all descending (reversed for a backward cursor);
+        those written at or after query.since, of query.owner's jobs when it is set."""
+
     async def count(self, query: JobQuery) -> int: ...
 
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         """Store the next version of resource["id"]; raise VersionConflict if the newest
-        stored version (0 if none) is not expected_version."""
+        stored version (0 if none) is not expected_version. `method` (POST or PUT) is the
+        HTTP method that wrote it, recorded for the history."""
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         """Record a deletion as the next version; raise VersionConflict like save."""

@@ -1,6 +1,6 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,7 +15,7 @@ from pymongo.errors import (
 
 from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import ASYNC_JOB
-from ..resources.instants import now_instant, parse_instant_ms
+from ..resources.instants import instant_of_ms, now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
 from ..search.paging import ReadBudget
 from ..search.query import (
@@ -24,6 +24,7 @@ from ..search.query import (
     Condition,
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -44,7 +45,7 @@ from .base import (
 )
 from .guard import unavailable_on
 from .mongo_schema import field as _field
-from .mongo_schema import prepare
+from .mongo_schema import prepare, prepare_history
 from .schema import REMEDY, cause, token_columns
 
 
@@ -85,7 +86,12 @@ class MongoJobStore:
         self._tokens = token_columns(self.parameters)
 
     async def open(self) -> None:
-        await self._history.create_index([("job", ASCENDING), ("version", DESCENDING)])
+        await prepare_history(self._history)
+        # The type's history, newest first: all versions, and one owner's. A history document
+        # written before methods were recorded has no method or created field (JobRecord then
+        # tells them from the version).
+        await self._history.create_index(_HISTORY_ORDER)
+        await self._history.create_index([("owner", ASCENDING), *_HISTORY_ORDER])
         try:
             await prepare(self._db, self.kind.storage_name, self.parameters)
             await _measure(self._current)
@@ -109,19 +115,62 @@ class MongoJobStore:
         except PyMongoError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        doc = await self._current.find_one({"_id": job_id}, _PROJECTION)
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        if owner is None:
+            doc = await self._current.find_one({"_id": job_id}, _PROJECTION)
+            return _record(doc) if doc is not None else await self._newest_version(job_id)
+        # Another owner's job and an unknown id: the same two queries, whose answers hold no
+        # resource (the owner is in the filter, the newest version's owner comes from an index).
+        doc = await self._current.find_one({"_id": job_id, "owner": owner}, _PROJECTION)
         if doc is not None:
             return _record(doc)
-        return await self._newest_version(job_id)
+        newest = await self._newest_owner(job_id)
+        if newest is None or newest.get("owner") != owner:
+            return None
+        return await self.get_version(job_id, newest["version"])  # the owner deleted it
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        if owner is not None and not await self._owns(job_id, owner):
+            return None
         doc = await self._history.find_one({"_id": f"{job_id}/{version}"})
         return None if doc is None else _history_record(doc)
 
-    async def history(self, job_id: str) -> list[JobRecord]:
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        if owner is not None and not await self._owns(job_id, owner):
+            return []
         cursor = self._history.find({"job": job_id}).sort("version", DESCENDING)
         return [_history_record(doc) async for doc in cursor]
+
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        clauses: list[dict[str, Any]] = []
+        if query.owner is not None:
+            clauses.append({"owner": query.owner})
+        if query.since is not None:
+            clauses.append({"last_updated": {"$gte": query.since}})
+        forward = query.cursor is None or query.cursor.forward
+        if query.cursor is not None:
+            clauses.append(_history_keyset(query))
+        filters = {"$and": clauses} if clauses else {}
+        order = [(f, d if forward else -d) for f, d in _HISTORY_ORDER]
+        cursor = self._history.find(filters).sort(order).limit(query.limit)
+        if query.max_bytes is None:
+            return [_history_record(doc) async for doc in cursor]
+        return await _read_within(cursor, ReadBudget(query.max_bytes), _history_record)
+
+    async def _owns(self, job_id: str, owner: str) -> bool:
+        """Whether the job's newest version is the owner's: one query either way."""
+        newest = await self._newest_owner(job_id)
+        return newest is not None and newest.get("owner") == owner
+
+    async def _newest_owner(self, job_id: str) -> dict[str, Any] | None:
+        """The newest version's number and owner, read from the history index alone."""
+        return await self._history.find_one(
+            {"job": job_id},
+            {"_id": 0, "version": 1, "owner": 1},
+            sort=[("version", DESCENDING)],
+        )
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sort = full_sort(query.sort)
@@ -138,15 +187,7 @@ class MongoJobStore:
         cursor = cursor.limit(query.limit)
         if query.max_bytes is None:
             return [_record(doc) async for doc in cursor]
-        budget = ReadBudget(query.max_bytes)
-        records = []
-        async for doc in cursor:
-            record = _record(doc)
-            records.append(record)
-            if budget.cut((record.size,)) is not None:
-                await cursor.close()
-                break
-        return records
+        return await _read_within(cursor, ReadBudget(query.max_bytes), _record)
 
     async def count(self, query: JobQuery) -> int:
         return int(await self._current.count_documents(_filter(query, self._tokens)))
@@ -160,7 +201,12 @@ class MongoJobStore:
         return Usage(0, 0)
 
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         job_id = resource["id"]
         version = expected_version + 1
@@ -175,10 +221,15 @@ class MongoJobStore:
         replaced = await self._current.replace_one(
             {"_id": job_id, "version": expected_version}, doc
         )
-        if replaced.matched_count == 0:
+        # No live document of the expected version: the job is new (or deleted).
+        created = replaced.matched_count == 0
+        if created:
             await self._insert_new(job_id, expected_version, doc)
-        record = JobRecord(job_id, version, stamped["meta"]["lastUpdated"], stamped, owner)
-        await self._append_history(record)
+        last_updated = stamped["meta"]["lastUpdated"]
+        record = JobRecord(
+            job_id, version, last_updated, stamped, owner, method=method, created=created
+        )
+        await self._append_history(record, method, created)
         return record
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
@@ -188,8 +239,10 @@ class MongoJobStore:
             newest = await self.get(job_id)
             raise VersionConflict(job_id, expected_version, newest.version if newest else None)
         owner = current.get("owner") if current else None
-        record = JobRecord(job_id, expected_version + 1, now_instant(), None, owner)
-        await self._append_history(record)
+        record = JobRecord(
+            job_id, expected_version + 1, now_instant(), None, owner, method="DELETE", created=False
+        )
+        await self._append_history(record, "DELETE", False)
         return record
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
@@ -206,7 +259,8 @@ class MongoJobStore:
                 await self._history.delete_many({"job": doc["_id"]})
                 removed += 1
         deletions = self._history.find(
-            {"resource": None, "last_updated": {"$lt": _instant(cutoff)}}, {"job": 1, "version": 1}
+            {"resource": None, "last_updated": {"$lt": instant_of_ms(cutoff)}},
+            {"job": 1, "version": 1},
         )
         async for doc in deletions:
             newest = await self._newest_version(doc["job"])
@@ -239,7 +293,7 @@ class MongoJobStore:
         doc = await self._history.find_one({"job": job_id}, sort=[("version", DESCENDING)])
         return None if doc is None else _history_record(doc)
 
-    async def _append_history(self, record: JobRecord) -> None:
+    async def _append_history(self, record: JobRecord, method: str | None, created: bool) -> None:
         await self._history.replace_one(
             {"_id": f"{record.id}/{record.version}"},
             {
@@ -248,9 +302,26 @@ class MongoJobStore:
                 "last_updated": record.last_updated,
                 "owner": record.owner,
                 "resource": record.resource,
+                "method": method,
+                "created": created,
             },
             upsert=True,
         )
+
+
+async def _read_within(
+    cursor: Any, budget: ReadBudget, record_of: Callable[[dict[str, Any]], JobRecord]
+) -> list[JobRecord]:
+    """The records of a page until the budget stops the reading (the cursor is then closed:
+    the documents it would fetch next are not read)."""
+    records = []
+    async for doc in cursor:
+        record = record_of(doc)
+        records.append(record)
+        if budget.cut((record.size,)) is not None:
+            await cursor.close()
+            break
+    return records
 
 
 async def _measure(jobs: Any) -> None:
@@ -270,12 +341,6 @@ async def _measure(jobs: Any) -> None:
         await jobs.bulk_write(batch, ordered=False)
 
 
-def _instant(epoch_ms: int) -> str:
-    """Epoch ms in now_instant's fixed-width form, so stored instants compare as strings."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _record(doc: dict[str, Any]) -> JobRecord:
     resource = doc["resource"]
     return JobRecord(
@@ -290,8 +355,32 @@ def _record(doc: dict[str, Any]) -> JobRecord:
 
 def _history_record(doc: dict[str, Any]) -> JobRecord:
     return JobRecord(
-        doc["job"], doc["version"], doc["last_updated"], doc.get("resource"), doc.get("owner")
+        doc["job"],
+        doc["version"],
+        doc["last_updated"],
+        doc.get("resource"),
+        doc.get("owner"),
+        method=doc.get("method"),
+        created=doc.get("created"),
     )
+
+
+# The history documents' fields in HISTORY_SORT (the job's id is `job` there).
+_HISTORY_ORDER = [("last_updated", DESCENDING), ("job", DESCENDING), ("version", DESCENDING)]
+
+
+def _history_keyset(query: HistoryQuery) -> dict[str, Any]:
+    """Versions strictly after (forward: older than) or before the cursor in HISTORY_SORT."""
+    assert query.cursor is not None
+    values = cursor_position(query.sort, query.cursor)
+    op = "$lt" if query.cursor.forward else "$gt"
+    fields = [f for f, _ in _HISTORY_ORDER]
+    branches = []
+    for i, name in enumerate(fields):
+        branch: dict[str, Any] = {fields[j]: values[j] for j in range(i)}
+        branch[name] = {op: values[i]}
+        branches.append(branch)
+    return {"$or": branches}
 
 
 def _condition(condition: Condition, tokens: tuple[str, ...]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from ..search.query import (
     Condition,
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -87,7 +88,7 @@ class SqliteJobStore:
     # Reads that run on the event loop without awaiting (see the module docstring): no
     # deadline can interrupt them, so with_deadline leaves them untimed.
     SYNCHRONOUS_METHODS = frozenset(
-        {"ping", "get", "get_version", "history", "search", "count", "usage"}
+        {"ping", "get", "get_version", "history", "versions", "search", "count", "usage"}
     )
 
     def __init__(
@@ -114,14 +115,43 @@ class SqliteJobStore:
             f"VALUES (?, ?, ?, ?, {marks}) ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in updated)
         )
-        # The reads by id, made once: they take microseconds.
-        self._live_job = (
-            f"SELECT id, version, owner, resource, last_updated FROM {tables.live} WHERE id = ?"
+        # The reads by id, made once: they take microseconds. A caller that sees only its own
+        # jobs passes its owner, and the query itself leaves out anyone else's: another owner's
+        # id and an unknown one then take the same statement and the same index lookups,
+        # reading no row (sqlite_schema.py has the indexes), so their times match.
+        live, versions = tables.live, tables.versions
+        columns = (
+            f"SELECT job, version, last_updated, owner, resource, method, created FROM {versions}"
         )
-        versions = f"SELECT job, version, last_updated, owner, resource FROM {tables.versions}"
-        self._version = f"{versions} WHERE job = ? AND version = ?"
-        self._history = f"{versions} WHERE job = ? ORDER BY version DESC"
-        self._newest_version = f"{self._history} LIMIT 1"
+        self._all_versions = columns
+        self._version = f"{columns} WHERE job = ?1 AND version = ?2"
+        self._history = f"{columns} WHERE job = ?1 ORDER BY version DESC"
+        # The newest version's owner decides for every version. SQLite works out a LIMIT
+        # before it reads any row: with another owner's job it stops after one index lookup,
+        # as it does with an unknown id.
+        newest_owner = (
+            f"SELECT owner FROM {versions} INDEXED BY {tables.versions_owner} "
+            "WHERE job = ?1 ORDER BY version DESC LIMIT 1"
+        )
+
+        def owners_only(rows: int, owner: str) -> str:
+            return f"LIMIT CASE ({newest_owner}) WHEN {owner} THEN {rows} ELSE 0 END"
+
+        self._version_owned = f"{self._version} {owners_only(1, '?3')}"
+        self._history_owned = f"{self._history} {owners_only(-1, '?2')}"
+        # The live row, else the newest version (a deletion): its last column tells which.
+        live_row = f"SELECT id, version, owner, resource, last_updated, 1 FROM {live}"
+        newest_version = (
+            f"SELECT job, version, owner, resource, last_updated, 0 FROM {versions} "
+            "WHERE job = ?1 ORDER BY version DESC"
+        )
+        self._newest = (
+            f"{live_row} WHERE id = ?1 UNION ALL SELECT * FROM ({newest_version} LIMIT 1) LIMIT 1"
+        )
+        self._newest_owned = (
+            f"{live_row} INDEXED BY {tables.live_owner} WHERE id = ?1 AND owner = ?2 "
+            f"UNION ALL SELECT * FROM ({newest_version} {owners_only(1, '?2')}) LIMIT 1"
+        )
         self._usage = f"SELECT jobs, bytes FROM {tables.owners} WHERE owner = ?"
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
@@ -191,19 +221,41 @@ class SqliteJobStore:
             # "database is locked" after the busy timeout: the caller may retry.
             raise StoreUnavailable(str(exc)) from exc
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        rows = self._read(self._live_job, (job_id,))
-        if rows:
-            return _record(rows[0], _LIVE_JOB_INDEXED)
-        rows = self._read(self._newest_version, (job_id,))
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord | None:
+        if owner is None:
+            rows = self._read(self._newest, (job_id,))
+        else:
+            rows = self._read(self._newest_owned, (job_id, owner))
+        if not rows:
+            return None
+        row = rows[0]
+        if row[5]:  # the live row
+            return _record(row, _LIVE_JOB_INDEXED)
+        return JobRecord(row[0], row[1], row[4], None, row[2], stored=row[3])
+
+    async def get_version(
+        self, job_id: str, version: int, *, owner: str | None = None
+    ) -> JobRecord | None:
+        if owner is None:
+            rows = self._read(self._version, (job_id, version))
+        else:
+            rows = self._read(self._version_owned, (job_id, version, owner))
         return _version_record(rows[0]) if rows else None
 
-    async def get_version(self, job_id: str, version: int) -> JobRecord | None:
-        rows = self._read(self._version, (job_id, version))
-        return _version_record(rows[0]) if rows else None
+    async def history(self, job_id: str, *, owner: str | None = None) -> list[JobRecord]:
+        if owner is None:
+            rows = self._read(self._history, (job_id,))
+        else:
+            rows = self._read(self._history_owned, (job_id, owner))
+        return [_version_record(row) for row in rows]
 
-    async def history(self, job_id: str) -> list[JobRecord]:
-        return [_version_record(row) for row in self._read(self._history, (job_id,))]
+    async def versions(self, query: HistoryQuery) -> list[JobRecord]:
+        sql, params = versions_sql(query, self._all_versions)
+        if query.max_bytes is None:
+            rows = self._read(sql, params)
+        else:
+            rows = self._read_within(sql, params, ReadBudget(query.max_bytes), _VERSION_RESOURCE)
+        return [_version_record(row) for row in rows]
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query, self._tokens, self._tables)
@@ -211,13 +263,16 @@ class SqliteJobStore:
         if query.max_bytes is None:
             rows = self._read(sql, params)
         else:
-            rows = self._read_within(sql, params, ReadBudget(query.max_bytes))
+            rows = self._read_within(sql, params, ReadBudget(query.max_bytes), _LIVE_RESOURCE)
         return [_record(row, indexed) for row in rows]
 
-    def _read_within(self, sql: str, params: Sequence[Any], budget: ReadBudget) -> list[Any]:
+    def _read_within(
+        self, sql: str, params: Sequence[Any], budget: ReadBudget, resource: int
+    ) -> list[Any]:
         """The rows of a page until the budget stops the reading: fetched a few at a time
         (then as many as the budget has room for, by the largest row so far), so a page of
-        large resources never holds many more of them than it shows."""
+        large resources never holds many more of them than it shows. `resource`: the
+        column of the stored JSON (NULL, 0 bytes, for a deletion)."""
         if self._reader is None:
             raise StoreUnavailable(f"{self.path} is not open")
         rows: list[Any] = []
@@ -225,13 +280,13 @@ class SqliteJobStore:
             cursor = self._reader.execute(sql, params)
             batch = FIRST_BATCH
             while more := cursor.fetchmany(batch):
-                sizes = [len(row[3]) for row in more]
+                sizes = [len(row[resource] or b"") for row in more]
                 keep = budget.cut(sizes)
                 if keep is not None:
                     rows += more[:keep]
                     break
                 rows += more
-                batch = max(FIRST_BATCH, budget.left // max(sizes))
+                batch = max(FIRST_BATCH, budget.left // max(1, *sizes))
             cursor.close()  # ends the read (an unfinished statement would keep its snapshot)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -246,7 +301,12 @@ class SqliteJobStore:
         return Usage(int(rows[0][0]), int(rows[0][1])) if rows else Usage(0, 0)
 
     async def save(
-        self, resource: dict[str, Any], *, expected_version: int, owner: str | None = None
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int,
+        owner: str | None = None,
+        method: str | None = None,
     ) -> JobRecord:
         job_id = resource["id"]
         version = expected_version + 1
@@ -257,17 +317,24 @@ class SqliteJobStore:
         row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
         tables = self._tables
 
-        def write() -> None:
+        def write() -> bool:
             db = self._write_db
             with _transaction(db):
                 newest = _newest_version_number(db, tables, job_id)
                 if newest != expected_version:
                     raise VersionConflict(job_id, expected_version, newest)
+                # The job is new, or deleted, unless it has a live row.
+                created = newest == 0 or not _is_live(db, tables, job_id)
                 db.execute(self._upsert, row)
-                _append_version(db, tables, job_id, version, last_updated, owner, blob)
+                _append_version(
+                    db, tables, job_id, version, last_updated, owner, blob, method, created
+                )
+                return created
 
-        await self._write(write)
-        return JobRecord(job_id, version, last_updated, stamped, owner)
+        created = await self._write(write)
+        return JobRecord(
+            job_id, version, last_updated, stamped, owner, method=method, created=created
+        )
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         last_updated = now_instant()
@@ -285,12 +352,22 @@ class SqliteJobStore:
                     raise VersionConflict(job_id, expected_version, newest or None)
                 db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
                 _append_version(
-                    db, tables, job_id, expected_version + 1, last_updated, live[0], None
+                    db,
+                    tables,
+                    job_id,
+                    expected_version + 1,
+                    last_updated,
+                    live[0],
+                    None,
+                    "DELETE",
+                    False,
                 )
                 return str(live[0]) if live[0] is not None else None
 
         owner = await self._write(write)
-        return JobRecord(job_id, expected_version + 1, last_updated, None, owner)
+        return JobRecord(
+            job_id, expected_version + 1, last_updated, None, owner, method="DELETE", created=False
+        )
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         cutoff = parse_instant_ms(before)
@@ -335,6 +412,10 @@ def _newest_version_number(db: sqlite3.Connection, tables: Tables, job_id: str) 
     return 0 if row is None else int(row[0])
 
 
+def _is_live(db: sqlite3.Connection, tables: Tables, job_id: str) -> bool:
+    return db.execute(f"SELECT 1 FROM {tables.live} WHERE id = ?", (job_id,)).fetchone() is not None
+
+
 def _append_version(
     db: sqlite3.Connection,
     tables: Tables,
@@ -343,16 +424,22 @@ def _append_version(
     last_updated: str,
     owner: str | None,
     blob: bytes | None,
+    method: str | None,
+    created: bool,
 ) -> None:
     db.execute(
-        f"INSERT INTO {tables.versions} (job, version, last_updated, owner, resource) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (job_id, version, last_updated, owner, blob),
+        f"INSERT INTO {tables.versions} "
+        "(job, version, last_updated, owner, resource, method, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, version, last_updated, owner, blob, method, created),
     )
 
 
 # A read by id also takes lastUpdated's index value: Last-Modified without parsing the JSON.
 _LIVE_JOB_INDEXED = {"last_updated": 4}
+# Where the stored JSON is in a row of the live table (_record) and of versions (_version_record).
+_LIVE_RESOURCE = 3
+_VERSION_RESOURCE = 4
 
 
 def _record(row: tuple[Any, ...], indexed: Mapping[str, int]) -> JobRecord:
@@ -362,8 +449,40 @@ def _record(row: tuple[Any, ...], indexed: Mapping[str, int]) -> JobRecord:
 
 
 def _version_record(row: tuple[Any, ...]) -> JobRecord:
-    job_id, version, last_updated, owner, blob = row
-    return JobRecord(job_id, version, last_updated, None, owner, stored=blob)
+    job_id, version, last_updated, owner, blob, method, created = row
+    return JobRecord(
+        job_id,
+        version,
+        last_updated,
+        None,
+        owner,
+        stored=blob,
+        method=method,
+        created=None if created is None else bool(created),
+    )
+
+
+def versions_sql(query: HistoryQuery, select: str) -> tuple[str, tuple[Any, ...]]:
+    """One page of the type's history: `select` (the version columns) in HISTORY_SORT, read
+    from the index of the owner's or of all versions by time, in the order it is kept
+    (backwards for newest first), so nothing is sorted."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.owner is not None:
+        clauses.append("owner = ?")
+        params.append(query.owner)
+    if query.since is not None:
+        clauses.append("last_updated >= ?")
+        params.append(query.since)
+    forward = query.cursor is None or query.cursor.forward
+    if query.cursor is not None:
+        # Row values compare key by key, as the index orders them (SQLite 3.15+).
+        clauses.append(f"(last_updated, job, version) {'<' if forward else '>'} (?, ?, ?)")
+        params += cursor_position(query.sort, query.cursor)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    direction = "DESC" if forward else "ASC"
+    order = ", ".join(f"{c} {direction}" for c in ("last_updated", "job", "version"))
+    return f"{select}{where} ORDER BY {order} LIMIT ?", (*params, query.limit)
 
 
 # A query is immutable and clients repeat theirs (pollers, the same page links): the SQL

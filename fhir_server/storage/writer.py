@@ -20,7 +20,7 @@ class ResourceWriter:
 
     async def create(self, resource: dict[str, Any], *, owner: str | None) -> JobRecord:
         validated = self.kind.validate({**resource, "id": str(uuid.uuid4())})
-        return await self.store.save(validated, expected_version=0, owner=owner)
+        return await self.store.save(validated, expected_version=0, owner=owner, method="POST")
 
     async def put(
         self, resource: dict[str, Any], *, expected_version: int | None, owner: str | None
@@ -39,7 +39,9 @@ class ResourceWriter:
                     return current, False
                 owner = current.owner  # an update keeps the resource's owner
             try:
-                record = await self.store.save(validated, expected_version=version, owner=owner)
+                record = await self.store.save(
+                    validated, expected_version=version, owner=owner, method="PUT"
+                )
             except VersionConflict as conflict:
                 if expected_version is not None:
                     raise self._stale(resource_id, expected_version, conflict.actual or 0) from None

@@ -249,7 +249,7 @@ def test_a_new_job_must_start_accepted(status: str):
 
 
 def test_a_new_accepted_job_is_kept_as_sent():
-    sent = job(requestTime="2026-01-01T00:00:00Z", type="export")
+    sent = job(requestTime="2026-01-01T00:00:00Z", type="bulk-export")
     assert new_job(sent) == sent
 
 
@@ -286,9 +286,19 @@ INVALID_NEW_JOBS = {
         "Unknown element 'AsyncJob.colour'",
     ),
     "data-migration-without-dataVersion": (
-        {"type": "data-migration"},
+        {"type": "data-migration", "minServerVersion": "0.1.0"},
         ("invariant", "AsyncJob.dataVersion"),
-        "must have a dataVersion",
+        "ajb-1: a data-migration AsyncJob must have a dataVersion",
+    ),
+    "data-migration-without-minServerVersion": (
+        {"type": "data-migration", "dataVersion": 3},
+        ("invariant", "AsyncJob.minServerVersion"),
+        "ajb-1: a data-migration AsyncJob must have a minServerVersion",
+    ),
+    "type-outside-the-profile": (
+        {"type": "export"},
+        ("code-invalid", "AsyncJob.type"),
+        "Unknown AsyncJob type 'export'",
     ),
 }
 

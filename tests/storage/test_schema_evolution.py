@@ -19,6 +19,7 @@ from fhir_server.resources.kinds import ResourceKind, SearchParameter
 from fhir_server.search.query import (
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -186,6 +187,33 @@ async def test_every_job_and_version_written_by_c436025_is_read(
     assert any(v["resource"] is None for h in histories.values() for v in h)  # deletions too
 
 
+async def test_versions_written_before_methods_were_recorded_read_as_post_put_delete(
+    upgraded: JobStore, backend: Backend
+):
+    # A version written by c436025 says nothing of its request: a first version reads as a
+    # POST that created the job, a deletion as a DELETE, any other as a PUT that updated it.
+    histories = EXPECTED[backend.name]["histories"]
+    expected = sorted(
+        (
+            (v["last_updated"], job_id, v["version"], _default_request(v))
+            for job_id, versions in histories.items()
+            for v in versions
+        ),
+        reverse=True,
+    )
+    everything = await upgraded.versions(HistoryQuery(limit=1000))
+    assert [
+        (r.last_updated, r.id, r.version, (r.method, r.created)) for r in everything
+    ] == expected
+    assert {method for *_, (method, _) in expected} == {"POST", "PUT", "DELETE"}
+
+
+def _default_request(version: dict[str, Any]) -> tuple[str, bool]:
+    if version["resource"] is None:
+        return "DELETE", False
+    return ("POST", True) if version["version"] == 1 else ("PUT", False)
+
+
 @pytest.mark.parametrize("name", list(SEARCHES))
 async def test_searches_answer_as_c436025_did(upgraded: JobStore, backend: Backend, name: str):
     query = decode(SEARCHES[name])
@@ -201,7 +229,7 @@ async def test_a_c436025_file_is_brought_to_the_current_schema(upgraded: JobStor
         assert [p["name"] for p in record["parameters"]] == [p.name for p in SEARCH_PARAMETERS]
         return
     with sqlite3.connect(upgraded.path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
         assert sorted(recorded) == sorted(
             (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
@@ -265,7 +293,7 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     await store.delete("job-0", expected_version=1)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         tally = "SELECT status, type, n FROM asyncjob_tally WHERE n > 0"
         grouped = "SELECT status, type, count(*) FROM asyncjob GROUP BY 1, 2"
         assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
@@ -287,11 +315,8 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     assert schema_names(path) == schema_names(new.path)
     tables = {name for type, name, _ in schema_names(path) if type == "table"}
     assert tables == {
-        "asyncjob",
-        "asyncjob_version",
-        "asyncjob_tally",
-        "asyncjob_parameter",
-        "asyncjob_owner",
+        *("asyncjob", "asyncjob_version", "asyncjob_tally", "asyncjob_parameter"),
+        *("asyncjob_owner", "oauth_client", "oauth_assertion"),
     }
 
 
@@ -311,6 +336,80 @@ async def test_a_c448ebd_file_whose_migration_fails_is_left_at_version_2(tmp_pat
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         assert list(db.iterdump()) == before
+
+
+# --- what aa9172e wrote (schema version 3) keeps every version, out of the lookups' b-tree ---
+
+AA9172E = json.loads((UPGRADE / "aa9172e-expected.json").read_text())  # make_aa9172e_fixture.py
+
+
+async def test_an_aa9172e_file_keeps_every_version_of_every_kind_in_rowid_tables(tmp_path: Path):
+    path = tmp_path / FILE_NAME
+    shutil.copy(UPGRADE / "aa9172e.sqlite3", path)
+    for kind in (ASYNC_JOB, TEST_THING):
+        store = SqliteJobStore(path, kind)
+        await store.open()
+        for resource_id, expected in AA9172E[kind.type].items():
+            history = [
+                {"version": r.version, "last_updated": r.last_updated, "owner": r.owner}
+                | {"resource": r.resource}
+                for r in await store.history(resource_id)
+            ]
+            assert history == expected, resource_id
+            newest = await store.get(resource_id)
+            assert newest is not None
+            assert (newest.version, newest.resource) == (
+                expected[0]["version"],
+                expected[0]["resource"],
+            )
+            # Its owner reads it with the owner in the query; anyone else finds nothing.
+            owner = expected[0]["owner"]
+            owned = await store.get(resource_id, owner=owner) if owner else None
+            assert owned == (newest if owner else None)
+            assert await store.get(resource_id, owner="mallory") is None
+            assert await store.history(resource_id, owner="mallory") == []
+            assert await store.get_version(resource_id, 1, owner="mallory") is None
+        assert any(v["resource"] is None for h in AA9172E[kind.type].values() for v in h)
+        await put_job(store, resourceType=kind.type, id="new", status="completed")
+        await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        versions = "SELECT sql FROM sqlite_master WHERE name = ?"
+        for table in ("asyncjob_version", "testthing_version"):
+            assert "WITHOUT ROWID" not in db.execute(versions, (table,)).fetchone()[0]
+        for kind in ("asyncjob", "testthing"):
+            # Each kind's owner tally (for the quotas) is made and filled on open.
+            owners = f"SELECT owner, jobs, bytes FROM {kind}_owner WHERE jobs > 0"
+            by_owner = (
+                f'SELECT owner, count(*), sum(length(resource)) FROM "{kind}" '
+                "WHERE owner IS NOT NULL GROUP BY owner"
+            )
+            assert sorted(db.execute(owners)) == sorted(db.execute(by_owner)) != []
+    # The tables and indexes of a new file with both kinds.
+    for kind in (ASYNC_JOB, TEST_THING):
+        new = SqliteJobStore(tmp_path / "new.sqlite3", kind)
+        await new.open()
+        await new.close()
+    assert schema_names(path) == schema_names(tmp_path / "new.sqlite3")
+
+
+async def test_a_mongodb_history_gets_the_index_with_the_owner_in_place_of_the_old_one():
+    database = AsyncMongoMockClient()["upgrade"]
+    await database[HISTORY].create_index([("job", 1), ("version", -1)])  # as before
+    await database[HISTORY].insert_one({"_id": "job-1/1", "job": "job-1", "version": 1})
+    store = MongoJobStore(database)
+    await store.open()
+    keys = [info["key"] for info in (await database[HISTORY].index_information()).values()]
+    by_time = [("last_updated", -1), ("job", -1), ("version", -1)]
+    assert sorted(keys) == sorted(
+        [
+            [("_id", 1)],
+            [("job", 1), ("version", -1), ("owner", 1)],
+            by_time,  # the type's history
+            [("owner", 1), *by_time],
+        ]
+    )
+    assert await database[HISTORY].count_documents({}) == 1
 
 
 # --- two kinds in one file (or database): each in its own tables, migrated on its own ---

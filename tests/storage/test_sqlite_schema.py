@@ -10,6 +10,7 @@ from fhir_server.search.query import (
     Condition,
     Cursor,
     DateRange,
+    HistoryQuery,
     JobQuery,
     Missing,
     SortKey,
@@ -17,7 +18,7 @@ from fhir_server.search.query import (
 )
 from fhir_server.storage import sqlite_schema
 from fhir_server.storage.base import SchemaTooNew
-from fhir_server.storage.sqlite import SqliteJobStore, search_sql
+from fhir_server.storage.sqlite import SqliteJobStore, search_sql, versions_sql
 from fhir_server.storage.sqlite_schema import SCHEMA_VERSION
 
 from ..conftest import put_job
@@ -139,3 +140,29 @@ async def test_an_older_file_is_migrated_on_open(data_file: Path, monkeypatch: p
     with sqlite3.connect(data_file) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         assert {row[0] for row in db.execute("SELECT note FROM asyncjob")} == {"migrated"}
+
+
+def history_plan(path: Path, query: HistoryQuery) -> list[str]:
+    sql, params = versions_sql(query, "SELECT job, version, resource FROM asyncjob_version")
+    with sqlite3.connect(path) as db:
+        return [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+HISTORY_CURSORS = {
+    "first page": None,
+    "next page": Cursor(("2026-01-01T00:00:00.000Z", "id-1", 2), "id-1"),
+    "previous page": Cursor(("2026-01-01T00:00:00.000Z", "id-1", 2), "id-1", forward=False),
+}
+
+
+@pytest.mark.parametrize("owner", [None, "alice"], ids=["admin", "one owner"])
+@pytest.mark.parametrize("since", [None, "2025-01-01T00:00:00.000Z"], ids=["all", "_since"])
+@pytest.mark.parametrize("cursor", HISTORY_CURSORS.values(), ids=HISTORY_CURSORS.keys())
+async def test_the_type_history_is_read_from_an_index_by_time(
+    data_file: Path, owner: str | None, since: str | None, cursor: Cursor | None
+):
+    # With 100,000 jobs of 5 versions each, a page must not read (or sort) every version.
+    steps = history_plan(data_file, HistoryQuery(since=since, cursor=cursor, owner=owner))
+    index = "asyncjob_version_by_owner" if owner else "asyncjob_version_by_time"
+    assert any(f"USING INDEX {index}" in s for s in steps), steps
+    assert not [s for s in steps if "TEMP B-TREE" in s], steps

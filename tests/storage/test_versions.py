@@ -147,3 +147,45 @@ async def test_delete_of_a_deleted_job_conflicts(store: JobStore):
     with pytest.raises(VersionConflict) as conflict:
         await store.delete("job-1", expected_version=2)
     assert conflict.value.actual == 2
+
+
+# --- reads with an owner: the owner's jobs only, decided by the newest version ---------------
+
+
+async def test_a_read_with_an_owner_finds_only_that_owners_job(store: JobStore):
+    await store.save(make_job(id="job-1", status="accepted"), expected_version=0, owner="alice")
+    await store.save(make_job(id="job-1", status="completed"), expected_version=1, owner="alice")
+    await store.save(make_job(id="loaded"), expected_version=0)  # no owner: admins only
+    mine = await store.get("job-1", owner="alice")
+    assert mine is not None and mine == await store.get("job-1")
+    assert [r.version for r in await store.history("job-1", owner="alice")] == [2, 1]
+    first = await store.get_version("job-1", 1, owner="alice")
+    assert first is not None and first.resource is not None
+    assert first.resource["status"] == "accepted"
+    for owner, job_id in (("bob", "job-1"), ("alice", "never"), ("", "loaded")):
+        assert await store.get(job_id, owner=owner) is None
+        assert await store.get_version(job_id, 1, owner=owner) is None
+        assert await store.history(job_id, owner=owner) == []
+
+
+async def test_a_read_with_an_owner_finds_the_owners_deletion_only(store: JobStore):
+    await store.save(make_job(id="job-1"), expected_version=0, owner="alice")
+    await store.delete("job-1", expected_version=1)
+    deletion = await store.get("job-1", owner="alice")
+    assert deletion is not None and deletion.deleted and deletion.version == 2
+    assert deletion.owner == "alice"
+    assert await store.get("job-1", owner="bob") is None
+    assert [r.version for r in await store.history("job-1", owner="alice")] == [2, 1]
+    assert await store.history("job-1", owner="bob") == []
+
+
+async def test_the_newest_versions_owner_decides_for_every_version(store: JobStore):
+    """Versions written before an admin's write kept the owner could name another owner
+    than the newest: the newest decides, as it does for the live job."""
+    await store.save(make_job(id="job-1"), expected_version=0, owner="bob")
+    await store.delete("job-1", expected_version=1)
+    await store.save(make_job(id="job-1"), expected_version=2, owner="admin")
+    assert await store.get("job-1", owner="bob") is None
+    assert await store.get_version("job-1", 1, owner="bob") is None
+    assert await store.history("job-1", owner="bob") == []
+    assert [r.version for r in await store.history("job-1", owner="admin")] == [3, 2, 1]
