@@ -15,6 +15,8 @@ from .api.limits import InputLimits
 from .api.pipeline import RequestPipeline
 from .api.routes import all_routes
 from .api.search import SearchParser
+from .api.throttle import OwnerRateLimit
+from .auth.quotas import OwnerQuota
 from .auth.setup import token_issuer, token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
@@ -23,7 +25,7 @@ from .observability import metrics
 from .observability.access_log import AccessLog
 from .observability.telemetry import Telemetry
 from .resources import registry
-from .resources.asyncjob import ASYNC_JOB
+from .resources.asyncjob import ASYNC_JOB, warm_up
 from .resources.kinds import ResourceKind
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
@@ -43,10 +45,12 @@ def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
         from .storage.mongo import MongoJobStore
         from .storage.mongo_client import connect
 
-        return MongoJobStore(connect(settings)[settings.mongodb_database], kind)
+        database = connect(settings)[settings.mongodb_database]
+        return MongoJobStore(database, kind, max_resource_bytes=settings.max_resource_bytes)
     from .storage.sqlite import FILE_NAME, SqliteJobStore
 
-    return SqliteJobStore(settings.data_dir / FILE_NAME, kind)
+    path = settings.data_dir / FILE_NAME
+    return SqliteJobStore(path, kind, max_resource_bytes=settings.max_resource_bytes)
 
 
 def build_client_store(settings: Settings) -> ClientStore:
@@ -89,9 +93,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warm_up()  # before any request: pydantic builds validators on first use
         openings = [await open_store(each) for each in stores.values()]
         if settings.load:
-            await load_paths(job_store, settings.load)
+            await load_paths(
+                job_store, settings.load, max_resource_bytes=settings.max_resource_bytes
+            )
         sweeper = None
         if settings.retention is not None:
             sweeper = asyncio.create_task(
@@ -117,7 +124,10 @@ def create_app(
     app_metrics = metrics.Metrics()
     secret = cursor_secret(settings)
     search_limits = SearchLimits(
-        settings.default_page_size, settings.max_page_size, settings.max_offset
+        settings.default_page_size,
+        settings.max_page_size,
+        settings.max_offset,
+        settings.max_page_bytes,
     )
     input_limits = InputLimits(
         max_body_bytes=settings.max_body_bytes,
@@ -141,6 +151,7 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             body_timeout=settings.body_timeout,
             max_token_bytes=settings.max_token_bytes,
+            rate_limit=OwnerRateLimit(settings.rate_limit) if settings.rate_limit else None,
         ),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -154,6 +165,7 @@ def create_app(
     app.state.secret = secret
     app.state.search_limits = search_limits
     app.state.input_limits = input_limits
+    app.state.quota = OwnerQuota.of(settings.max_jobs_per_owner, settings.max_bytes_per_owner)
     app.state.public_base_url = settings.public_base_url
     app.state.clients = clients
     app.state.token_issuer = token_issuer(settings, verifier, clients)

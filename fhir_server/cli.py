@@ -175,7 +175,12 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("loading", total=len(files))
-            report = await load_paths(store, paths, on_file=lambda path, n: progress.advance(task))
+            report = await load_paths(
+                store,
+                paths,
+                on_file=lambda path, n: progress.advance(task),
+                max_resource_bytes=settings.max_resource_bytes,
+            )
     finally:
         await store.close()
     for error in report.errors:

@@ -5,10 +5,15 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .durations import Duration
+
+# Twice the body limit: whatever a client may send fits with the meta a store adds, and a
+# producer's result may be larger. Stores built without settings use it too.
+DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -44,6 +49,12 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, ge=1, description="Search page size without _count.")
     max_page_size: int = Field(default=1000, ge=1, description="Largest _count a search accepts.")
     max_offset: int = Field(default=10_000, ge=0, description="Largest _offset a search accepts.")
+    max_page_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Byte budget of a search page: it ends (with a next link) before the "
+        "entry that would take its resources past this; it always holds one.",
+    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     load: list[Path] = Field(
         default_factory=list, description="Files or folders of AsyncJobs to load at start."
@@ -109,6 +120,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most values in a JSON body: objects, arrays and scalars together.",
     )
+    max_resource_bytes: int = Field(
+        default=DEFAULT_MAX_RESOURCE_BYTES,
+        ge=1024,
+        description="Largest resource stored, as its canonical JSON (bytes); every write of "
+        "a larger one is refused (400 too-costly).",
+    )
     max_search_parameters: int = Field(
         default=50, ge=1, description="Most parameters one search may have."
     )
@@ -133,6 +150,23 @@ class Settings(BaseSettings):
         default=4096,
         ge=64,
         description="Longest Authorization header (bytes); longer is a 401 without decoding it.",
+    )
+    max_jobs_per_owner: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most live jobs one owner may store; a create beyond is 403 forbidden. "
+        "Admins' writes are not held to it. Unset: no limit.",
+    )
+    max_bytes_per_owner: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most bytes (canonical JSON) of live jobs one owner may store; a write "
+        "beyond is 403 forbidden. Admins' writes are not held to it. Unset: no limit.",
+    )
+    rate_limit: str | None = Field(
+        default=None,
+        description="Requests each owner may make, e.g. '20/second;600/minute' (per worker "
+        "process; admins are not limited); over it: 429 with Retry-After. Unset: no limit.",
     )
     # Connections (fhir_server/api/connection.py, uvicorn).
     header_timeout: float = Field(
@@ -198,6 +232,17 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError(f"{value!r} has a query or a fragment")
         return value.rstrip("/")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rates(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as '20/second;600/minute'") from exc
+        return value
 
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> Self:

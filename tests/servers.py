@@ -15,6 +15,8 @@ import httpx
 from .conftest import TEST_JWT_SECRET
 
 ROOT = Path(__file__).parent.parent
+# The process serving each base URL running_server yields (one worker: the server itself).
+SERVER_PROCESSES: dict[str, "subprocess.Popen[bytes]"] = {}
 
 # Writes AsyncJobs into the SQLite file argv[1], argv[2] of them (0: forever), printing each
 # id once save() has returned, i.e. once the write is acknowledged.
@@ -103,8 +105,11 @@ def _serving(
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
         _wait_until_ready(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}/fhir/R4"
+        base = f"http://127.0.0.1:{port}/fhir/R4"
+        SERVER_PROCESSES[base] = server
+        yield base
     finally:
+        SERVER_PROCESSES.pop(f"http://127.0.0.1:{port}/fhir/R4", None)
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=15)

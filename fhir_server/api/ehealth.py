@@ -50,6 +50,7 @@ ERROR_TYPES = {
     409: "request_conflict",
     415: "content_type_invalid",
     422: "validation_failed",
+    429: "too_many_requests",
 }
 INTERNAL_ERROR = "internal_error"
 MISSING_TOKEN_MESSAGE = "Authorization header is not set or doesn't contain Bearer token"

@@ -1,9 +1,10 @@
 """History: GET [type]/{id}/_history (history-instance) and GET [type]/_history (history-type).
 
 Both answer a `history` Bundle, newest first, each entry with the request that wrote the
-version. A type's history pages by signed keyset cursor like a search (`_count`, `next`), is
-limited to the caller's own resources unless an admin, and has no `total`: counting every
-version of every resource would cost more than the page.
+version. A type's history pages by signed keyset cursor like a search (`_count`, `next`, the
+page's byte budget), is limited to the caller's own resources unless an admin, and has no
+`total`: counting every version of every resource would cost more than the page. A large
+Bundle is streamed.
 """
 
 from urllib.parse import parse_qsl
@@ -19,8 +20,9 @@ from ..search.paging import page_links, take_page
 from ..storage.base import JobRecord
 from .limits import check_query_encoding, check_search_size, input_limits
 from .records import store_of, valid_id
-from .responses import fhir_response
+from .responses import bundle_response
 from .routing import Endpoint
+from .search import SIZE
 from .urls import fhir_base
 
 
@@ -31,14 +33,15 @@ def history(kind: ResourceKind) -> Endpoint:
         if not records:
             raise FhirError.of("not-found", f"{kind.type}/{resource_id} is not known")
         base = fhir_base(request)
-        self_url = f"{base}/{kind.type}/{resource_id}/_history"
+        # Each version as the store keeps it (not parsed; measuring a MongoDB one serializes
+        # it once, for the answer too), the Bundle streamed when large.
+        weight = sum(r.size for r in records)
         versions = [_version(r) for r in records]
-        return fhir_response(
-            request,
-            bundle.history(
-                base, kind.type, versions, total=len(versions), links=[("self", self_url)]
-            ),
+        self_url = f"{base}/{kind.type}/{resource_id}/_history"
+        history = bundle.history(
+            base, kind.type, versions, total=len(versions), links=[("self", self_url)]
         )
+        return bundle_response(request, history, weight)
 
     return history
 
@@ -52,7 +55,7 @@ def type_history(kind: ResourceKind) -> Endpoint:
         state = request.app.state
         parsed = parse_history(params, limits=state.search_limits, secret=state.secret)
         rows = await store_of(request, kind).versions(parsed.page_query)
-        page = take_page(parsed.query, rows)
+        page = take_page(parsed.query, rows, SIZE)
         base = fhir_base(request)
         url = f"{base}/{kind.type}/_history"
 
@@ -73,9 +76,8 @@ def type_history(kind: ResourceKind) -> Endpoint:
             count_only=False,
         )
         versions = [_version(r) for r in page.rows]
-        return fhir_response(
-            request, bundle.history(base, kind.type, versions, total=None, links=links)
-        )
+        history = bundle.history(base, kind.type, versions, total=None, links=links)
+        return bundle_response(request, history, page.weight)
 
     return type_history
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..auth.ownership import visible_store
 from ..jobs.service import JobService
 from ..resources.outcome import FhirError, all_ok
 from ..storage.base import JobRecord
@@ -50,6 +51,9 @@ async def kick_off(
             raise FhirError.of(
                 "invalid", "This operation runs asynchronously: send 'Prefer: respond-async'"
             )
+        quota = getattr(request.app.state, "quota", None)
+        if quota is not None:  # the caller's own store view holds its submit to the quota
+            jobs = JobService(visible_store(jobs.store, request.scope.get("auth"), quota))
         job = await jobs.submit(
             request_url(request),
             type=type,

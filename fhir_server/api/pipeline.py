@@ -43,6 +43,7 @@ from .routing import (
     GuardedRoute,
     NotAuthenticated,
 )
+from .throttle import OwnerRateLimit
 
 UNMATCHED = "unmatched"
 NO_STORE = (b"cache-control", b"no-store")
@@ -58,6 +59,7 @@ class RequestPipeline:
         max_body_bytes: int,
         body_timeout: float = 30.0,
         max_token_bytes: int = 4096,
+        rate_limit: OwnerRateLimit | None = None,
         routes: Sequence[BaseRoute] = (),
         handlers: Mapping[Any, ExceptionHandler] | None = None,
         direct_dispatch: bool = True,
@@ -70,6 +72,7 @@ class RequestPipeline:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.max_token_bytes = max_token_bytes
+        self.rate_limit = rate_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,6 +96,8 @@ class RequestPipeline:
         status = 500  # until a response starts
         try:
             private = self._authenticate(scope, authorization)
+            if private and self.rate_limit is not None:
+                self._throttle(scope, self.rate_limit)
             if has_body:
                 receive = self._limit_body(scope, receive, length)
             route = _direct_route(self.routes, scope)
@@ -138,6 +143,16 @@ class RequestPipeline:
             scope[AUTH_ERROR] = NotAuthenticated(str(exc), token_sent=True)
             return False
         return True
+
+    def _throttle(self, scope: Scope, rate_limit: OwnerRateLimit) -> None:
+        """Count the request against its owner's rates; over them, a rejection for the route
+        to raise (so a 429 comes in the shape of the application that owns the path)."""
+        principal = scope[AUTH]
+        if principal.admin or principal.owner is None:
+            return
+        refusal = rate_limit.refusal(principal.owner)
+        if refusal is not None:
+            scope[REJECTION] = refusal
 
     def _limit_body(self, scope: Scope, receive: Receive, declared: bytes | None) -> Receive:
         """Refuse a declared Content-Length over the limit before anything reads the body;

@@ -20,8 +20,8 @@ _CONDITIONAL_HEADERS = frozenset({b"if-none-match", b"if-modified-since"})
 
 def store_of(request: Request, kind: ResourceKind) -> JobStore:
     """The kind's store as the caller sees it: its own resources only, unless an admin."""
-    stores: dict[str, JobStore] = request.app.state.stores
-    return visible_store(stores[kind.type], request.scope.get(AUTH))
+    state = request.app.state
+    return visible_store(state.stores[kind.type], request.scope.get(AUTH), state.quota)
 
 
 def valid_id(kind: ResourceKind, raw: str) -> str:

@@ -1,6 +1,7 @@
 """search-type: GET [type]?… and POST [type]/_search, answered with a searchset Bundle."""
 
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,7 +16,7 @@ from ..search.parse import SearchRequest, parse_search
 from ..storage.base import JobRecord
 from .limits import InputLimits, check_query_encoding, check_search_size
 from .records import store_of
-from .responses import fhir_response
+from .responses import bundle_response
 from .routing import Endpoint
 from .urls import fhir_base
 
@@ -48,6 +49,9 @@ class SearchParser:
         )
 
 
+SIZE = attrgetter("size")  # a record's resource bytes
+
+
 def search(kind: ResourceKind, parser: SearchParser) -> Endpoint:
     async def search(request: Request) -> Response:
         query_string: bytes = request.scope["query_string"]
@@ -61,21 +65,23 @@ def search(kind: ResourceKind, parser: SearchParser) -> Endpoint:
             parsed = parser.parse(params, strict)
         else:
             parsed = parser.parse_query_string(query_string, strict)
-        return fhir_response(request, await run_search(request, kind, parsed, parser.secret))
+        searchset, weight = await run_search(request, kind, parsed, parser.secret)
+        return bundle_response(request, searchset, weight)
 
     return search
 
 
 async def run_search(
     request: Request, kind: ResourceKind, parsed: SearchRequest, secret: bytes
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], int]:
+    """The searchset Bundle and the bytes of its resources as stored."""
     store = store_of(request, kind)
     query = parsed.query
     total = await store.count(query) if parsed.total else None
     rows: list[JobRecord] = []
     if not parsed.count_only:
         rows = await store.search(parsed.page_query)
-    page = take_page(query, rows)
+    page = take_page(query, rows, SIZE)
     base = fhir_base(request)
     if parsed.elements is None and parsed.summary is None:
         resources = [(r.id, r.body) for r in page.rows]
@@ -102,6 +108,7 @@ async def run_search(
         page_param=parsed.page_param,
         count_only=parsed.count_only,
     )
-    return bundle.searchset(
+    searchset = bundle.searchset(
         base, kind.type, resources, total=total, links=links, warnings=parsed.warnings
     )
+    return searchset, page.weight

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..resources.outcome import FhirError, Issue
 from ..search.query import HistoryQuery, JobQuery
-from ..storage.base import JobRecord, JobStore
+from ..storage.base import JobRecord, JobStore, Usage
+from .quotas import OwnerQuota
 from .tokens import Principal
 
 
@@ -27,9 +28,10 @@ class IdTaken(FhirError):
 class OwnedJobStore:
     """A JobStore view limited to one owner's jobs (a JobStore itself)."""
 
-    def __init__(self, store: JobStore, owner: str | None) -> None:
+    def __init__(self, store: JobStore, owner: str | None, quota: OwnerQuota | None = None) -> None:
         self.store = store
         self.owner = owner
+        self.quota = quota  # what the owner may store (None: no limit)
         # The store's filter: no owner matches "" (jobs loaded without one included).
         self._owner = owner or ""
 
@@ -84,6 +86,9 @@ class OwnedJobStore:
         current = await self.store.get(resource["id"])
         if current is not None and not self._sees(current):
             raise IdTaken(resource["id"])
+        holder = owner if owner is not None else self.owner
+        if self.quota is not None and holder is not None:
+            await self.quota.check(self.store, holder, resource, current, expected_version + 1)
         return await self.store.save(
             resource, expected_version=expected_version, owner=owner, method=method
         )
@@ -93,12 +98,18 @@ class OwnedJobStore:
             raise FhirError.of("not-found", f"AsyncJob/{job_id} is not known")
         return await self.store.delete(job_id, expected_version=expected_version)
 
+    async def usage(self, owner: str) -> Usage:
+        return await self.store.usage(owner) if owner == self.owner else Usage(0, 0)
+
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         raise PermissionError("purge is an operator's command, not a caller's")
 
 
-def visible_store(store: JobStore, principal: Principal | None) -> JobStore:
-    """The whole store for admins (and with auth off), else the caller's own jobs."""
+def visible_store(
+    store: JobStore, principal: Principal | None, quota: OwnerQuota | None = None
+) -> JobStore:
+    """The whole store for admins (and with auth off), else the caller's own jobs, its
+    writes held to the quota."""
     if principal is None or principal.admin:
         return store
-    return OwnedJobStore(store, principal.owner)
+    return OwnedJobStore(store, principal.owner, quota)

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import validate_async_job
 from ..resources.outcome import FhirError
-from ..storage.base import JobStore, VersionConflict
+from ..storage.base import (
+    JobStore,
+    VersionConflict,
+    check_resource_size,
+)
 
 SUFFIXES = (".json", ".ndjson")
 LOAD_ATTEMPTS = 3
@@ -36,8 +41,11 @@ def find_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def read_file(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line, validated resource) for every AsyncJob in the file; ValueError lists problems."""
+def read_file(
+    path: Path, max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES
+) -> list[tuple[int, dict[str, Any]]]:
+    """(line, validated resource) for every AsyncJob in the file; ValueError lists problems
+    (a resource over max_resource_bytes is one: the file stores nothing then)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -46,7 +54,9 @@ def read_file(path: Path) -> list[tuple[int, dict[str, Any]]]:
     jobs: list[tuple[int, dict[str, Any]]] = []
     for line, item in _resources(path, text):
         try:
-            jobs.append((line, validate_async_job(item)))
+            job = validate_async_job(item)
+            check_resource_size(job, max_resource_bytes)
+            jobs.append((line, job))
         except FhirError as exc:
             problems += [
                 f"{path}:{line}: {i.expression or '-'}: {i.diagnostics}" for i in exc.issues
@@ -147,12 +157,14 @@ async def load_paths(
     store: JobStore,
     paths: list[Path],
     on_file: Callable[[Path, int], None] | None = None,
+    *,
+    max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
 ) -> LoadReport:
     report = LoadReport()
     for path in find_files(paths):
         report.files += 1
         try:
-            jobs = read_file(path)
+            jobs = read_file(path, max_resource_bytes)
         except ValueError as exc:
             report.errors.append(str(exc))
             continue

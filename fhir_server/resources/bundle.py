@@ -8,8 +8,9 @@ from .outcome import Issue, operation_outcome
 
 
 class Version(NamedTuple):
-    """One version of a resource for a history Bundle; a deletion has no resource. `method`
-    wrote it (POST, PUT or DELETE); `created`: it created the resource."""
+    """One version of a resource for a history Bundle; a deletion has no resource. The
+    resource is anything orjson serializes as one (a dict, or the stored JSON as a Fragment).
+    `method` wrote it (POST, PUT or DELETE); `created`: it created the resource."""
 
     id: str
     version: int

@@ -73,5 +73,5 @@ def parse_history(
                 f"History parameter '{name[:40]}' is not supported; use _since, _count",
                 name[:40],
             )
-    query = HistoryQuery(since=since, limit=count, cursor=cursor)
+    query = HistoryQuery(since=since, limit=count, cursor=cursor, max_bytes=limits.max_page_bytes)
     return HistoryRequest(query, urlencode(link_params), page_param)

@@ -1,9 +1,15 @@
-"""Paging, in one place: the page size and its extra row, the keyset direction, the links.
+"""Paging, in one place: the page size and its extra row, the byte budget, the keyset
+direction, the links.
 
 A page asks the store for one row more than it shows: that row says whether another page
 follows. A backward page (the `previous` link) is read in the reversed sort order from the
 cursor on, so the store returns it nearest-first; it is put back in sort order here. Stores
 just return rows in the order the query asks for.
+
+A page also has a byte budget (`max_page_bytes`): 1000 jobs of 1 MiB made pages of 1 GB,
+read, held and serialized whole. A store stops reading once the resources it read weigh more
+than the budget (ReadBudget), and the page keeps the rows within it (always at least one), so
+its `next` link continues right after the last row shown, as after a short page.
 """
 
 from collections.abc import Callable, Sequence
@@ -23,6 +29,7 @@ class SearchLimits:
     default_count: int = 20
     max_count: int = 1000
     max_offset: int = 10_000
+    max_page_bytes: int | None = 4 * 1024 * 1024
 
 
 def page_size(count: int, limits: SearchLimits) -> int:
@@ -36,6 +43,35 @@ class Page(Generic[Row]):
     # More rows lie beyond the page in the direction it was read.
     has_more: bool
     forward: bool
+    # The bytes of the rows' resources (0 when the query has no byte budget).
+    weight: int = 0
+
+
+class ReadBudget:
+    """A store's reading of one page against its byte budget: rows are read up to and
+    including the first that takes their total past the budget (and at least two), so that
+    take_page knows whether a row lies beyond the ones it keeps."""
+
+    __slots__ = ("left", "read")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.left = max_bytes
+        self.read = 0
+
+    def cut(self, sizes: Sequence[int]) -> int | None:
+        """Of the next rows (their resources' sizes), how many to keep before the reading
+        stops; None: all of them, and read on."""
+        total = sum(sizes)
+        if total <= self.left:  # the usual case: the budget has room for them all
+            self.left -= total
+            self.read += len(sizes)
+            return None
+        for taken, size in enumerate(sizes, start=1):
+            self.read += 1
+            self.left -= size
+            if self.left < 0 and self.read >= 2:
+                return taken
+        return None
 
 
 def store_query(query: Query) -> Query:
@@ -47,13 +83,24 @@ def is_forward(query: JobQuery | HistoryQuery) -> bool:
     return query.cursor is None or query.cursor.forward
 
 
-def take_page(query: JobQuery | HistoryQuery, rows: Sequence[Row]) -> Page[Row]:
-    """The page in sort order, from the rows the store returned for store_query(query)."""
+def take_page(
+    query: JobQuery | HistoryQuery, rows: Sequence[Row], size: Callable[[Row], int]
+) -> Page[Row]:
+    """The page in sort order, from the rows the store returned for store_query(query):
+    up to query.limit rows, within its byte budget (`size` gives a row's resource bytes)."""
     forward = is_forward(query)
-    page = list(rows[: query.limit])
+    keep = query.limit
+    weight = 0
+    if query.max_bytes is not None:
+        sizes = list(map(size, rows))
+        cut = ReadBudget(query.max_bytes).cut(sizes)
+        if cut is not None:  # the row at `cut` went past the budget: the page ends before it
+            keep = min(keep, max(cut - 1, 1))
+        weight = sum(sizes[:keep])
+    page = list(rows[:keep])
     if not forward:
         page.reverse()
-    return Page(page, len(rows) > query.limit, forward)
+    return Page(page, len(rows) > keep, forward, weight)
 
 
 def page_links(

@@ -117,7 +117,14 @@ def parse_search(
     elements = None
     if "_elements" in result:
         elements = tuple(e.strip() for e in result["_elements"][1].split(",") if e.strip())
-    query = JobQuery(where=tuple(where), sort=sort, limit=count, offset=offset, cursor=cursor)
+    query = JobQuery(
+        where=tuple(where),
+        sort=sort,
+        limit=count,
+        offset=offset,
+        cursor=cursor,
+        max_bytes=limits.max_page_bytes,
+    )
     return SearchRequest(
         query=query,
         count_only=count == 0 or summary == "count",

@@ -68,6 +68,9 @@ class JobQuery:
     offset: int = 0
     cursor: Cursor | None = None
     owner: str | None = None
+    # The page's byte budget: a store stops reading rows once their resources weigh more
+    # (see search/paging.py ReadBudget); None reads `limit` rows whatever they weigh.
+    max_bytes: int | None = None
 
 
 def full_sort(sort: tuple[SortKey, ...]) -> tuple[SortKey, ...]:
@@ -109,6 +112,8 @@ class HistoryQuery:
     limit: int = 20
     cursor: Cursor | None = None
     owner: str | None = None
+    # The page's byte budget, as a search's (see JobQuery.max_bytes).
+    max_bytes: int | None = None
     # What paging reads of any query: a history pages by cursor only, in one order.
     offset: int = 0
     sort: tuple[SortKey, ...] = HISTORY_SORT

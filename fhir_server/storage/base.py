@@ -1,13 +1,14 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from ..resources.asyncjob import ASYNC_JOB
-from ..resources.instants import parse_instant_ms
+from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind, SearchParameter
+from ..resources.outcome import FhirError, Issue
 from ..search.query import MISSING_DATE, MISSING_TOKEN, HistoryQuery, JobQuery
 
 
@@ -36,6 +37,40 @@ class StoreMigrationFailed(Exception):
     message (which says what to do) instead of answering 503 while it retries."""
 
 
+class ResourceTooLarge(FhirError):
+    """A write would store a resource larger than the store's limit (too-costly): it is
+    refused, whichever way it came (REST, $cancel, the producer API, a loaded file)."""
+
+    def __init__(self, resource: dict[str, Any], size: int, limit: int) -> None:
+        name = resource.get("resourceType", "The resource")
+        if resource.get("id"):
+            name = f"{name}/{resource['id']}"
+        message = f"{name} would be {size} bytes as stored; a resource may have {limit}"
+        super().__init__([Issue("too-costly", message)])
+
+
+def stored_json(resource: dict[str, Any], limit: int) -> bytes:
+    """The canonical JSON of a stamped resource, ResourceTooLarge when it is over limit."""
+    blob = orjson.dumps(resource)
+    if len(blob) > limit:
+        raise ResourceTooLarge(resource, len(blob), limit)
+    return blob
+
+
+def stored_size(resource: dict[str, Any], version: int) -> int:
+    """The bytes resource would take when stored as `version`."""
+    return len(orjson.dumps(stamp(resource, version, now_instant())))
+
+
+def check_resource_size(resource: dict[str, Any], limit: int) -> None:
+    """ResourceTooLarge when resource, stamped as a first version, is over limit: a check
+    before anything is stored (a store checks every write again)."""
+    # A loaded job may have no id yet: it gets a UUID, as long as this one.
+    size = stored_size({"id": "0" * 36, **resource}, 1)
+    if size > limit:
+        raise ResourceTooLarge(resource, size, limit)
+
+
 class JobRecord:
     """One version of a job. A deleted version carries no resource.
 
@@ -52,6 +87,7 @@ class JobRecord:
         "_last_updated",
         "_method",
         "_resource",
+        "_size",
         "_stored",
         "id",
         "owner",
@@ -68,6 +104,7 @@ class JobRecord:
         *,
         stored: bytes | None = None,
         indexed: tuple[Mapping[str, Any], Any] | None = None,
+        size: int | None = None,
         method: str | None = None,
         created: bool | None = None,
     ) -> None:
@@ -84,6 +121,7 @@ class JobRecord:
         # Index values the store read with the row: (where each column is, the row) so that
         # nothing is built per row; values[where[column]] is the column's value.
         self._indexed = indexed
+        self._size = size  # None: len(stored), else measured when first asked
 
     @property
     def resource(self) -> dict[str, Any] | None:
@@ -109,6 +147,17 @@ class JobRecord:
         resource = self.resource
         assert resource is not None, "a deletion has no index values"
         return index_value(resource, column)
+
+    @property
+    def size(self) -> int:
+        """The bytes of the resource's JSON as stored (0 for a deletion)."""
+        if self._stored is not None:
+            return len(self._stored)
+        if self._size is None:
+            # Serialized once: a response then embeds these bytes instead of doing it again.
+            self._stored = orjson.dumps(self._resource) if self._resource is not None else None
+            self._size = len(self._stored or b"")
+        return self._size
 
     @property
     def deleted(self) -> bool:
@@ -152,6 +201,13 @@ class JobRecord:
 
     def __repr__(self) -> str:
         return f"JobRecord(id={self.id!r}, version={self.version}, deleted={self.deleted})"
+
+
+class Usage(NamedTuple):
+    """What one owner stores: its live resources and their bytes (canonical JSON)."""
+
+    jobs: int
+    bytes: int
 
 
 class JobStore(Protocol):
@@ -204,6 +260,9 @@ class JobStore(Protocol):
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         """Record a deletion as the next version; raise VersionConflict like save."""
+
+    async def usage(self, owner: str) -> Usage:
+        """The owner's live resources and their bytes (for the per-owner quotas)."""
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         """Remove every trace (live job and all its versions) of each job whose newest version

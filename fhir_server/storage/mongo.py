@@ -1,8 +1,10 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
+from collections.abc import Callable
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+import orjson
+from pymongo import ASCENDING, DESCENDING, UpdateMany
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
@@ -11,9 +13,11 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import instant_of_ms, now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
+from ..search.paging import ReadBudget
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -33,9 +37,11 @@ from .base import (
     SchemaTooNew,
     StoreMigrationFailed,
     StoreUnavailable,
+    Usage,
     VersionConflict,
     index_values,
     stamp,
+    stored_json,
 )
 from .guard import unavailable_on
 from .mongo_schema import field as _field
@@ -50,7 +56,8 @@ def history_collection(kind: ResourceKind) -> str:
 # AsyncJob's collections
 CURRENT = ASYNC_JOB.storage_name
 HISTORY = history_collection(ASYNC_JOB)
-_PROJECTION = {"resource": 1, "version": 1, "owner": 1}
+_PROJECTION = {"resource": 1, "version": 1, "owner": 1, "size": 1}
+MEASURE_BATCH = 500  # sizes written at a time when opening a database stored without them
 # The database is unreachable or too slow (ConnectionFailure covers AutoReconnect,
 # NetworkTimeout, ServerSelectionTimeoutError, NotPrimaryError and pool wait timeouts).
 TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
@@ -61,9 +68,16 @@ class MongoJobStore:
     """One kind's resources: the live ones in a collection named from the kind (one document
     each), every version in its `_history` one. Stores of other kinds may share the database."""
 
-    def __init__(self, database: Any, kind: ResourceKind = ASYNC_JOB) -> None:
+    def __init__(
+        self,
+        database: Any,
+        kind: ResourceKind = ASYNC_JOB,
+        *,
+        max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+    ) -> None:
         self._db = database
         self.kind = kind
+        self.max_resource_bytes = max_resource_bytes
         self._current = database[kind.storage_name]
         self._history = database[history_collection(kind)]
         # The search parameters this store indexes (a field each); opening migrates a
@@ -80,6 +94,7 @@ class MongoJobStore:
         await self._history.create_index([("owner", ASCENDING), *_HISTORY_ORDER])
         try:
             await prepare(self._db, self.kind.storage_name, self.parameters)
+            await _measure(self._current)
         except (*TRANSIENT_ERRORS, SchemaTooNew):
             raise
         except Exception as exc:
@@ -140,7 +155,9 @@ class MongoJobStore:
         filters = {"$and": clauses} if clauses else {}
         order = [(f, d if forward else -d) for f, d in _HISTORY_ORDER]
         cursor = self._history.find(filters).sort(order).limit(query.limit)
-        return [_history_record(doc) async for doc in cursor]
+        if query.max_bytes is None:
+            return [_history_record(doc) async for doc in cursor]
+        return await _read_within(cursor, ReadBudget(query.max_bytes), _history_record)
 
     async def _owns(self, job_id: str, owner: str) -> bool:
         """Whether the job's newest version is the owner's: one query either way."""
@@ -167,10 +184,21 @@ class MongoJobStore:
         cursor = self._current.find(filters, _PROJECTION).sort(order)
         if query.offset:
             cursor = cursor.skip(query.offset)
-        return [_record(doc) async for doc in cursor.limit(query.limit)]
+        cursor = cursor.limit(query.limit)
+        if query.max_bytes is None:
+            return [_record(doc) async for doc in cursor]
+        return await _read_within(cursor, ReadBudget(query.max_bytes), _record)
 
     async def count(self, query: JobQuery) -> int:
         return int(await self._current.count_documents(_filter(query, self._tokens)))
+
+    async def usage(self, owner: str) -> Usage:
+        """Summed over the owner's live documents (served by the owner index)."""
+        group = {"_id": None, "jobs": {"$sum": 1}, "bytes": {"$sum": "$size"}}
+        pipeline = [{"$match": {"owner": owner}}, {"$group": group}]
+        async for total in self._current.aggregate(pipeline):
+            return Usage(int(total["jobs"]), int(total["bytes"]))
+        return Usage(0, 0)
 
     async def save(
         self,
@@ -183,7 +211,11 @@ class MongoJobStore:
         job_id = resource["id"]
         version = expected_version + 1
         stamped = stamp(resource, version, now_instant())
+        # The size of its canonical JSON, as SQLite stores it: the limit, pages' byte budget
+        # and the owner's bytes stored count it.
+        size = len(stored_json(stamped, self.max_resource_bytes))
         doc = {"_id": job_id, "version": version, "owner": owner, "resource": stamped}
+        doc["size"] = size
         values = index_values(stamped, self.parameters)
         doc.update((_field(c), v) for c, v in values.items() if c != "id")
         replaced = await self._current.replace_one(
@@ -277,10 +309,47 @@ class MongoJobStore:
         )
 
 
+async def _read_within(
+    cursor: Any, budget: ReadBudget, record_of: Callable[[dict[str, Any]], JobRecord]
+) -> list[JobRecord]:
+    """The records of a page until the budget stops the reading (the cursor is then closed:
+    the documents it would fetch next are not read)."""
+    records = []
+    async for doc in cursor:
+        record = record_of(doc)
+        records.append(record)
+        if budget.cut((record.size,)) is not None:
+            await cursor.close()
+            break
+    return records
+
+
+async def _measure(jobs: Any) -> None:
+    """The `size` of each live job stored before sizes were kept (the per-owner byte quota
+    and the page budget read it); each update applies only to the version it measured."""
+    batch: list[UpdateMany] = []
+    async for doc in jobs.find({"size": {"$exists": False}}, {"resource": 1, "version": 1}):
+        size = len(orjson.dumps(doc["resource"]))
+        # UpdateMany of one document, as in mongo_schema's backfill (mongomock's bulk_write).
+        batch.append(
+            UpdateMany({"_id": doc["_id"], "version": doc["version"]}, {"$set": {"size": size}})
+        )
+        if len(batch) == MEASURE_BATCH:
+            await jobs.bulk_write(batch, ordered=False)
+            batch = []
+    if batch:
+        await jobs.bulk_write(batch, ordered=False)
+
+
 def _record(doc: dict[str, Any]) -> JobRecord:
     resource = doc["resource"]
     return JobRecord(
-        doc["_id"], doc["version"], resource["meta"]["lastUpdated"], resource, doc.get("owner")
+        doc["_id"],
+        doc["version"],
+        resource["meta"]["lastUpdated"],
+        resource,
+        doc.get("owner"),
+        size=doc.get("size"),  # jobs stored before sizes were kept are measured when asked
     )
 
 

@@ -17,11 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
+from ..config import DEFAULT_MAX_RESOURCE_BYTES
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.instants import now_instant, parse_instant_ms
 from ..resources.kinds import ResourceKind
+from ..search.paging import ReadBudget
 from ..search.query import (
     MISSING_DATE,
     MISSING_TOKEN,
@@ -37,7 +37,15 @@ from ..search.query import (
     full_sort,
 )
 from ..secrets_file import existing_private_file, private_dir, private_file
-from .base import JobRecord, StoreUnavailable, VersionConflict, index_values, stamp
+from .base import (
+    JobRecord,
+    StoreUnavailable,
+    Usage,
+    VersionConflict,
+    index_values,
+    stamp,
+    stored_json,
+)
 from .schema import token_columns
 from .sqlite_schema import Tables, prepare
 
@@ -49,6 +57,7 @@ FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 READER_MMAP_BYTES = 1 << 30  # the read connection maps up to 1 GiB of the file
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
+FIRST_BATCH = 4  # rows a page's first fetch reads, before their sizes are known
 T = TypeVar("T")
 
 
@@ -80,12 +89,19 @@ class SqliteJobStore:
     # Reads that run on the event loop without awaiting (see the module docstring): no
     # deadline can interrupt them, so with_deadline leaves them untimed.
     SYNCHRONOUS_METHODS = frozenset(
-        {"ping", "get", "get_version", "history", "versions", "search", "count"}
+        {"ping", "get", "get_version", "history", "versions", "search", "count", "usage"}
     )
 
-    def __init__(self, path: Path, kind: ResourceKind = ASYNC_JOB) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kind: ResourceKind = ASYNC_JOB,
+        *,
+        max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+    ) -> None:
         self.path = Path(path)
         self.kind = kind
+        self.max_resource_bytes = max_resource_bytes
         # The search parameters this store indexes (a column each); opening migrates tables
         # built for others (sqlite_schema.py).
         self.parameters = kind.search_parameters
@@ -137,6 +153,7 @@ class SqliteJobStore:
             f"{live_row} INDEXED BY {tables.live_owner} WHERE id = ?1 AND owner = ?2 "
             f"UNION ALL SELECT * FROM ({newest_version} {owners_only(1, '?2')}) LIMIT 1"
         )
+        self._usage = f"SELECT jobs, bytes FROM {tables.owners} WHERE owner = ?"
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -238,16 +255,54 @@ class SqliteJobStore:
 
     async def versions(self, query: HistoryQuery) -> list[JobRecord]:
         sql, params = versions_sql(query, self._all_versions)
-        return [_version_record(row) for row in self._read(sql, params)]
+        if query.max_bytes is None:
+            rows = self._read(sql, params)
+        else:
+            rows = self._read_within(sql, params, ReadBudget(query.max_bytes), _VERSION_RESOURCE)
+        return [_version_record(row) for row in rows]
 
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query, self._tokens, self._tables)
         indexed = _sort_positions(query.sort)
-        return [_record(row, indexed) for row in self._read(sql, params)]
+        if query.max_bytes is None:
+            rows = self._read(sql, params)
+        else:
+            rows = self._read_within(sql, params, ReadBudget(query.max_bytes), _LIVE_RESOURCE)
+        return [_record(row, indexed) for row in rows]
+
+    def _read_within(
+        self, sql: str, params: Sequence[Any], budget: ReadBudget, resource: int
+    ) -> list[Any]:
+        """The rows of a page until the budget stops the reading: fetched a few at a time
+        (then as many as the budget has room for, by the largest row so far), so a page of
+        large resources never holds many more of them than it shows. `resource`: the
+        column of the stored JSON (NULL, 0 bytes, for a deletion)."""
+        if self._reader is None:
+            raise StoreUnavailable(f"{self.path} is not open")
+        rows: list[Any] = []
+        try:
+            cursor = self._reader.execute(sql, params)
+            batch = FIRST_BATCH
+            while more := cursor.fetchmany(batch):
+                sizes = [len(row[resource] or b"") for row in more]
+                keep = budget.cut(sizes)
+                if keep is not None:
+                    rows += more[:keep]
+                    break
+                rows += more
+                batch = max(FIRST_BATCH, budget.left // max(1, *sizes))
+            cursor.close()  # ends the read (an unfinished statement would keep its snapshot)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return rows
 
     async def count(self, query: JobQuery) -> int:
         sql, params = count_sql(query, self._tokens, self._tables)
         return int(self._read(sql, params)[0][0])
+
+    async def usage(self, owner: str) -> Usage:
+        rows = self._read(self._usage, (owner,))
+        return Usage(int(rows[0][0]), int(rows[0][1])) if rows else Usage(0, 0)
 
     async def save(
         self,
@@ -260,8 +315,8 @@ class SqliteJobStore:
         job_id = resource["id"]
         version = expected_version + 1
         stamped = stamp(resource, version, now_instant())
+        blob = stored_json(stamped, self.max_resource_bytes)
         values = index_values(stamped, self.parameters)
-        blob = orjson.dumps(stamped)
         last_updated = stamped["meta"]["lastUpdated"]
         row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
         tables = self._tables
@@ -386,6 +441,9 @@ def _append_version(
 
 # A read by id also takes lastUpdated's index value: Last-Modified without parsing the JSON.
 _LIVE_JOB_INDEXED = {"last_updated": 4}
+# Where the stored JSON is in a row of the live table (_record) and of versions (_version_record).
+_LIVE_RESOURCE = 3
+_VERSION_RESOURCE = 4
 
 
 def _record(row: tuple[Any, ...], indexed: Mapping[str, int]) -> JobRecord:

@@ -94,6 +94,12 @@ class Tables:
     def parameters(self) -> str:
         return f"{self.name}_parameter"
 
+    @property
+    def owners(self) -> str:
+        """Each owner's live resources and bytes (_create_owner_tally): derived data, made on
+        open after the migrations, so no step of MIGRATIONS reads or rebuilds it."""
+        return f"{self.name}_owner"
+
     def trigger(self, event: str) -> str:
         return f"{self.name}_tally_{event}"
 
@@ -248,6 +254,8 @@ def prepare(db: sqlite3.Connection, path: Path, kind: ResourceKind) -> None:
         if not _columns(db, tables.name):
             _create_tables(db, tables)
         _fit_parameters(db, tables, kind.search_parameters)
+        if not _columns(db, tables.owners):
+            _create_owner_tally(db, tables)
 
 
 @contextmanager
@@ -436,6 +444,45 @@ def _create_tally_triggers(db: sqlite3.Connection, tables: Tables, tokens: tuple
     db.execute(
         f"CREATE TRIGGER {trigger('update')} AFTER UPDATE OF {names} ON {live} "
         f"BEGIN {remove} {add} END"
+    )
+
+
+def _create_owner_tally(db: sqlite3.Connection, tables: Tables) -> None:
+    """Each owner's live resources and their bytes, kept by triggers (so by every writer of
+    the file, whichever process or fhir-server version): the per-owner quotas read one row.
+    Made, and filled from the live table, when a kind's tables do not have it yet; it is
+    derived data, so this needs no schema version of its own."""
+    owners = tables.owners
+    db.execute(
+        f"CREATE TABLE {owners} (owner TEXT PRIMARY KEY, jobs INTEGER NOT NULL, "
+        "bytes INTEGER NOT NULL)"
+    )
+    db.execute(
+        f"INSERT INTO {owners} (owner, jobs, bytes) SELECT owner, count(*), "
+        f"sum(length(resource)) FROM {tables.live} WHERE owner IS NOT NULL GROUP BY owner"
+    )
+
+    def add(row: str) -> str:
+        return (
+            f"INSERT INTO {owners} (owner, jobs, bytes) SELECT {row}.owner, 1, "
+            f"length({row}.resource) WHERE {row}.owner IS NOT NULL ON CONFLICT (owner) "
+            f"DO UPDATE SET jobs = jobs + 1, bytes = bytes + excluded.bytes;"
+        )
+
+    def remove(row: str) -> str:
+        return (
+            f"UPDATE {owners} SET jobs = jobs - 1, bytes = bytes - length({row}.resource) "
+            f"WHERE owner = {row}.owner;"
+        )
+
+    live, name = tables.live, tables.name
+    db.execute(f"CREATE TRIGGER {name}_owner_insert AFTER INSERT ON {live} BEGIN {add('NEW')} END")
+    db.execute(
+        f"CREATE TRIGGER {name}_owner_delete AFTER DELETE ON {live} BEGIN {remove('OLD')} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER {name}_owner_update AFTER UPDATE OF owner, resource ON {live} "
+        f"BEGIN {remove('OLD')} {add('NEW')} END"
     )
 
 

@@ -297,6 +297,13 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
         tally = "SELECT status, type, n FROM asyncjob_tally WHERE n > 0"
         grouped = "SELECT status, type, count(*) FROM asyncjob GROUP BY 1, 2"
         assert sorted(db.execute(tally)) == sorted(db.execute(grouped))
+        # The owner tally (for the quotas) is made and filled on open, then kept by triggers.
+        owners = "SELECT owner, jobs, bytes FROM asyncjob_owner WHERE jobs > 0"
+        by_owner = (
+            "SELECT owner, count(*), sum(length(resource)) FROM asyncjob "
+            "WHERE owner IS NOT NULL GROUP BY owner"
+        )
+        assert sorted(db.execute(owners)) == sorted(db.execute(by_owner))
         recorded = db.execute("SELECT name, column_name, type, path FROM asyncjob_parameter")
         assert sorted(recorded) == sorted(
             (p.name, p.column, p.type, ".".join(p.path)) for p in SEARCH_PARAMETERS
@@ -309,7 +316,7 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     tables = {name for type, name, _ in schema_names(path) if type == "table"}
     assert tables == {
         *("asyncjob", "asyncjob_version", "asyncjob_tally", "asyncjob_parameter"),
-        *("oauth_client", "oauth_assertion"),
+        *("asyncjob_owner", "oauth_client", "oauth_assertion"),
     }
 
 
@@ -370,6 +377,14 @@ async def test_an_aa9172e_file_keeps_every_version_of_every_kind_in_rowid_tables
         versions = "SELECT sql FROM sqlite_master WHERE name = ?"
         for table in ("asyncjob_version", "testthing_version"):
             assert "WITHOUT ROWID" not in db.execute(versions, (table,)).fetchone()[0]
+        for kind in ("asyncjob", "testthing"):
+            # Each kind's owner tally (for the quotas) is made and filled on open.
+            owners = f"SELECT owner, jobs, bytes FROM {kind}_owner WHERE jobs > 0"
+            by_owner = (
+                f'SELECT owner, count(*), sum(length(resource)) FROM "{kind}" '
+                "WHERE owner IS NOT NULL GROUP BY owner"
+            )
+            assert sorted(db.execute(owners)) == sorted(db.execute(by_owner)) != []
     # The tables and indexes of a new file with both kinds.
     for kind in (ASYNC_JOB, TEST_THING):
         new = SqliteJobStore(tmp_path / "new.sqlite3", kind)
