@@ -87,10 +87,10 @@ class JobRecord:
         "_last_updated",
         "_method",
         "_resource",
-        "_size",
         "_stored",
         "id",
         "owner",
+        "size",
         "version",
     )
 
@@ -121,7 +121,16 @@ class JobRecord:
         # Index values the store read with the row: (where each column is, the row) so that
         # nothing is built per row; values[where[column]] is the column's value.
         self._indexed = indexed
-        self._size = size  # None: len(stored), else measured when first asked
+        # The resource's bytes as stored (0 for a deletion): an attribute, not a property, so
+        # that a page's weight is summed without a Python call per record.
+        if size is None:
+            if stored is not None:
+                size = len(stored)
+            elif resource is not None:
+                size = len(orjson.dumps(resource))
+            else:
+                size = 0
+        self.size = size
 
     @property
     def resource(self) -> dict[str, Any] | None:
@@ -147,17 +156,6 @@ class JobRecord:
         resource = self.resource
         assert resource is not None, "a deletion has no index values"
         return index_value(resource, column)
-
-    @property
-    def size(self) -> int:
-        """The bytes of the resource's JSON as stored (0 for a deletion)."""
-        if self._stored is not None:
-            return len(self._stored)
-        if self._size is None:
-            # Serialized once: a response then embeds these bytes instead of doing it again.
-            self._stored = orjson.dumps(self._resource) if self._resource is not None else None
-            self._size = len(self._stored or b"")
-        return self._size
 
     @property
     def deleted(self) -> bool:

@@ -227,7 +227,7 @@ class MongoJobStore:
             await self._insert_new(job_id, expected_version, doc)
         last_updated = stamped["meta"]["lastUpdated"]
         record = JobRecord(
-            job_id, version, last_updated, stamped, owner, method=method, created=created
+            job_id, version, last_updated, stamped, owner, size=size, method=method, created=created
         )
         await self._append_history(record, method, created)
         return record
@@ -349,7 +349,7 @@ def _record(doc: dict[str, Any]) -> JobRecord:
         resource["meta"]["lastUpdated"],
         resource,
         doc.get("owner"),
-        size=doc.get("size"),  # jobs stored before sizes were kept are measured when asked
+        size=doc.get("size"),  # else (a version stored before sizes were kept) measured now
     )
 
 

@@ -57,7 +57,7 @@ FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 READER_MMAP_BYTES = 1 << 30  # the read connection maps up to 1 GiB of the file
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
-FIRST_BATCH = 4  # rows a page's first fetch reads, before their sizes are known
+FIRST_BATCH = 24  # rows a page's first fetch reads, before their sizes are known
 T = TypeVar("T")
 
 
@@ -282,15 +282,15 @@ class SqliteJobStore:
         rows: list[Any] = []
         try:
             cursor = self._reader.execute(sql, params)
-            batch = FIRST_BATCH
-            while more := cursor.fetchmany(batch):
+            more = cursor.fetchmany(FIRST_BATCH)
+            while more:
                 sizes = [len(row[resource] or b"") for row in more]
                 keep = budget.cut(sizes)
                 if keep is not None:
                     rows += more[:keep]
                     break
                 rows += more
-                batch = max(FIRST_BATCH, budget.left // max(1, *sizes))
+                more = cursor.fetchmany(max(FIRST_BATCH, budget.left // max(1, max(sizes))))
             cursor.close()  # ends the read (an unfinished statement would keep its snapshot)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -337,7 +337,14 @@ class SqliteJobStore:
 
         created = await self._write(write)
         return JobRecord(
-            job_id, version, last_updated, stamped, owner, method=method, created=created
+            job_id,
+            version,
+            last_updated,
+            stamped,
+            owner,
+            size=len(blob),
+            method=method,
+            created=created,
         )
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
