@@ -7,12 +7,13 @@ id and an unknown one take the same time as well. Jobs with no owner (loaded fro
 are seen by admins only.
 """
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..resources.outcome import FhirError, Issue
 from ..search.query import HistoryQuery, JobQuery
-from ..storage.base import JobRecord, JobStore
+from ..storage.base import JobRecord, JobStore, Write
 from .tokens import Principal
 
 
@@ -92,6 +93,13 @@ class OwnedJobStore:
         if await self.get(job_id) is None:
             raise FhirError.of("not-found", f"AsyncJob/{job_id} is not known")
         return await self.store.delete(job_id, expected_version=expected_version)
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        for write in writes:
+            current = await self.store.get(write.job_id)
+            if current is not None and not self._sees(current):
+                raise IdTaken(write.job_id)
+        return await self.store.save_many(writes)
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         raise PermissionError("purge is an operator's command, not a caller's")

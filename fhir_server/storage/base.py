@@ -1,6 +1,7 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +26,11 @@ class StoreUnavailable(Exception):
     """The database cannot be reached right now."""
 
 
+class TransactionsUnavailable(Exception):
+    """The database cannot run a multi-document transaction (MongoDB without a replica set,
+    or a driver stand-in without sessions): save_many wrote nothing."""
+
+
 class SchemaTooNew(Exception):
     """The data was written by a newer fhir-server than this one."""
 
@@ -34,6 +40,18 @@ class StoreMigrationFailed(Exception):
 
     Not a StoreUnavailable: trying again changes nothing, so the server must stop with the
     message (which says what to do) instead of answering 503 while it retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One version for save_many: the resource to store (its id is `job_id`), or None to
+    record a deletion; conditional on `expected_version` as save and delete are."""
+
+    job_id: str
+    expected_version: int
+    resource: dict[str, Any] | None
+    owner: str | None = None
+    method: str | None = None
 
 
 class JobRecord:
@@ -204,6 +222,12 @@ class JobStore(Protocol):
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
         """Record a deletion as the next version; raise VersionConflict like save."""
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        """Store every write, in order, in one database transaction: all or none. Each is
+        conditional as save (a resource) or delete (None) is, and a later write may follow
+        an earlier one of the same id; any VersionConflict stores nothing. Durable when it
+        returns, as save. TransactionsUnavailable when the database cannot offer that."""
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         """Remove every trace (live job and all its versions) of each job whose newest version
