@@ -8,13 +8,14 @@ from functools import partial
 from starlette.routing import BaseRoute
 
 from ..auth.policy import interaction_access
-from ..auth.scopes import NamedScope
+from ..auth.scopes import AnyToken, NamedScope
 from ..jobs.service import JobService
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..storage.writer import ResourceWriter
 from . import (
+    bundles,
     cancel,
     conformance,
     ehealth,
@@ -38,6 +39,11 @@ WRITERS: dict[str, writes.WriterFactory] = {ASYNC_JOB.type: JobService}
 OPERATIONS: dict[tuple[str, str], Endpoint] = {(ASYNC_JOB.type, "cancel"): cancel.cancel}
 
 SearchParsers = Callable[[ResourceKind], search.SearchParser]
+
+
+def writer_of(kind: ResourceKind) -> writes.WriterFactory:
+    """The kind's writes: its own service, else ResourceWriter's."""
+    return WRITERS.get(kind.type) or partial(ResourceWriter, kind)
 
 
 def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[GuardedRoute]:
@@ -104,6 +110,10 @@ def all_routes(
         *routes[:leading],
         public(f"{BASE_PATH}/metadata", metadata.metadata),
         *routes[leading:],
+        # batch and transaction Bundles: each entry needs its own interaction's scope
+        # (api/bundles.py), the route only an accepted token. The exact path: nothing under
+        # the base ([base]/metadata, [base]/AsyncJob) is shadowed.
+        GuardedRoute(BASE_PATH, bundles.bundle(writer_of), methods=["POST"], access=AnyToken()),
         GuardedRoute(
             STATUS_PATH,
             status.poll,

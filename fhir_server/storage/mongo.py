@@ -302,6 +302,7 @@ class MongoJobStore:
         )
         actual = 0 if newest is None else int(newest["version"])
         live = await self._current.find_one({"_id": job_id}, {"owner": 1}, session=session)
+        method: str | None
         if write.resource is None:
             if live is None or actual != expected:
                 raise VersionConflict(job_id, expected, actual or None)
@@ -320,7 +321,12 @@ class MongoJobStore:
             if actual != expected:
                 raise VersionConflict(job_id, expected, actual)
             stamped = stamp(write.resource, version, last_updated)
-            doc = {"_id": job_id, "version": version, "owner": write.owner, "resource": stamped}
+            doc: dict[str, Any] = {
+                "_id": job_id,
+                "version": version,
+                "owner": write.owner,
+                "resource": stamped,
+            }
             values = index_values(stamped, self.parameters)
             doc.update((_field(c), v) for c, v in values.items() if c != "id")
             await self._current.replace_one({"_id": job_id}, doc, upsert=True, session=session)
