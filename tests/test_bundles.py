@@ -2,6 +2,7 @@
 per entry; a transaction stores all of its writes or none; a batch answers each entry."""
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +12,9 @@ from fhir_server.config import Settings
 from fhir_server.storage.base import JobStore
 
 from .auth_helpers import JOB_ID, owned_job
-from .conftest import BASE, MakeClient, has_transactions, make_job
+from .conftest import ADMIN_HEADERS, BASE, MakeClient, has_transactions, make_job, token
+from .node_clients import run_node
+from .servers import running_server
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 ALICE = "system/AsyncJob.cruds"  # every right on AsyncJob, not an admin
@@ -275,8 +278,6 @@ async def test_prefer_return_shapes_each_entry(client: httpx.AsyncClient, prefer
 async def test_more_entries_than_the_limit_is_413(store: JobStore, settings: Settings):
     from fhir_server.app import create_app
 
-    from .conftest import ADMIN_HEADERS
-
     limited = settings.model_copy(update={"max_bundle_entries": 2})
     app = create_app(limited, store=store)
     async with httpx.AsyncClient(
@@ -301,3 +302,45 @@ async def test_the_base_route_shadows_nothing_and_is_declared(client: httpx.Asyn
     assert interactions == [{"code": "transaction"}, {"code": "batch"}]
     created = await client.post(f"{BASE}/AsyncJob", json=new_job(), headers=FHIR_JSON)
     assert created.status_code == 201
+
+
+def test_fhir_kit_client_submits_a_transaction_to_a_server_process(tmp_path: Path):
+    """A real client over real HTTP: fhir-kit-client's transaction(), then batch()."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    parent = "urn:uuid:0b5c9f0e-4a57-4b8e-9d6a-1f2e3d4c5b6a"
+    child = new_job(
+        output={
+            "resourceType": "Parameters",
+            "parameter": [{"name": "parent", "valueReference": {"reference": parent}}],
+        }
+    )
+    with running_server(data_dir) as base:
+        sent = {
+            "baseUrl": base,
+            "token": token(),
+            "bundle": bundle("transaction", post(child), post(new_job(), full_url=parent)),
+        }
+        answer = run_node("transaction.mjs", sent)["response"]
+        assert answer["type"] == "transaction-response"
+        assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * 2
+        parent_id = answer["entry"][1]["resource"]["id"]
+        stored = httpx.get(
+            f"{base}/{answer['entry'][0]['response']['location']}", headers=ADMIN_HEADERS
+        ).json()
+        assert stored["output"]["parameter"][0]["valueReference"]["reference"] == (
+            f"AsyncJob/{parent_id}"
+        )
+        failing = {**sent, "bundle": bundle("transaction", post(new_job()), post({"x": 1}))}
+        refused = run_node("transaction.mjs", failing)
+        assert refused["status"] == 400
+        assert refused["outcome"]["issue"][0]["expression"] == ["Bundle.entry[1]"]
+        batch = {**sent, "bundle": bundle("batch", post(new_job()), get(parent_id))}
+        statuses = [
+            e["response"]["status"] for e in run_node("transaction.mjs", batch)["response"]["entry"]
+        ]
+        assert statuses == ["201 Created", "200 OK"]
+        everything = httpx.get(
+            f"{base}/AsyncJob", params={"_total": "accurate"}, headers=ADMIN_HEADERS
+        ).json()
+        assert everything["total"] == 3  # the transaction's two and the batch's one

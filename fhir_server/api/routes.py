@@ -111,9 +111,19 @@ def all_routes(
         public(f"{BASE_PATH}/metadata", metadata.metadata),
         *routes[leading:],
         # batch and transaction Bundles: each entry needs its own interaction's scope
-        # (api/bundles.py), the route only an accepted token. The exact path: nothing under
-        # the base ([base]/metadata, [base]/AsyncJob) is shadowed.
-        GuardedRoute(BASE_PATH, bundles.bundle(writer_of), methods=["POST"], access=AnyToken()),
+        # (api/bundles.py), the route only an accepted token. Exact paths: nothing under the
+        # base ([base]/metadata, [base]/AsyncJob) is shadowed; clients post to the base with
+        # a trailing slash too (fhir-kit-client).
+        *(
+            GuardedRoute(
+                path,
+                bundles.bundle(writer_of),
+                methods=["POST"],
+                access=AnyToken(),
+                template=BASE_PATH,
+            )
+            for path in (BASE_PATH, BASE_PATH + "/")
+        ),
         GuardedRoute(
             STATUS_PATH,
             status.poll,
