@@ -48,6 +48,7 @@ TABLES = Tables.of(ASYNC_JOB)
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
+WRITER_CACHE_KIB = 64 * 1024  # the write connection's: a save_many's pages fit
 T = TypeVar("T")
 
 
@@ -145,6 +146,11 @@ class SqliteJobStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer = await self._write(lambda: _connect(self.path))
         await self._write(self._prepare)
+        # A save_many of a thousand versions dirties more pages than SQLite's default 2 MiB
+        # cache holds: they would be spilled to the WAL mid-transaction (about 20 % slower).
+        await self._write(
+            lambda: self._write_db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        )
         self._reader = _connect(self.path)
         self._reader.execute("PRAGMA query_only = 1")
         # Random reads by id over a large store otherwise fetch most B-tree pages from the OS.
