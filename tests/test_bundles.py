@@ -289,6 +289,24 @@ async def test_more_entries_than_the_limit_is_413(store: JobStore, settings: Set
         assert await total(http) == 0
 
 
+async def test_the_json_limits_hold_for_each_entry(client: httpx.AsyncClient):
+    """A Bundle may hold more values than one resource may (1,000 entries), but each entry's
+    resource is held to the limits of a single write."""
+    deep: dict[str, Any] = {}
+    for _ in range(70):
+        deep = {"nested": deep}
+    body = bundle("transaction", post(new_job()), post(new_job(extension=deep)))
+    response = await submit(client, body)
+    assert response.status_code == 400
+    issue = response.json()["issue"][0]
+    assert issue["code"] == "structure"
+    assert issue["expression"] == ["Bundle.entry[1]"]
+    assert await total(client) == 0
+    many = await submit(client, bundle("batch", *(post(new_job()) for _ in range(1000))))
+    assert many.status_code == 200
+    assert len(many.json()["entry"]) == 1000
+
+
 async def test_only_batch_and_transaction_bundles_are_taken(client: httpx.AsyncClient):
     response = await submit(client, {"resourceType": "Bundle", "type": "collection"})
     assert response.status_code == 400

@@ -6,7 +6,7 @@ ownership view) runs unchanged on top of it, entry by entry; `commit` then store
 everything in one database transaction, conditional on the versions the entries read.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..resources.instants import now_instant
@@ -120,7 +120,9 @@ class StagedWrites:
                 return tag
         return self.tag
 
-    async def commit(self, rewrite: Any = None) -> list[JobRecord]:
+    async def commit(
+        self, rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    ) -> list[JobRecord]:
         """Store every staged write in one transaction (save_many); `rewrite`, if given,
         maps each staged resource first (references to ids the transaction assigned)."""
         writes = self.writes
