@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1, description="Largest request body (bytes); larger is 413."
     )
+    max_bundle_entries: int = Field(
+        default=1000,
+        ge=1,
+        description="Most entries in a batch or transaction Bundle; more is 413 too-costly.",
+    )
     max_json_depth: int = Field(default=64, ge=1, description="Deepest JSON nesting accepted.")
     max_json_array_items: int = Field(
         default=1000, ge=1, description="Most items in one array of a JSON body."

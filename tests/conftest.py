@@ -141,3 +141,10 @@ def make_client(store: JobStore, settings: Settings) -> MakeClient:
         return httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=sent)
 
     return make
+
+
+def has_transactions(store: JobStore) -> bool:
+    """Whether save_many (and so a transaction Bundle) can run on `store`: SQLite always;
+    MongoDB on a replica set (the opt-in real suite), never on mongomock, which has no
+    sessions: there a transaction must be refused with nothing written."""
+    return not isinstance(store, MongoJobStore) or REAL_MONGODB_URI is not None

@@ -39,6 +39,7 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "jwt_max_lifetime": ("2h", timedelta(hours=2)),
     "admin_scope": ("system/AsyncJob.*", "system/AsyncJob.*"),
     "max_body_bytes": ("2048", 2048),
+    "max_bundle_entries": ("50", 50),
     "max_json_depth": ("8", 8),
     "max_json_array_items": ("9", 9),
     "max_json_elements": ("99", 99),

@@ -93,7 +93,8 @@ def test_the_external_allow_list_names_only_definitions_fhir_r4_publishes():
 async def test_capability_statement_says_what_the_server_does(client: httpx.AsyncClient):
     found = await statement(client)
     rest = found["rest"][0]
-    assert "interaction" not in rest  # no system-level interaction is served
+    # the system-level interactions served: POST [base] with a Bundle
+    assert rest["interaction"] == [{"code": "transaction"}, {"code": "batch"}]
     job = rest["resource"][0]
     assert job["profile"] == f"{BASE}/StructureDefinition/AsyncJob"
     assert job["versioning"] == "versioned-update"  # If-Match is honoured

@@ -271,6 +271,29 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
                 "security": [],
             }
         },
+        BASE_PATH: {
+            "post": _op(
+                "batch or transaction Bundle",
+                "",
+                [],
+                {
+                    **_fhir_answers(
+                        (200, "batch-response or transaction-response Bundle"),
+                        (409, "a transaction's job was changed meanwhile: nothing stored"),
+                        (412, "a transaction entry's ifMatch met another version"),
+                        (422, "a transaction entry broke the rules: nothing stored"),
+                        (501, "this MongoDB deployment offers no transactions"),
+                    ),
+                    "413": {
+                        "description": "body too large, or more entries than max_bundle_entries",
+                        "content": {_FHIR_JSON: {"schema": _OUTCOME}},
+                    },
+                },
+                requestBody=_json_body({"type": "object"}),
+                description="Needs scope of each entry's own interaction, as its single "
+                "request would (an accepted token for the Bundle itself).",
+            )
+        },
         STATUS_PATH: {
             "get": _op(
                 "poll (asynchronous request pattern)",

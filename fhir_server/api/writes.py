@@ -90,6 +90,13 @@ def delete(kind: ResourceKind, writer: WriterFactory) -> Endpoint:
 
 async def read_body(request: Request, kind: ResourceKind) -> dict[str, Any]:
     """The JSON object in the body: 415 for another media type, 400 if it is not JSON."""
+    body = await read_json(request, kind.type)
+    check_json_shape(input_limits(request), body, kind.type)
+    return body
+
+
+async def read_json(request: Request, resource_type: str) -> dict[str, Any]:
+    """read_body without the shape check: a Bundle's entries are checked one by one."""
     negotiate(request)  # a 406 before anything is written
     media_type, fhir_version = media_range(request.headers.get("content-type", ""))
     if fhir_version is not None and fhir_version not in FHIR_VERSIONS:
@@ -120,8 +127,7 @@ async def read_body(request: Request, kind: ResourceKind) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise FhirError.of("structure", f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise FhirError.of("structure", f"The body must be a JSON object (a {kind.type})")
-    check_json_shape(input_limits(request), body, kind.type)
+        raise FhirError.of("structure", f"The body must be a JSON object (a {resource_type})")
     return body
 
 
@@ -136,8 +142,11 @@ def _charset(content_type: str) -> str | None:
 def if_match(request: Request) -> int | None:
     """The version an If-Match header names (W/"3" or "3"), None without the header."""
     raw = request.headers.get("if-match")
-    if raw is None:
-        return None
+    return None if raw is None else etag_version(raw)
+
+
+def etag_version(raw: str) -> int:
+    """The version a version ETag (W/"3" or "3") names: If-Match, or a Bundle's ifMatch."""
     match = _IF_MATCH.fullmatch(raw.strip())
     if match is None:
         raise FhirError.of("invalid", f"If-Match '{raw[:40]}' is not a version ETag (W/\"n\")")

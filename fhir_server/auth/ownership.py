@@ -7,12 +7,13 @@ id and an unknown one take the same time as well. Jobs with no owner (loaded fro
 are seen by admins only.
 """
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..resources.outcome import FhirError, Issue
 from ..search.query import HistoryQuery, JobQuery
-from ..storage.base import JobRecord, JobStore, Usage
+from ..storage.base import JobRecord, JobStore, Usage, Write
 from .quotas import OwnerQuota
 from .tokens import Principal
 
@@ -100,6 +101,17 @@ class OwnedJobStore:
 
     async def usage(self, owner: str) -> Usage:
         return await self.store.usage(owner) if owner == self.owner else Usage(0, 0)
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        for write in writes:
+            current = await self.store.get(write.job_id)
+            if current is not None and not self._sees(current):
+                raise IdTaken(write.job_id)
+            holder = write.owner if write.owner is not None else self.owner
+            if self.quota is not None and holder is not None and write.resource is not None:
+                version = write.expected_version + 1
+                await self.quota.check(self.store, holder, write.resource, current, version)
+        return await self.store.save_many(writes)
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         raise PermissionError("purge is an operator's command, not a caller's")

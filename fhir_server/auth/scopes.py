@@ -76,7 +76,24 @@ class NamedScope:
         return self.scope
 
 
-Access = SmartAccess | NamedScope
+@dataclass(frozen=True, slots=True)
+class AnyToken:
+    """A need for an accepted token and no scope in particular: a route whose work checks
+    each part's own need (a Bundle at the base: every entry its interaction's scope)."""
+
+    def allows(self, scopes: frozenset[str]) -> bool:
+        return True
+
+    @property
+    def missing(self) -> str:
+        return "an accepted bearer token"
+
+    @property
+    def scope(self) -> str:
+        return ""
+
+
+Access = SmartAccess | NamedScope | AnyToken
 
 
 class InvalidScopes(ValueError):

@@ -1,4 +1,4 @@
-"""Bundles: searchset and history."""
+"""Bundles: searchset, history, and the responses to a batch or transaction."""
 
 import uuid
 from typing import Any, NamedTuple
@@ -93,3 +93,16 @@ def _history_entry(base: str, resource_type: str, record: Version) -> dict[str, 
         "lastModified": record.last_updated,
     }
     return entry
+
+
+def response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch-response or transaction-response: one entry per request entry, in order."""
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": now_instant()},
+        "type": kind,
+    }
+    if entries:  # FHIR JSON has no empty arrays
+        bundle["entry"] = entries
+    return bundle

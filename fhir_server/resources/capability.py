@@ -29,8 +29,9 @@ def capability_statement(
         "rest": [
             {
                 "mode": "server",
-                # No system-level interaction (whole-system search, history, batch) is served:
-                # FHIR JSON has no empty arrays, so `interaction` is left out.
+                # POST [base] takes batch and transaction Bundles (api/bundles.py); no
+                # whole-system search or history is served.
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 "resource": [
                     *(_resource(kind) for kind in kinds),
                     *(_conformance_resource(t) for t in CONFORMANCE_TYPES),

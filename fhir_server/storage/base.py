@@ -1,6 +1,7 @@
 """The JobStore protocol: the only door to the database, shared by every backend."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -24,6 +25,11 @@ class VersionConflict(Exception):
 
 class StoreUnavailable(Exception):
     """The database cannot be reached right now."""
+
+
+class TransactionsUnavailable(Exception):
+    """The database cannot run a multi-document transaction (MongoDB without a replica set,
+    or a driver stand-in without sessions): save_many wrote nothing."""
 
 
 class SchemaTooNew(Exception):
@@ -69,6 +75,18 @@ def check_resource_size(resource: dict[str, Any], limit: int) -> None:
     size = stored_size({"id": "0" * 36, **resource}, 1)
     if size > limit:
         raise ResourceTooLarge(resource, size, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One version for save_many: the resource to store (its id is `job_id`), or None to
+    record a deletion; conditional on `expected_version` as save and delete are."""
+
+    job_id: str
+    expected_version: int
+    resource: dict[str, Any] | None
+    owner: str | None = None
+    method: str | None = None
 
 
 class JobRecord:
@@ -261,6 +279,12 @@ class JobStore(Protocol):
 
     async def usage(self, owner: str) -> Usage:
         """The owner's live resources and their bytes (for the per-owner quotas)."""
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        """Store every write, in order, in one database transaction: all or none. Each is
+        conditional as save (a resource) or delete (None) is, and a later write may follow
+        an earlier one of the same id; any VersionConflict stores nothing. Durable when it
+        returns, as save. TransactionsUnavailable when the database cannot offer that."""
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         """Remove every trace (live job and all its versions) of each job whose newest version

@@ -1,6 +1,6 @@
 """JobStore on MongoDB through motor (or anything motor-compatible, e.g. mongomock-motor)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -9,6 +9,7 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     ExecutionTimeout,
+    OperationFailure,
     PyMongoError,
     WTimeoutError,
 )
@@ -37,8 +38,10 @@ from .base import (
     SchemaTooNew,
     StoreMigrationFailed,
     StoreUnavailable,
+    TransactionsUnavailable,
     Usage,
     VersionConflict,
+    Write,
     index_values,
     stamp,
     stored_json,
@@ -296,17 +299,105 @@ class MongoJobStore:
     async def _append_history(self, record: JobRecord, method: str | None, created: bool) -> None:
         await self._history.replace_one(
             {"_id": f"{record.id}/{record.version}"},
-            {
-                "job": record.id,
-                "version": record.version,
-                "last_updated": record.last_updated,
-                "owner": record.owner,
-                "resource": record.resource,
-                "method": method,
-                "created": created,
-            },
+            _history_document(record, method, created),
             upsert=True,
         )
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        """All writes in one multi-document transaction (a replica set or sharded cluster
+        offers them; a standalone server or mongomock does not: TransactionsUnavailable,
+        and nothing was written). The client's write concern applies to the commit."""
+        client = self._db.client
+        try:
+            session = await client.start_session()
+        except NotImplementedError as exc:  # mongomock: no sessions at all
+            raise TransactionsUnavailable(_NO_TRANSACTIONS) from exc
+        last_updated = now_instant()
+        try:
+            async with session, session.start_transaction():
+                return [await self._write_one(w, last_updated, session) for w in writes]
+        except OperationFailure as exc:
+            if exc.code == _ILLEGAL_OPERATION:  # "only allowed on a replica set member"
+                raise TransactionsUnavailable(_NO_TRANSACTIONS) from exc
+            if exc.has_error_label("TransientTransactionError"):
+                # Another transaction wrote one of these jobs first: nothing was stored.
+                first = writes[0]
+                raise VersionConflict(first.job_id, first.expected_version, None) from exc
+            raise
+
+    async def _write_one(self, write: Write, last_updated: str, session: Any) -> JobRecord:
+        """save's or delete's checks and documents for one write, inside the transaction."""
+        job_id, expected, version = write.job_id, write.expected_version, write.expected_version + 1
+        newest = await self._history.find_one(
+            {"job": job_id}, {"version": 1}, sort=[("version", DESCENDING)], session=session
+        )
+        actual = 0 if newest is None else int(newest["version"])
+        live = await self._current.find_one({"_id": job_id}, {"owner": 1}, session=session)
+        method: str | None
+        if write.resource is None:
+            if live is None or actual != expected:
+                raise VersionConflict(job_id, expected, actual or None)
+            await self._current.delete_one({"_id": job_id}, session=session)
+            record = JobRecord(
+                job_id,
+                version,
+                last_updated,
+                None,
+                live.get("owner"),
+                method="DELETE",
+                created=False,
+            )
+            method, created = "DELETE", False
+        else:
+            if actual != expected:
+                raise VersionConflict(job_id, expected, actual)
+            stamped = stamp(write.resource, version, last_updated)
+            size = len(stored_json(stamped, self.max_resource_bytes))
+            doc: dict[str, Any] = {
+                "_id": job_id,
+                "version": version,
+                "owner": write.owner,
+                "resource": stamped,
+                "size": size,
+            }
+            values = index_values(stamped, self.parameters)
+            doc.update((_field(c), v) for c, v in values.items() if c != "id")
+            await self._current.replace_one({"_id": job_id}, doc, upsert=True, session=session)
+            method, created = write.method, live is None
+            record = JobRecord(
+                job_id,
+                version,
+                last_updated,
+                stamped,
+                write.owner,
+                size=size,
+                method=method,
+                created=created,
+            )
+        await self._history.insert_one(
+            {"_id": f"{job_id}/{version}", **_history_document(record, method, created)},
+            session=session,
+        )
+        return record
+
+
+_ILLEGAL_OPERATION = 20
+_NO_TRANSACTIONS = (
+    "this MongoDB deployment cannot run multi-document transactions (a replica set or a "
+    "sharded cluster can; a standalone server cannot)"
+)
+
+
+def _history_document(record: JobRecord, method: str | None, created: bool) -> dict[str, Any]:
+    return {
+        "job": record.id,
+        "version": record.version,
+        "last_updated": record.last_updated,
+        "owner": record.owner,
+        "resource": record.resource,
+        "method": method,
+        "created": created,
+    }
 
 
 async def _read_within(

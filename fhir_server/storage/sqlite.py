@@ -42,6 +42,7 @@ from .base import (
     StoreUnavailable,
     Usage,
     VersionConflict,
+    Write,
     index_values,
     stamp,
     stored_json,
@@ -58,6 +59,7 @@ BUSY_TIMEOUT_MS = 10_000
 READER_MMAP_BYTES = 1 << 30  # the read connection maps up to 1 GiB of the file
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
 FIRST_BATCH = 24  # rows a page's first fetch reads, before their sizes are known
+WRITER_CACHE_KIB = 64 * 1024  # the write connection's: a save_many's pages fit
 T = TypeVar("T")
 
 
@@ -163,6 +165,11 @@ class SqliteJobStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._writer = await self._write(lambda: _connect(self.path))
         await self._write(self._prepare)
+        # A save_many of a thousand versions dirties more pages than SQLite's default 2 MiB
+        # cache holds: they would be spilled to the WAL mid-transaction (about 20 % slower).
+        await self._write(
+            lambda: self._write_db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        )
         self._reader = _connect(self.path)
         self._reader.execute("PRAGMA query_only = 1")
         # Random reads by id over a large store otherwise fetch most B-tree pages from the OS.
@@ -378,6 +385,79 @@ class SqliteJobStore:
         owner = await self._write(write)
         return JobRecord(
             job_id, expected_version + 1, last_updated, None, owner, method="DELETE", created=False
+        )
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        """One BEGIN IMMEDIATE ... COMMIT for all: one fsync, and a VersionConflict rolls
+        every write back. Each write checks and writes what save or delete would."""
+        last_updated = now_instant()  # one transaction, one moment
+        prepared = [self._prepared(write, last_updated) for write in writes]
+
+        def write_all() -> list[JobRecord]:
+            db = self._write_db
+            with _transaction(db):
+                return [self._write_one(db, write, row) for write, row in prepared]
+
+        return await self._write(write_all)
+
+    def _prepared(
+        self, write: Write, last_updated: str
+    ) -> tuple[Write, tuple[dict[str, Any], tuple[Any, ...]] | None]:
+        """The stamped resource and its live row, built before the writer thread's turn."""
+        if write.resource is None:
+            return write, None
+        stamped = stamp(write.resource, write.expected_version + 1, last_updated)
+        values = index_values(stamped, self.parameters)
+        row = (
+            write.job_id,
+            write.expected_version + 1,
+            write.owner,
+            stored_json(stamped, self.max_resource_bytes),
+            *(values[c] for c in self._columns),
+        )
+        return write, (stamped, row)
+
+    def _write_one(
+        self,
+        db: sqlite3.Connection,
+        write: Write,
+        prepared: tuple[dict[str, Any], tuple[Any, ...]] | None,
+    ) -> JobRecord:
+        """save's or delete's checks and rows for one write, inside the caller's transaction."""
+        tables = self._tables
+        job_id, expected, version = write.job_id, write.expected_version, write.expected_version + 1
+        if prepared is None:
+            live = db.execute(
+                f"SELECT owner FROM {tables.live} WHERE id = ? AND version = ?",
+                (job_id, expected),
+            ).fetchone()
+            if live is None:
+                newest = _newest_version_number(db, tables, job_id)
+                raise VersionConflict(job_id, expected, newest or None)
+            db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
+            deleted_at = now_instant()
+            _append_version(db, tables, job_id, version, deleted_at, live[0], None, "DELETE", False)
+            return JobRecord(
+                job_id, version, deleted_at, None, live[0], method="DELETE", created=False
+            )
+        stamped, row = prepared
+        newest = _newest_version_number(db, tables, job_id)
+        if newest != expected:
+            raise VersionConflict(job_id, expected, newest)
+        created = newest == 0 or not _is_live(db, tables, job_id)
+        db.execute(self._upsert, row)
+        last_updated = stamped["meta"]["lastUpdated"]
+        _append_version(
+            db, tables, job_id, version, last_updated, write.owner, row[3], write.method, created
+        )
+        return JobRecord(
+            job_id,
+            version,
+            last_updated,
+            stamped,
+            write.owner,
+            method=write.method,
+            created=created,
         )
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
