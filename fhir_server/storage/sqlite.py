@@ -58,7 +58,9 @@ FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
 READER_MMAP_BYTES = 1 << 30  # the read connection maps up to 1 GiB of the file
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
-FIRST_BATCH = 24  # rows a page's first fetch reads, before their sizes are known
+# Rows a budgeted page's first fetch reads, before their sizes are known; a page of no more
+# rows is read at once (take_page still ends it at the budget).
+FIRST_BATCH = 24
 WRITER_CACHE_KIB = 64 * 1024  # the write connection's: a save_many's pages fit
 T = TypeVar("T")
 
@@ -262,8 +264,8 @@ class SqliteJobStore:
 
     async def versions(self, query: HistoryQuery) -> list[JobRecord]:
         sql, params = versions_sql(query, self._all_versions)
-        if query.max_bytes is None:
-            rows = self._read(sql, params)
+        if query.max_bytes is None or query.limit <= FIRST_BATCH:
+            rows = self._read(sql, params)  # as many as a budgeted read's first fetch
         else:
             rows = self._read_within(sql, params, ReadBudget(query.max_bytes), _VERSION_RESOURCE)
         return [_version_record(row) for row in rows]
@@ -271,8 +273,8 @@ class SqliteJobStore:
     async def search(self, query: JobQuery) -> list[JobRecord]:
         sql, params = search_sql(query, self._tokens, self._tables)
         indexed = _sort_positions(query.sort)
-        if query.max_bytes is None:
-            rows = self._read(sql, params)
+        if query.max_bytes is None or query.limit <= FIRST_BATCH:
+            rows = self._read(sql, params)  # as many as a budgeted read's first fetch
         else:
             rows = self._read_within(sql, params, ReadBudget(query.max_bytes), _LIVE_RESOURCE)
         return [_record(row, indexed) for row in rows]
