@@ -40,6 +40,17 @@ def test_protected_operations_say_which_scope_they_need():
                 assert operation["description"].startswith("Needs scope ")
 
 
+def test_protected_job_operations_list_the_rate_limit_and_quota_answers():
+    """A client reading the document learns of 429 (with Retry-After) and of the quota's 403."""
+    for path, operations in openapi_document()["paths"].items():
+        if path in PUBLIC_PATHS or not path.startswith(("/fhir/R4/AsyncJob", "/Jobs")):
+            continue
+        for operation in operations.values():
+            throttled = operation["responses"]["429"]
+            assert "Retry-After" in throttled["headers"], path
+            assert "rate" in throttled["description"], path
+
+
 async def test_document_is_served_without_a_token(make_client: MakeClient):
     async with make_client(headers={}) as http:
         response = await http.get(f"{HOST}/openapi.json")

@@ -82,6 +82,10 @@ def _json_body(schema: dict[str, Any], media_type: str = _FHIR_JSON) -> dict[str
     return {"required": True, "content": {media_type: {"schema": schema}}}
 
 
+_THROTTLED = "over the owner's request rate (FHIR_SERVER_RATE_LIMIT)"
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+
 def _fhir_answers(*ok: tuple[int, str]) -> dict[str, Any]:
     answers: dict[str, Any] = {
         str(code): {"description": text, "content": {_FHIR_JSON: {"schema": {"type": "object"}}}}
@@ -90,14 +94,16 @@ def _fhir_answers(*ok: tuple[int, str]) -> dict[str, Any]:
     for code, text in (
         (400, "invalid request"),
         (401, "missing or invalid bearer token"),
-        (403, "the token lacks the scope"),
+        (403, "the token lacks the scope, or a write would pass the owner's quota"),
         (404, "unknown (or another owner's) job"),
         (413, "body too large"),
         (415, "not JSON"),
+        (429, _THROTTLED),
     ):
         answers.setdefault(
             str(code), {"description": text, "content": {_FHIR_JSON: {"schema": _OUTCOME}}}
         )
+    answers["429"]["headers"] = _RETRY_AFTER
     return answers
 
 
@@ -113,6 +119,12 @@ def _ehealth_answers() -> dict[str, Any]:
             (403, "forbidden: the token lacks the scope"),
             (404, "not_found"),
         )
+    } | {
+        "429": {
+            "description": f"too_many_requests: {_THROTTLED}",
+            "content": json,
+            "headers": _RETRY_AFTER,
+        }
     }
 
 
