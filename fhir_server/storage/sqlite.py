@@ -321,84 +321,24 @@ class SqliteJobStore:
         owner: str | None = None,
         method: str | None = None,
     ) -> JobRecord:
-        job_id = resource["id"]
-        version = expected_version + 1
-        stamped = stamp(resource, version, now_instant())
-        blob = stored_json(stamped, self.max_resource_bytes)
-        values = index_values(stamped, self.parameters)
-        last_updated = stamped["meta"]["lastUpdated"]
-        row = (job_id, version, owner, blob, *(values[c] for c in self._columns))
-        tables = self._tables
-
-        def write() -> bool:
-            db = self._write_db
-            with _transaction(db):
-                newest = _newest_version_number(db, tables, job_id)
-                if newest != expected_version:
-                    raise VersionConflict(job_id, expected_version, newest)
-                # The job is new, or deleted, unless it has a live row.
-                created = newest == 0 or not _is_live(db, tables, job_id)
-                db.execute(self._upsert, row)
-                _append_version(
-                    db, tables, job_id, version, last_updated, owner, blob, method, created
-                )
-                return created
-
-        created = await self._write(write)
-        return JobRecord(
-            job_id,
-            version,
-            last_updated,
-            stamped,
-            owner,
-            size=len(blob),
-            method=method,
-            created=created,
-        )
+        write = Write(resource["id"], expected_version, resource, owner, method)
+        [record] = await self.save_many([write])
+        return record
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
-        last_updated = now_instant()
-        tables = self._tables
-
-        def write() -> str | None:
-            db = self._write_db
-            with _transaction(db):
-                live = db.execute(
-                    f"SELECT owner FROM {tables.live} WHERE id = ? AND version = ?",
-                    (job_id, expected_version),
-                ).fetchone()
-                if live is None:
-                    newest = _newest_version_number(db, tables, job_id)
-                    raise VersionConflict(job_id, expected_version, newest or None)
-                db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
-                _append_version(
-                    db,
-                    tables,
-                    job_id,
-                    expected_version + 1,
-                    last_updated,
-                    live[0],
-                    None,
-                    "DELETE",
-                    False,
-                )
-                return str(live[0]) if live[0] is not None else None
-
-        owner = await self._write(write)
-        return JobRecord(
-            job_id, expected_version + 1, last_updated, None, owner, method="DELETE", created=False
-        )
+        [record] = await self.save_many([Write(job_id, expected_version, None)])
+        return record
 
     async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
         """One BEGIN IMMEDIATE ... COMMIT for all: one fsync, and a VersionConflict rolls
-        every write back. Each write checks and writes what save or delete would."""
+        every write back. save and delete are a save_many of one write."""
         last_updated = now_instant()  # one transaction, one moment
         prepared = [self._prepared(write, last_updated) for write in writes]
 
         def write_all() -> list[JobRecord]:
             db = self._write_db
             with _transaction(db):
-                return [self._write_one(db, write, row) for write, row in prepared]
+                return [self._write_one(db, write, row, last_updated) for write, row in prepared]
 
         return await self._write(write_all)
 
@@ -424,8 +364,10 @@ class SqliteJobStore:
         db: sqlite3.Connection,
         write: Write,
         prepared: tuple[dict[str, Any], tuple[Any, ...]] | None,
+        last_updated: str,
     ) -> JobRecord:
-        """save's or delete's checks and rows for one write, inside the caller's transaction."""
+        """The checks and rows of one save (a resource) or delete (None), inside the caller's
+        transaction."""
         tables = self._tables
         job_id, expected, version = write.job_id, write.expected_version, write.expected_version + 1
         if prepared is None:
@@ -437,20 +379,21 @@ class SqliteJobStore:
                 newest = _newest_version_number(db, tables, job_id)
                 raise VersionConflict(job_id, expected, newest or None)
             db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
-            deleted_at = now_instant()
-            _append_version(db, tables, job_id, version, deleted_at, live[0], None, "DELETE", False)
+            owner = str(live[0]) if live[0] is not None else None
+            _append_version(db, tables, job_id, version, last_updated, owner, None, "DELETE", False)
             return JobRecord(
-                job_id, version, deleted_at, None, live[0], method="DELETE", created=False
+                job_id, version, last_updated, None, owner, method="DELETE", created=False
             )
         stamped, row = prepared
         newest = _newest_version_number(db, tables, job_id)
         if newest != expected:
             raise VersionConflict(job_id, expected, newest)
+        # The job is new, or deleted, unless it has a live row.
         created = newest == 0 or not _is_live(db, tables, job_id)
         db.execute(self._upsert, row)
-        last_updated = stamped["meta"]["lastUpdated"]
+        blob = row[3]
         _append_version(
-            db, tables, job_id, version, last_updated, write.owner, row[3], write.method, created
+            db, tables, job_id, version, last_updated, write.owner, blob, write.method, created
         )
         return JobRecord(
             job_id,
@@ -458,6 +401,7 @@ class SqliteJobStore:
             last_updated,
             stamped,
             write.owner,
+            size=len(blob),
             method=write.method,
             created=created,
         )
