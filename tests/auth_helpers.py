@@ -62,6 +62,11 @@ PUBLIC_PATHS = (
     "/fhir/R4/.well-known/smart-configuration",
     "/openapi.json",
     "/oauth2/token",
+    # the job console's page and files (its data comes from the API, with a token); / sends
+    # a browser there
+    "/",
+    "/console",
+    "/console/{name}",
     # the definitions the CapabilityStatement names, public like it
     *(f"/fhir/R4/{t}{path}" for t in CONFORMANCE_TYPES for path in ("", "/{id}")),
 )

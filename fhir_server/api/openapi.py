@@ -17,6 +17,7 @@ from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
 from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
 from ..version import __version__
+from .console import ASSET_PATH, CONSOLE_PATH
 from .ehealth import COMPOSITION_PREFIXES, JOB_PREFIXES
 from .responses import FhirResponse
 from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH, TOKEN_PATH
@@ -76,6 +77,10 @@ def _search_params(kind: ResourceKind) -> list[dict[str, Any]]:
             for name in sorted(RESULT_PARAMETERS | HTTP_PARAMETERS)
         ),
     ]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_FHIR_JSON: {"schema": _OUTCOME}}}
 
 
 def _json_body(schema: dict[str, Any], media_type: str = _FHIR_JSON) -> dict[str, Any]:
@@ -396,6 +401,35 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
             "get": {
                 "summary": "this document (public)",
                 "responses": {"200": {"description": "OpenAPI 3.1"}},
+                "security": [],
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "a browser (Accept: text/html) is sent to the job console (public)",
+                "responses": {
+                    "303": {"description": "to /console"},
+                    "401": _error("no bearer token (any client but a browser)"),
+                    "404": _error("no endpoint here (any client but a browser)"),
+                },
+                "security": [],
+            }
+        },
+        CONSOLE_PATH: {
+            "get": {
+                "summary": "the job console, a browser page over this API (public: no data)",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                "security": [],
+            }
+        },
+        ASSET_PATH: {
+            "get": {
+                "summary": "a script or style sheet of the job console (public)",
+                "parameters": [_path_param("name", "file name, e.g. app.js")],
+                "responses": {
+                    "200": {"description": "the file"},
+                    "404": _error("no such file"),
+                },
                 "security": [],
             }
         },

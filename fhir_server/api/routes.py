@@ -18,6 +18,7 @@ from . import (
     bundles,
     cancel,
     conformance,
+    console,
     ehealth,
     health,
     history,
@@ -144,6 +145,10 @@ def all_routes(
         # Counts every owner's jobs: for admins only.
         GuardedRoute("/metrics", health.metrics, methods=["GET"], access=NamedScope(admin_scope)),
         public(openapi.OPENAPI_PATH, openapi.openapi_json),
+        # The job console: a static page; its data comes from the API with the user's token.
+        public("/", console.root),
+        public(console.CONSOLE_PATH, console.page),
+        public(console.ASSET_PATH, console.asset),
         *ehealth.mounts(),
         oauth.token_mount(),
     ]
