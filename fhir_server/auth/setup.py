@@ -66,12 +66,28 @@ def token_verifier(settings: Settings) -> TokenVerifier | None:
         )
         log.info(
             "no token key configured: signing with the generated secret in %s. "
-            "A token with full scopes, valid %gh:\n\n    Authorization: Bearer %s\n",
+            "A token with full scopes, valid %gh:\n\n    Authorization: Bearer %s\n\n"
+            "The job console, signed in with it:\n\n    Console: %s\n",
             settings.data_dir,
             ttl.total_seconds() / 3600,
             token,
+            console_link(settings, token),
         )
     return TokenVerifier(policy)
+
+
+def console_link(settings: Settings, token: str) -> str:
+    """The job console's address that signs `token` in: the token rides in the URL fragment,
+    which a browser never sends (no server or proxy log sees it); the page stores it in the
+    tab's sessionStorage and removes it from the address bar."""
+    root = settings.public_base_url
+    if root is None:
+        # A server listening on every interface is reached locally at the loopback address.
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        root = f"http://{host}:{settings.port}"
+    return f"{str(root).rstrip('/')}/console#token={token}"
 
 
 def token_issuer(
