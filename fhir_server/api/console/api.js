@@ -75,13 +75,14 @@ export function outcomeText(body) {
   return "";
 }
 
-/** A request whose answer must be a success: its JSON body, else an ApiError (reported). */
-export async function fhir(url, options) {
+/** A request whose answer must be a success: its JSON body, else an ApiError (reported to
+ * the banner unless its status is one of `quiet`: the caller shows those itself). */
+export async function fhir(url, { quiet = [], ...options } = {}) {
   const response = await send(url, options);
   const body = await readJson(response);
   if (!response.ok) {
     const error = new ApiError(response.status, outcomeText(body) || `HTTP ${response.status}`, body);
-    if (response.status !== 401) problems.dispatchEvent(new CustomEvent("problem", { detail: error }));
+    if (response.status !== 401 && !quiet.includes(response.status)) problems.dispatchEvent(new CustomEvent("problem", { detail: error }));
     throw error;
   }
   return { body, response };

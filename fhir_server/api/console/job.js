@@ -22,10 +22,15 @@ export function job(main, id) {
   const refresh = async () => {
     let found;
     try {
-      found = await fhir(`${BASE}/AsyncJob/${encodeURIComponent(id)}`);
+      found = await fhir(`${BASE}/AsyncJob/${encodeURIComponent(id)}`, { quiet: [404, 410] });
     } catch (error) {
-      fill(elements, h("p", { class: "error-text" }, error.status === 410 ? "This job was deleted." : error.message));
+      const text = { 404: "No such job: it does not exist, or this token may not see it.", 410: "This job was deleted." };
+      fill(elements, h("p", { class: "error-text", id: "job-missing" }, text[error.status] ?? error.message));
       fill(actions);
+      fill(output);
+      fill(polls);
+      if (error.status === 410) showHistory(history, id).catch(() => {});
+      else fill(history);
       return;
     }
     current = found.body;
