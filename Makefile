@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install install-test install-node install-bench bench clean
+.PHONY: run test lint install install-test install-node install-browser install-bench bench \
+	console-screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,12 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 install: $(VENV)/.installed
 install-node: $(NODE_DIR)/node_modules/.installed
 install-test: $(VENV)/.installed-test
+
+# Debian's chromium, which the console's browser tests drive headless (Playwright brings no
+# browser of its own); as root on CI, else through sudo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+install-browser:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 install-bench: $(VENV)/.installed-bench
 
 run: install
@@ -43,8 +50,12 @@ lint: install-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint install-node
+test: lint install-node install-browser
 	$(BIN)/python -m pytest
+
+# docs/console-overview.png and docs/console-job.png, from a real server and browser
+console-screenshots: install-test install-browser
+	$(BIN)/python -m tests.console_screenshots
 
 # Server against the ceiling app with wrk (apt-get install wrk); writes benchmarks/results.*
 # e.g. make bench BENCH_ARGS="--sizes 1000 --duration 3"

@@ -9,7 +9,7 @@ const KNOWN = ["resourceType", "id", "meta", "status", "type", "request", "reque
   "dataVersion", "minServerVersion", "output"];
 
 export function job(main, id) {
-  const heading = h("h1", { tabindex: "-1", class: "mono" }, `Job ${id}`);
+  const heading = h("h1", { tabindex: "-1" }, "Job ", h("span", { class: "mono" }, id));
   const actions = h("div", { class: "actions", id: "job-actions" });
   const elements = h("section", { "aria-labelledby": "elements-title" });
   const output = h("section", { "aria-labelledby": "output-title" });

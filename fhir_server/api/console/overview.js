@@ -148,7 +148,7 @@ async function showFailures(box) {
       jobs.map((job) =>
         h("li", {},
           h("a", { href: `#/job/${encodeURIComponent(job.id)}`, class: "mono" }, job.id),
-          " ", statusBadge(job.status), " ", job.type ?? "", " ", time(job.meta?.lastUpdated),
+          " ", statusBadge(job.status), " ", job.type ?? "", " ", time(job.transactionTime ?? job.meta?.lastUpdated),
           h("div", { class: "error-text" }, errorText(job))))),
   );
 }
