@@ -18,7 +18,8 @@ from .servers import running_server
 DOCS = Path(__file__).parent.parent / "docs"
 ADMIN = token()
 TYPES = {"bulk-export": 40, "composition-sign": 6, "reindex": 90, "transaction": 3}
-ERRORS = ["Signer is not the author of the composition", "The export store is full (ENOSPC)"]
+SIGNER = "Signer is not the author of the composition"
+DISK = "The export store is full (ENOSPC)"
 
 
 def instant(moment: datetime) -> str:
@@ -61,7 +62,7 @@ def fill(http: httpx.Client) -> str:
             job.update(
                 status="error",
                 transactionTime=instant(finished),
-                output=outcome(rng.choice(ERRORS)),
+                output=outcome(SIGNER if kind == "composition-sign" else DISK),
             )
         else:
             job.update(status="completed", transactionTime=instant(finished))

@@ -136,7 +136,7 @@ function showDurations(box, completed, sampled) {
 }
 
 async function showFailures(box) {
-  const { body } = await fhir(jobsUrl({ status: "error", _sort: "-_lastUpdated", _count: "5", _total: "none" }));
+  const { body } = await fhir(jobsUrl({ status: "error", _sort: "-transaction-time,-_lastUpdated", _count: "5", _total: "none" }));
   const jobs = (body.entry ?? []).map((entry) => entry.resource).filter(Boolean);
   if (jobs.length === 0) {
     fill(box, h("p", { class: "muted" }, "No failed jobs."));
