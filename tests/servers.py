@@ -104,7 +104,7 @@ def _serving(
     with open(data_dir.parent / f"server-{port}.log", "w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
-        _wait_until_ready(f"http://127.0.0.1:{port}", server)
+        wait_until_ready(f"http://127.0.0.1:{port}", server)
         base = f"http://127.0.0.1:{port}/fhir/R4"
         SERVER_PROCESSES[base] = server
         yield base
@@ -118,7 +118,7 @@ def _serving(
             server.wait()
 
 
-def _wait_until_ready(url: str, server: "subprocess.Popen[bytes]") -> None:
+def wait_until_ready(url: str, server: "subprocess.Popen[bytes]") -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:

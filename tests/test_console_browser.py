@@ -3,6 +3,9 @@ process, with real tokens: what a user sees and does, and what must never happen
 content run as code, the token leaving the tab)."""
 
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from .browser import chromium
 from .conftest import TEST_JWT_SECRET, make_job, token
-from .servers import running_server
+from .servers import clean_env, free_port, running_server, wait_until_ready
 
 ADMIN = token()
 
@@ -90,6 +93,13 @@ def open_console(browser: Browser, server: Server) -> Iterator[Any]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # the page itself must work under its policy: nothing of its own is ever blocked
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
         fragment = f"#token={bearer}" if bearer else ""
         page.goto(f"{server.root}/console{fragment}")
@@ -125,9 +135,67 @@ def test_console_link_signs_in_and_the_token_stays_in_the_tab(open_console: Any,
     assert ADMIN not in page.evaluate("window.location.href + JSON.stringify(history.state)")
     assert page.context.cookies() == []
     assert page.evaluate("document.cookie") == ""
-    log = server.log.read_text()
-    assert '"/console"' in log or "/console" in log
-    assert ADMIN not in log
+    assert (
+        ADMIN not in server.log.read_text()
+    )  # (the access log, whole once the server stops: below)
+
+
+def test_serve_prints_a_console_link_that_signs_the_local_admin_in(
+    browser: Browser, tmp_path: Path
+):
+    """`fhir-server serve` without configured keys (as `make run`): its log names the link."""
+    port = free_port()
+    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        serve = subprocess.Popen(
+            [*command, "--data-dir", str(tmp_path / "data")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", serve)
+        found = re.search(r"Console: (\S+)", log.read_text())
+        assert found, log.read_text()
+        link = found[1]
+        assert link.startswith(f"http://127.0.0.1:{port}/console#token=ey")
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(link)
+        expect(page.locator("#signed-in-as")).to_have_text("Signed in as admin")
+        expect(page.locator(".count[data-status=all] .number")).to_have_text("0")
+        assert page.url == f"http://127.0.0.1:{port}/console#/"
+        context.close()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=15)
+    # the access log has the page's requests, never the token of the fragment
+    text = log.read_text()
+    token_value = link.split("#token=")[1]
+    after_start = text.split("Console: ", 1)[1].split("\n", 1)[1]  # past the startup lines
+    assert '"path":"/console"' in after_start
+    assert token_value not in after_start
+
+
+def test_the_page_may_connect_only_to_its_server(browser: Browser, server: Server):
+    context = browser.new_context()  # not open_console's: this test provokes violations
+    page = context.new_page()
+    page.goto(f"{server.root}/console#token={ADMIN}")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    blocked = page.evaluate(
+        """root => new Promise(done => {
+            const blocked = [];
+            document.addEventListener('securitypolicyviolation', e => blocked.push(e.blockedURI));
+            new WebSocket(root.replace('http', 'ws') + '/ws/subscriptions-r4').onerror = () => {};
+            new WebSocket('ws://example.org/steal').onerror = () => {};
+            fetch('https://example.org/steal').catch(() => {});
+            setTimeout(() => done(blocked), 1000);
+        })""",
+        server.root,
+    )
+    context.close()
+    assert sorted(blocked) == ["https://example.org/steal", "ws://example.org/steal"]
 
 
 def test_root_sends_the_browser_to_the_console(open_console: Any, server: Server):
