@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from .browser import chromium
-from .conftest import TEST_JWT_SECRET, make_job, token
+from .conftest import make_job, token
 from .servers import clean_env, free_port, running_server, wait_until_ready
 
 ADMIN = token()
@@ -463,8 +463,17 @@ def test_keyboard_only(open_console: Any, server: Server):
     server.create()
     page = open_console(ADMIN)
     expect(page.get_by_role("heading", name="Overview")).to_be_focused()
-    page.keyboard.press("Tab")  # from the focused heading: the next stop is in the main area
-    page.get_by_role("link", name="Jobs", exact=True).focus()
+    # back from the focused heading: the header's controls, then the skip link
+    for name in ("Sign out", "Jobs", "Overview", "Skip to content"):
+        page.keyboard.press("Shift+Tab")
+        expect(
+            page.get_by_role("button" if name == "Sign out" else "link", name=name, exact=True)
+        ).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # from the main area: Sign out, then Jobs
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("link", name="Jobs", exact=True)).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Jobs")).to_be_focused()
     page.get_by_label("Status").focus()
@@ -481,6 +490,3 @@ def test_keyboard_only(open_console: Any, server: Server):
     expect(page.get_by_role("button", name="Keep it")).to_be_focused()
     page.keyboard.press("Escape")
     expect(page.locator("dialog")).to_have_count(0)
-
-
-assert TEST_JWT_SECRET  # the server signs with the tests' secret (tests.servers)
