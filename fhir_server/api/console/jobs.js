@@ -90,16 +90,16 @@ export function jobRow(job) {
   const progress = progressText(job);
   const fraction = progressFraction(progress);
   return h("tr", { "data-id": job.id, "data-status": job.status ?? "" },
-    h("td", {}, h("a", { href: `#/job/${encodeURIComponent(job.id)}`, class: "mono" }, job.id)),
-    h("td", {}, statusBadge(job.status)),
-    h("td", {}, job.type ?? ""),
-    h("td", { class: "progress-cell" },
+    h("td", { "data-label": "id" }, h("a", { href: `#/job/${encodeURIComponent(job.id)}`, class: "mono" }, job.id)),
+    h("td", { "data-label": "status" }, statusBadge(job.status)),
+    h("td", { "data-label": "type" }, job.type ?? ""),
+    h("td", { class: "progress-cell", "data-label": "progress" },
       job.status === "accepted" && progress !== null
         ? [h("progress", { max: "100", value: fraction === null ? undefined : String(Math.round(fraction * 100)),
             "aria-label": `progress of ${job.id}` }), h("span", { class: "progress-text" }, progress)]
         : ""),
-    h("td", {}, time(job.requestTime)),
-    h("td", {}, time(job.meta?.lastUpdated)));
+    h("td", { "data-label": "requested" }, time(job.requestTime)),
+    h("td", { "data-label": "last updated" }, time(job.meta?.lastUpdated)));
 }
 
 /** The filters as a form; submitting it changes the address (a new history entry). */
