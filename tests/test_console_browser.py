@@ -276,6 +276,27 @@ def test_filter_and_page_through_100_jobs(open_console: Any, server: Server):
     expect(page.get_by_label("Status")).to_have_value("completed")
 
 
+def test_filter_by_request_time_and_sort(open_console: Any, server: Server):
+    days = ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]
+    ids = {day: server.create(requestTime=f"{day}T12:00:00.000Z")["id"] for day in days}
+    page = open_console(ADMIN, "#/jobs")
+    expect(page.locator("#list-summary")).to_contain_text("4 jobs match")
+    page.get_by_label("Requested from").fill("2026-01-15T00:00:00")
+    page.get_by_label("Requested until").fill("2026-03-15T00:00:00")
+    page.get_by_label("Sort by").select_option("request-time")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#list-summary")).to_contain_text("2 jobs match")
+    rows = page.locator("#jobs-table tbody tr")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.id)") == [ids[days[1]], ids[days[2]]]
+    page.get_by_label("Sort by").select_option("-request-time")
+    page.get_by_role("button", name="Apply").click()
+    expect(rows.first).to_have_attribute("data-id", ids[days[2]])
+    assert "request-time=ge2026-01-1" in page.url.replace("%3A", ":")
+    page.go_back()  # the previous sort
+    expect(rows.first).to_have_attribute("data-id", ids[days[1]])
+    expect(page.get_by_label("Requested from")).to_have_value(re.compile(r"^2026-01-15T00:00(:00)?$"))
+
+
 def test_a_job_completed_through_the_api_updates_the_open_page(open_console: Any, server: Server):
     progress = {
         "resourceType": "Parameters",
@@ -415,6 +436,11 @@ def test_an_expired_token_shows_a_banner(open_console: Any):
     expect(banner).to_contain_text("Your token was refused: The access token expired")
     page.get_by_role("button", name="Sign in again").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0  # the refused token is forgotten
+    page.get_by_label("Bearer token").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".count[data-status=all] .number")).to_have_text("0")
+    expect(page.get_by_role("alert")).to_be_hidden()
 
 
 def test_an_unreachable_server_shows_a_banner_and_recovers(browser: Browser, tmp_path: Path):

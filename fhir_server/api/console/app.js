@@ -16,6 +16,8 @@ let leave = null; // the current view's cleanup (its live subscription)
 let problem = null; // what the banner shows: "unreachable" or "token"
 
 function showBanner(kind, ...children) {
+  // The same trouble again (a poll a second): say it once, for screen readers too.
+  if (problem === kind && kind !== "request") return;
   problem = kind;
   fill(banner, ...children);
   banner.className = `banner ${kind}`;
@@ -34,6 +36,10 @@ problems.addEventListener("problem", (event) => {
   if (error.status === 0) {
     showBanner("unreachable", "The server is unreachable. The console keeps trying.");
   } else if (error.status === 401) {
+    // Every further request would be refused too: stop the view's live updates.
+    if (leave) leave();
+    leave = null;
+    stopLive();
     showBanner("token", `Your token was refused: ${error.message}. `,
       h("button", { type: "button", id: "sign-in-again", onclick: () => { signOut(); route(); } }, "Sign in again"));
   } else if (problem === null || problem === "request") {

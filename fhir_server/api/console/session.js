@@ -8,7 +8,12 @@ const KEY = "fhir-server.console.token";
 export function takeTokenFromFragment() {
   const hash = window.location.hash;
   if (!hash.startsWith("#token=")) return;
-  const token = decodeURIComponent(hash.slice("#token=".length)).trim();
+  let token = "";
+  try {
+    token = decodeURIComponent(hash.slice("#token=".length)).trim();
+  } catch {
+    // a mangled link: no token, the sign-in form asks for one
+  }
   if (token) window.sessionStorage.setItem(KEY, token);
   window.history.replaceState(null, "", window.location.pathname + window.location.search + "#/");
 }
