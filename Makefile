@@ -1,4 +1,5 @@
-# Quick start: `make run` serves the examples; `make test` runs ruff, mypy and pytest.
+# Quick start: `make run` serves the examples (and prints the job console's link); `make test` runs
+# ruff, mypy and pytest (the console's browser tests in Debian's chromium, which it installs).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
