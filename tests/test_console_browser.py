@@ -294,7 +294,9 @@ def test_filter_by_request_time_and_sort(open_console: Any, server: Server):
     assert "request-time=ge2026-01-1" in page.url.replace("%3A", ":")
     page.go_back()  # the previous sort
     expect(rows.first).to_have_attribute("data-id", ids[days[1]])
-    expect(page.get_by_label("Requested from")).to_have_value(re.compile(r"^2026-01-15T00:00(:00)?$"))
+    expect(page.get_by_label("Requested from")).to_have_value(
+        re.compile(r"^2026-01-15T00:00(:00)?$")
+    )
 
 
 def test_a_job_completed_through_the_api_updates_the_open_page(open_console: Any, server: Server):
