@@ -117,7 +117,7 @@ def test_sign_in_with_a_pasted_token_and_sign_out(open_console: Any):
     page = open_console(None)
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_label("Bearer token").fill(f"Bearer {ADMIN}")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#signed-in-as")).to_have_text("Signed in as admin")
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     assert page.evaluate("Object.values(sessionStorage)") == [ADMIN]
@@ -440,7 +440,7 @@ def test_an_expired_token_shows_a_banner(open_console: Any):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0  # the refused token is forgotten
     page.get_by_label("Bearer token").fill(ADMIN)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator(".count[data-status=all] .number")).to_have_text("0")
     expect(page.get_by_role("alert")).to_be_hidden()
 

@@ -46,7 +46,8 @@ export async function send(url, { method = "GET", headers = {}, body } = {}) {
   const date = Date.parse(response.headers.get("Date") ?? "");
   if (!Number.isNaN(date)) clockOffset = date - Date.now();
   problems.dispatchEvent(new CustomEvent("reached", { detail: response.status }));
-  if (response.status === 401) {
+  // A refusal of a token the user has since replaced or signed out of is old news.
+  if (response.status === 401 && value && token() === value) {
     const body = await readJson(response.clone());
     const error = new ApiError(401, outcomeText(body) || "The token was refused", body);
     problems.dispatchEvent(new CustomEvent("problem", { detail: error }));
