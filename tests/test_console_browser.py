@@ -445,7 +445,7 @@ def test_an_expired_token_shows_a_banner(open_console: Any):
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
-def test_an_unreachable_server_shows_a_banner_and_recovers(browser: Browser, tmp_path: Path):
+def test_an_unreachable_server_shows_a_banner_not_a_blank_page(browser: Browser, tmp_path: Path):
     data = tmp_path / "data"
     with running_server(data) as base:
         context = browser.new_context()
