@@ -97,7 +97,10 @@ def create_app(
         openings = [await open_store(each) for each in stores.values()]
         if settings.load:
             await load_paths(
-                job_store, settings.load, max_resource_bytes=settings.max_resource_bytes
+                job_store,
+                settings.load,
+                max_resource_bytes=settings.max_resource_bytes,
+                batch_size=settings.load_batch_size,
             )
         sweeper = None
         if settings.retention is not None:

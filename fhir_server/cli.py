@@ -174,17 +174,32 @@ async def load(settings: Settings, paths: list[Path]) -> int:
     files = find_files(paths)
     try:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("loading", total=len(files))
+            # Jobs, not files: one file may hold a million. The stored total grows as each
+            # file is validated (its jobs are counted then).
+            validating = progress.add_task("validating", total=None)
+            loading = progress.add_task("loading", total=0)
+
+            def validated(n: int) -> None:
+                progress.advance(validating, n)
+                progress.update(loading, total=(progress.tasks[loading].total or 0) + n)
+
             report = await load_paths(
                 store,
-                paths,
-                on_file=lambda path, n: progress.advance(task),
+                files,
                 max_resource_bytes=settings.max_resource_bytes,
+                batch_size=settings.load_batch_size,
+                on_validated=validated,
+                on_stored=lambda n: progress.advance(loading, n),
             )
     finally:
         await store.close()
     for error in report.errors:
         console.print(error, style="red", markup=False, highlight=False)
+    if report.one_by_one:
+        console.print(
+            "the store offers no transactions (MongoDB without a replica set): jobs were "
+            "stored one at a time, not in batches"
+        )
     console.print(f"stored {report.stored} new or changed jobs from {report.files} files")
     return 1 if report.errors else 0
 

@@ -48,7 +48,13 @@ from .base import (
     stored_json,
 )
 from .schema import token_columns
-from .sqlite_schema import Tables, prepare
+from .sqlite_schema import (
+    Tables,
+    defer_upkeep,
+    missing_indexes,
+    prepare,
+    restore_tallies,
+)
 
 # AsyncJob's, which the SQL builders default to.
 TOKEN_COLUMNS = token_columns(ASYNC_JOB.search_parameters)
@@ -62,6 +68,10 @@ READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's defau
 # rows is read at once (take_page still ends it at the budget).
 FIRST_BATCH = 24
 WRITER_CACHE_KIB = 64 * 1024  # the write connection's: a save_many's pages fit
+MAX_IDS_PER_QUERY = 1000  # bound variables of one `IN (...)` (SQLite allows 32,766)
+# A bulk load of fewer resources keeps the indexes up to date row by row: building all of
+# them again after it would cost more than it saves.
+DEFER_UPKEEP_FROM = 10_000
 T = TypeVar("T")
 
 
@@ -312,6 +322,69 @@ class SqliteJobStore:
     async def usage(self, owner: str) -> Usage:
         rows = self._read(self._usage, (owner,))
         return Usage(int(rows[0][0]), int(rows[0][1])) if rows else Usage(0, 0)
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The newest version of each id ever used, as get has it: a few queries per thousand
+        ids, not one each."""
+        found: dict[str, JobRecord] = {}
+        live, versions = self._tables.live, self._tables.versions
+        for start in range(0, len(job_ids), MAX_IDS_PER_QUERY):
+            ids = job_ids[start : start + MAX_IDS_PER_QUERY]
+            marks = ", ".join("?" for _ in ids)
+            for row in self._read(
+                f"SELECT id, version, owner, resource FROM {live} WHERE id IN ({marks})", ids
+            ):
+                found[row[0]] = JobRecord(row[0], row[1], None, None, row[2], stored=row[3])
+            # Ids without a live row: deleted (their newest version is the deletion), or never
+            # used. max() makes SQLite read the other columns from that version's row.
+            rest = [i for i in ids if i not in found]
+            if not rest:
+                continue
+            marks = ", ".join("?" for _ in rest)
+            for job, version, last_updated, owner in self._read(
+                f"SELECT job, max(version), last_updated, owner FROM {versions} "
+                f"WHERE job IN ({marks}) GROUP BY job",
+                rest,
+            ):
+                found[job] = JobRecord(job, version, last_updated, None, owner)
+        return found
+
+    async def defer_upkeep(self, incoming: int) -> bool:
+        """Before loading `incoming` resources: into an empty or small store (no more live
+        resources than that, and at least DEFER_UPKEEP_FROM of them), drop the search indexes
+        and tally triggers (sqlite_schema.defer_upkeep), to be made again once at the end
+        (restore_upkeep; or on the next open, after a crash). Whether it did."""
+        if incoming < DEFER_UPKEEP_FROM:
+            return False
+        live = self._tables.live
+        (count,) = self._read(
+            f"SELECT count(*) FROM (SELECT 1 FROM {live} LIMIT ?)", (incoming + 1,)
+        )[0]
+        if count > incoming:
+            return False
+
+        def drop() -> None:
+            db = self._write_db
+            with _transaction(db):
+                defer_upkeep(db, self._tables)
+
+        await self._write(drop)
+        return True
+
+    async def restore_upkeep(self) -> None:
+        """The tallies counted and their triggers back (one transaction), then each missing
+        index built, each in a transaction of its own: a writer waits for one at most."""
+
+        def restore() -> None:
+            db = self._write_db
+            with _transaction(db):
+                restore_tallies(db, self._tables, self._tokens)
+                statements = missing_indexes(db, self._tables, self.parameters)
+            for statement in statements:
+                with _transaction(db):
+                    db.execute(statement)
+
+        await self._write(restore)
 
     async def save(
         self,
