@@ -13,6 +13,7 @@ the same data file (a running server) waits for one batch at most, and readers n
 search indexes and tallies, which are made again once at the end (DeferredUpkeep).
 """
 
+import asyncio
 import json
 import tempfile
 import uuid
@@ -40,6 +41,8 @@ SUFFIXES = (".json", ".ndjson")
 LOAD_ATTEMPTS = 3
 MAX_PROBLEMS = 100  # reported of one file; the rest are counted
 PROGRESS_EVERY = 1000  # jobs validated between two progress updates
+# More than stamping adds to a job's canonical JSON (an id, meta.versionId, meta.lastUpdated).
+STAMP_BYTES = 256
 _decoder = json.JSONDecoder()
 
 Counter = Callable[[int], None]
@@ -83,7 +86,9 @@ def _validated(
     for line, item in _resources(path):
         try:
             job = validate_async_job(item)
-            check_resource_size(job, max_resource_bytes)
+            # Measured exactly (stamped) only when it may come close to the limit.
+            if len(orjson.dumps(job)) + STAMP_BYTES > max_resource_bytes:
+                check_resource_size(job, max_resource_bytes)
         except FhirError as exc:
             if len(problems) < MAX_PROBLEMS:
                 problems += [
@@ -262,6 +267,40 @@ def _batches(spool: IO[bytes], size: int) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
+async def _store_spooled(
+    store: JobStore,
+    spool: IO[bytes],
+    batch_size: int,
+    report: LoadReport,
+    on_stored: Counter | None,
+) -> int:
+    """Store the spooled jobs a batch at a time, the next batch's JSON made (on this thread)
+    while the store writes the one before (on its writer thread): two in flight at most. A
+    batch checked before the one ahead of it was written may find a job of both at the older
+    version: its save_many then conflicts, and store_batch reads and tries again."""
+    stored = 0
+    in_flight: list[tuple[asyncio.Task[int], int]] = []
+    try:
+        for batch in _batches(spool, batch_size):
+            in_flight.append((asyncio.ensure_future(store_batch(store, batch, report)), len(batch)))
+            if len(in_flight) == 2:
+                stored += await _done(in_flight.pop(0), on_stored)
+        while in_flight:
+            stored += await _done(in_flight.pop(0), on_stored)
+    finally:
+        for task, _ in in_flight:  # a batch failed: the one behind it is not waited for
+            task.cancel()
+    return stored
+
+
+async def _done(batch: tuple["asyncio.Task[int]", int], on_stored: Counter | None) -> int:
+    task, size = batch
+    written = await task
+    if on_stored is not None:
+        on_stored(size)
+    return written
+
+
 async def load_paths(
     store: JobStore,
     paths: list[Path],
@@ -292,11 +331,7 @@ async def load_paths(
                 spool.seek(0)
                 if not deferred and isinstance(store, DeferredUpkeep):
                     deferred = await store.defer_upkeep(count)
-                stored = 0
-                for batch in _batches(spool, batch_size):
-                    stored += await store_batch(store, batch, report)
-                    if on_stored is not None:
-                        on_stored(len(batch))
+                stored = await _store_spooled(store, spool, batch_size, report, on_stored)
             report.stored += stored
             if on_file is not None:
                 on_file(path, stored)
