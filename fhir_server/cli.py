@@ -16,7 +16,14 @@ from typing import Any
 
 import uvicorn
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from .api.connection import BoundedHttpToolsProtocol, ConnectionLimits
 from .app import build_client_store, build_store, cursor_secret
@@ -32,6 +39,15 @@ from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
 from .storage.clients import ClientExists, ClientStore, RegisteredClient
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
+# `fhir-server load`'s progress: jobs validated, then jobs stored of those validated.
+JOB_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn("jobs"),
+    TaskProgressColumn(),
+    TimeRemainingColumn(),
+)
 # Secrets are not taken as argument values: every local user can read a process's command
 # line (ps). They come from the environment or from a file; the option names the file one.
 ENV_ONLY = {"jwt_secret": "--jwt-secret-file", "secret_key": "--secret-key-file"}
@@ -173,7 +189,7 @@ async def load(settings: Settings, paths: list[Path]) -> int:
         return 1
     files = find_files(paths)
     try:
-        with Progress(console=console, transient=True) as progress:
+        with Progress(*JOB_COLUMNS, console=console, transient=True) as progress:
             # Jobs, not files: one file may hold a million. The stored total grows as each
             # file is validated (its jobs are counted then).
             validating = progress.add_task("validating", total=None)
