@@ -181,7 +181,7 @@ def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_a
 
 
 async def load(settings: Settings, paths: list[Path]) -> int:
-    store = build_store(settings)
+    store = build_store(settings, bulk=True)
     try:
         await store.open()
     except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:

@@ -112,8 +112,12 @@ class SqliteJobStore:
         kind: ResourceKind = ASYNC_JOB,
         *,
         max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+        reader_mmap_bytes: int = READER_MMAP_BYTES,
     ) -> None:
         self.path = Path(path)
+        # A bulk load reads each batch's ids once: mapping the file would only make the
+        # pages it touched count in its memory (RSS), growing with the file.
+        self.reader_mmap_bytes = reader_mmap_bytes
         self.kind = kind
         self.max_resource_bytes = max_resource_bytes
         # The search parameters this store indexes (a column each); opening migrates tables
@@ -188,7 +192,7 @@ class SqliteJobStore:
         self._reader.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
         # Pages read through a memory map, not one pread() system call each: address space,
         # not memory (the OS's page cache backs it, as it backs pread).
-        self._reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+        self._reader.execute(f"PRAGMA mmap_size = {int(self.reader_mmap_bytes)}")
 
     def _make_private(self) -> None:
         """The file holds every owner's jobs: readable by this user only, in a dir no one
