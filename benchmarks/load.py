@@ -1,6 +1,6 @@
 """`fhir-server load` of one NDJSON file into an empty embedded store, beside its limit.
 
-    python -m benchmarks.load [--jobs 100000] [--rss-jobs 1000000] [--rounds 3]
+    python -m benchmarks.load [--jobs 100000] [--rss-jobs 1000000] [--rounds 3] [--batch-size N]
 
 Writes an NDJSON file of N plain AsyncJobs (random UUIDs, four statuses, seeded), then per
 round runs `fhir-server load FILE --data-dir EMPTY` as a subprocess (full validation, the
@@ -61,10 +61,12 @@ def write_file(path: Path, n: int) -> None:
             out.write(orjson.dumps(job(rnd, i)) + b"\n")
 
 
-def load(path: Path, data_dir: Path) -> tuple[float, int]:
+def load(path: Path, data_dir: Path, batch_size: int | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of `fhir-server load`."""
     command = [sys.executable, "-m", "fhir_server.cli", "load", str(path)]
     command += ["--data-dir", str(data_dir)]
+    if batch_size is not None:
+        command += ["--load-batch-size", str(batch_size)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SERVER_")}
     with tempfile.NamedTemporaryFile("r") as rss:
         started = time.perf_counter()
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--rss-jobs", type=int, default=0, help="e.g. 1000000; 0: none")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, help="--load-batch-size (default: its default)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     try:
@@ -132,7 +135,7 @@ def main() -> None:
         write_file(path, args.jobs)
         rows = []
         for n in range(args.rounds):
-            elapsed, rss = load(path, work / f"load-{n}")
+            elapsed, rss = load(path, work / f"load-{n}", args.batch_size)
             limit_rate = limit(path, work / f"limit-{n}")
             rows.append((elapsed, args.jobs / elapsed, rss, limit_rate))
             shutil.rmtree(work / f"load-{n}")
@@ -144,8 +147,10 @@ def main() -> None:
             big = load(big_path, work / "big")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    n = f"{args.jobs:,}"
-    print(f"| round | {n} jobs: load s | load jobs/s | peak RSS MiB | sqlite3 limit jobs/s | ratio |")
+    size = f"{args.jobs:,}"
+    print(
+        f"| round | {size} jobs: load s | load jobs/s | peak RSS MiB | sqlite3 limit jobs/s | ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for i, (elapsed, rate, rss, limit_rate) in enumerate(rows, start=1):
         print(
