@@ -13,7 +13,7 @@ from .durations import Duration
 
 # Twice the body limit: whatever a client may send fits with the meta a store adds, and a
 # producer's result may be larger. Stores built without settings use it too.
-DEFAULT_LOAD_BATCH_SIZE = 2000  # benchmarks/load.py: see benchmarks/README.md
+DEFAULT_LOAD_BATCH_SIZE = 10_000  # measured: benchmarks/README.md#fhir-server-load
 DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024
 
 
