@@ -78,6 +78,17 @@ async def test_a_file_with_one_invalid_job_stores_nothing_of_it(store: JobStore,
     assert (report.stored, await store.count(JobQuery())) == (0, 0)
 
 
+async def test_a_file_of_many_invalid_jobs_names_the_first_hundred_problems(
+    store: JobStore, tmp_path: Path
+):
+    jobs = [make_job(id=f"bad-{n}", status="running") for n in range(150)]
+    report = await load_paths(store, [write_ndjson(tmp_path / "jobs.ndjson", jobs)])
+    [error] = report.errors
+    lines = error.splitlines()
+    assert len(lines) == 101 and "jobs.ndjson:100: AsyncJob.status" in lines[99]
+    assert lines[100].endswith("jobs.ndjson: and 50 more invalid resources")
+
+
 async def test_a_file_is_stored_in_batches_checked_in_bulk(store: JobStore, tmp_path: Path):
     path = write_ndjson(tmp_path / "jobs.ndjson", [job(n) for n in range(250)])
     first = Counting(store)

@@ -39,7 +39,7 @@ from ..storage.base import (
 
 SUFFIXES = (".json", ".ndjson")
 LOAD_ATTEMPTS = 3
-MAX_PROBLEMS = 100  # reported of one file; the rest are counted
+MAX_PROBLEMS = 100  # problems reported of one file; further invalid resources are counted
 PROGRESS_EVERY = 1000  # jobs validated between two progress updates
 # More than stamping adds to a job's canonical JSON (an id, meta.versionId, meta.lastUpdated).
 STAMP_BYTES = 256
@@ -82,6 +82,7 @@ def _validated(
     """(line, canonical JSON with an id) of each resource, as they are read. ValueError at
     the end, listing every problem, if any resource was invalid (those are not yielded)."""
     problems: list[str] = []
+    unshown = 0  # invalid resources past MAX_PROBLEMS
     count = 0
     for line, item in _resources(path):
         try:
@@ -95,7 +96,7 @@ def _validated(
                     f"{path}:{line}: {i.expression or '-'}: {i.diagnostics}" for i in exc.issues
                 ]
             else:
-                problems.append("")  # counted, not shown
+                unshown += 1
             continue
         # A job without an id gets one now: it is stored under it, spooled with it.
         if "id" not in job:
@@ -107,10 +108,9 @@ def _validated(
     if on_validated is not None:
         on_validated(count % PROGRESS_EVERY)
     if problems:
-        shown = [p for p in problems if p]
-        if len(shown) < len(problems):
-            shown.append(f"{path}: and {len(problems) - len(shown)} more problems")
-        raise ValueError("\n".join(shown))
+        if unshown:
+            problems.append(f"{path}: and {unshown} more invalid resources")
+        raise ValueError("\n".join(problems))
 
 
 def _resources(path: Path) -> Iterator[tuple[int, Any]]:
