@@ -149,7 +149,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     size = f"{args.jobs:,}"
     print(
-        f"| round | {size} jobs: load s | load jobs/s | peak RSS MiB | sqlite3 limit jobs/s | ratio |"
+        f"| round | {size} jobs: load s | load jobs/s | peak RSS MiB "
+        "| sqlite3 limit jobs/s | ratio |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for i, (elapsed, rate, rss, limit_rate) in enumerate(rows, start=1):
