@@ -38,19 +38,27 @@ log = logging.getLogger("fhir_server")
 SECRET_FILE = "secret-key"
 
 
-def build_store(settings: Settings, kind: ResourceKind = ASYNC_JOB) -> JobStore:
+def build_store(
+    settings: Settings, kind: ResourceKind = ASYNC_JOB, *, bulk: bool = False
+) -> JobStore:
     """The store of one kind's resources: in MongoDB when a URI is configured, else in the
-    embedded SQLite file in the data dir (every kind has its own tables in that one file)."""
+    embedded SQLite file in the data dir (every kind has its own tables in that one file).
+    `bulk`: for `fhir-server load`, whose reads need no memory map of the file."""
     if settings.mongodb_uri:
         from .storage.mongo import MongoJobStore
         from .storage.mongo_client import connect
 
         database = connect(settings)[settings.mongodb_database]
         return MongoJobStore(database, kind, max_resource_bytes=settings.max_resource_bytes)
-    from .storage.sqlite import FILE_NAME, SqliteJobStore
+    from .storage.sqlite import FILE_NAME, READER_MMAP_BYTES, SqliteJobStore
 
     path = settings.data_dir / FILE_NAME
-    return SqliteJobStore(path, kind, max_resource_bytes=settings.max_resource_bytes)
+    return SqliteJobStore(
+        path,
+        kind,
+        max_resource_bytes=settings.max_resource_bytes,
+        reader_mmap_bytes=0 if bulk else READER_MMAP_BYTES,
+    )
 
 
 def build_client_store(settings: Settings) -> ClientStore:
@@ -97,7 +105,10 @@ def create_app(
         openings = [await open_store(each) for each in stores.values()]
         if settings.load:
             await load_paths(
-                job_store, settings.load, max_resource_bytes=settings.max_resource_bytes
+                job_store,
+                settings.load,
+                max_resource_bytes=settings.max_resource_bytes,
+                batch_size=settings.load_batch_size,
             )
         sweeper = None
         if settings.retention is not None:

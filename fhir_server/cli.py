@@ -16,7 +16,14 @@ from typing import Any
 
 import uvicorn
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from .api.connection import BoundedHttpToolsProtocol, ConnectionLimits
 from .app import build_client_store, build_store, cursor_secret
@@ -32,6 +39,15 @@ from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
 from .storage.clients import ClientExists, ClientStore, RegisteredClient
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
+# `fhir-server load`'s progress: jobs validated, then jobs stored of those validated.
+JOB_COLUMNS = (
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn("jobs"),
+    TaskProgressColumn(),
+    TimeRemainingColumn(),
+)
 # Secrets are not taken as argument values: every local user can read a process's command
 # line (ps). They come from the environment or from a file; the option names the file one.
 ENV_ONLY = {"jwt_secret": "--jwt-secret-file", "secret_key": "--secret-key-file"}
@@ -165,7 +181,7 @@ def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_a
 
 
 async def load(settings: Settings, paths: list[Path]) -> int:
-    store = build_store(settings)
+    store = build_store(settings, bulk=True)
     try:
         await store.open()
     except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:
@@ -173,18 +189,33 @@ async def load(settings: Settings, paths: list[Path]) -> int:
         return 1
     files = find_files(paths)
     try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("loading", total=len(files))
+        with Progress(*JOB_COLUMNS, console=console, transient=True) as progress:
+            # Jobs, not files: one file may hold a million. The stored total grows as each
+            # file is validated (its jobs are counted then).
+            validating = progress.add_task("validating", total=None)
+            loading = progress.add_task("loading", total=0)
+
+            def validated(n: int) -> None:
+                progress.advance(validating, n)
+                progress.update(loading, total=(progress.tasks[loading].total or 0) + n)
+
             report = await load_paths(
                 store,
-                paths,
-                on_file=lambda path, n: progress.advance(task),
+                files,
                 max_resource_bytes=settings.max_resource_bytes,
+                batch_size=settings.load_batch_size,
+                on_validated=validated,
+                on_stored=lambda n: progress.advance(loading, n),
             )
     finally:
         await store.close()
     for error in report.errors:
         console.print(error, style="red", markup=False, highlight=False)
+    if report.one_by_one:
+        console.print(
+            "the store offers no transactions (MongoDB without a replica set): jobs were "
+            "stored one at a time, not in batches"
+        )
     console.print(f"stored {report.stored} new or changed jobs from {report.files} files")
     return 1 if report.errors else 0
 

@@ -13,6 +13,7 @@ from .durations import Duration
 
 # Twice the body limit: whatever a client may send fits with the meta a store adds, and a
 # producer's result may be larger. Stores built without settings use it too.
+DEFAULT_LOAD_BATCH_SIZE = 10_000  # measured: benchmarks/README.md#fhir-server-load
 DEFAULT_MAX_RESOURCE_BYTES = 2 * 1024 * 1024
 
 
@@ -130,6 +131,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest resource stored, as its canonical JSON (bytes); every write of "
         "a larger one is refused (400 too-costly).",
+    )
+    load_batch_size: int = Field(
+        default=DEFAULT_LOAD_BATCH_SIZE,
+        ge=1,
+        le=100_000,
+        description="Jobs `fhir-server load` (and FHIR_SERVER_LOAD) stores per transaction: "
+        "one fsync each; another writer of the data file waits for one batch at most.",
     )
     max_search_parameters: int = Field(
         default=50, ge=1, description="Most parameters one search may have."

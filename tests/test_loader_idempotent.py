@@ -1,10 +1,11 @@
 """Loading files of AsyncJobs into a store."""
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fhir_server.jobs.loader import find_files, load_paths
-from fhir_server.storage.base import JobRecord, JobStore
+from fhir_server.storage.base import JobRecord, JobStore, Write
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "jobs"
 EXAMPLE_ID = "0f6e2a8c-51b7-4d3e-8a9f-2b1c4d6e8f02"
@@ -34,7 +35,8 @@ async def test_loading_a_changed_job_stores_a_new_version(store: JobStore, tmp_p
 
 
 class RacingLoader:
-    """A store on which another process stores the same job just before each first save."""
+    """A store on which another process stores the same jobs just before each first save
+    (a store without transactions saves one at a time) or save_many."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -50,6 +52,14 @@ class RacingLoader:
             self.raced.add(resource["id"])
             await self.store.save(dict(resource), expected_version=expected_version, **how)
         return await self.store.save(resource, expected_version=expected_version, **how)
+
+    async def save_many(self, writes: Sequence[Write]) -> list[JobRecord]:
+        for write in writes:
+            if write.job_id not in self.raced:
+                self.raced.add(write.job_id)
+                assert write.resource is not None
+                await self.store.save(dict(write.resource), expected_version=0)
+        return await self.store.save_many(writes)
 
 
 async def test_loading_the_jobs_another_worker_just_loaded_succeeds(store: JobStore):

@@ -160,7 +160,7 @@ async def test_last_updated(client: httpx.AsyncClient, jobs: None):
         ("-request-time", ["c", "e", "b", "a", "d"]),
         ("status,-_id", ["a", "d", "e", "b", "c"]),
         ("type,_id", ["d", "a", "b", "c", "e"]),
-        ("-transaction-time", ["e", "c", "b", "a", "d"]),
+        ("-transaction-time", ["e", "c", "b", "d", "a"]),  # ties: -_id
         ("_lastUpdated", ["a", "b", "c", "d", "e"]),
     ],
 )

@@ -3,6 +3,7 @@
 import calendar
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 # re.ASCII: \d is then [0-9], not every script's digits ('٢٠٢٦' is not a year).
 _DATE = re.compile(
@@ -17,6 +18,8 @@ def to_epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+# A batch of writes has one lastUpdated, and jobs share their times: each parsed once.
+@lru_cache(maxsize=4096)
 def parse_instant_ms(value: str) -> int:
     """A stored FHIR instant/dateTime as epoch ms (its lower bound if partial)."""
     if len(value) >= 20 and value[10] == "T":  # a full instant: fromisoformat is far cheaper

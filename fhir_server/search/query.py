@@ -74,9 +74,13 @@ class JobQuery:
 
 
 def full_sort(sort: tuple[SortKey, ...]) -> tuple[SortKey, ...]:
-    """The sort, then the unique id tie-breaker; a column sorted twice counts the first time."""
+    """The sort, then the unique id tie-breaker; a column sorted twice counts the first time.
+
+    The id goes the way of the last key before it: one index of (column, id), read forwards
+    or backwards, then serves the column's sort both ways (an ascending id under a
+    descending column would need a second index)."""
     keys: list[SortKey] = []
-    for key in (*sort, SortKey("id")):
+    for key in (*sort, SortKey("id", descending=bool(sort) and sort[-1].descending)):
         if all(k.column != key.column for k in keys):
             keys.append(key)
     return tuple(keys)

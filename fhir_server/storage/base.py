@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import orjson
 
@@ -291,6 +291,28 @@ class JobStore(Protocol):
         was written before the instant `before` and which is either live with a status in
         `statuses` or deleted. Return how many jobs were removed; afterwards get, get_version
         and history know nothing of them (a read is 404, not 410)."""
+
+
+@runtime_checkable
+class ManyReads(Protocol):
+    """A store (both backends; not the views of one, such as an owner's) that reads many ids
+    at once: a bulk load checks a batch with it."""
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The newest version of each of job_ids ever used (as get, without owner), by id;
+        in a few queries, whatever their number."""
+
+
+@runtime_checkable
+class DeferredUpkeep(Protocol):
+    """A store that can stop keeping its indexes and tallies up to date during a bulk load
+    into an empty or small store, and make them again at once after it (SQLite)."""
+
+    async def defer_upkeep(self, incoming: int) -> bool:
+        """Before loading `incoming` resources: whether it stopped the upkeep."""
+
+    async def restore_upkeep(self) -> None:
+        """The indexes and tallies complete again (also done on the next open)."""
 
 
 # meta elements the server owns (stamp sets them): never part of "did the resource change?"

@@ -16,7 +16,7 @@ T = TypeVar("T")
 S = TypeVar("S")
 
 # Setting up and tearing down may legitimately take longer (index builds): no deadline there.
-_UNTIMED = frozenset({"open", "close"})
+_UNTIMED = frozenset({"open", "close", "defer_upkeep", "restore_upkeep"})
 
 
 def unavailable_on(*errors: type[BaseException]) -> Callable[[type[T]], type[T]]:

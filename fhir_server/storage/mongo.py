@@ -132,6 +132,21 @@ class MongoJobStore:
             return None
         return await self.get_version(job_id, newest["version"])  # the owner deleted it
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The newest version of each id ever used, as get has it: two queries, not one per
+        id (the history's newest version for those without a live document)."""
+        ids = list(job_ids)
+        found: dict[str, JobRecord] = {}
+        async for doc in self._current.find({"_id": {"$in": ids}}, _PROJECTION):
+            found[doc["_id"]] = _record(doc)
+        rest = [i for i in ids if i not in found]
+        if rest:
+            versions = self._history.find({"job": {"$in": rest}}, {"resource": 0})
+            async for doc in versions.sort("version", DESCENDING):
+                if doc["job"] not in found:
+                    found[doc["job"]] = _history_record(doc)
+        return found
+
     async def get_version(
         self, job_id: str, version: int, *, owner: str | None = None
     ) -> JobRecord | None:

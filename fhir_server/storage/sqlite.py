@@ -48,7 +48,13 @@ from .base import (
     stored_json,
 )
 from .schema import token_columns
-from .sqlite_schema import Tables, prepare
+from .sqlite_schema import (
+    Tables,
+    defer_upkeep,
+    missing_indexes,
+    prepare,
+    restore_tallies,
+)
 
 # AsyncJob's, which the SQL builders default to.
 TOKEN_COLUMNS = token_columns(ASYNC_JOB.search_parameters)
@@ -62,6 +68,10 @@ READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's defau
 # rows is read at once (take_page still ends it at the budget).
 FIRST_BATCH = 24
 WRITER_CACHE_KIB = 64 * 1024  # the write connection's: a save_many's pages fit
+MAX_IDS_PER_QUERY = 1000  # bound variables of one `IN (...)` (SQLite allows 32,766)
+# A bulk load of fewer resources keeps the indexes up to date row by row: building all of
+# them again after it would cost more than it saves.
+DEFER_UPKEEP_FROM = 10_000
 T = TypeVar("T")
 
 
@@ -102,8 +112,12 @@ class SqliteJobStore:
         kind: ResourceKind = ASYNC_JOB,
         *,
         max_resource_bytes: int = DEFAULT_MAX_RESOURCE_BYTES,
+        reader_mmap_bytes: int = READER_MMAP_BYTES,
     ) -> None:
         self.path = Path(path)
+        # A bulk load reads each batch's ids once: mapping the file would only make the
+        # pages it touched count in its memory (RSS), growing with the file.
+        self.reader_mmap_bytes = reader_mmap_bytes
         self.kind = kind
         self.max_resource_bytes = max_resource_bytes
         # The search parameters this store indexes (a column each); opening migrates tables
@@ -178,7 +192,7 @@ class SqliteJobStore:
         self._reader.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
         # Pages read through a memory map, not one pread() system call each: address space,
         # not memory (the OS's page cache backs it, as it backs pread).
-        self._reader.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+        self._reader.execute(f"PRAGMA mmap_size = {int(self.reader_mmap_bytes)}")
 
     def _make_private(self) -> None:
         """The file holds every owner's jobs: readable by this user only, in a dir no one
@@ -313,6 +327,69 @@ class SqliteJobStore:
         rows = self._read(self._usage, (owner,))
         return Usage(int(rows[0][0]), int(rows[0][1])) if rows else Usage(0, 0)
 
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The newest version of each id ever used, as get has it: a few queries per thousand
+        ids, not one each."""
+        found: dict[str, JobRecord] = {}
+        live, versions = self._tables.live, self._tables.versions
+        for start in range(0, len(job_ids), MAX_IDS_PER_QUERY):
+            ids = job_ids[start : start + MAX_IDS_PER_QUERY]
+            marks = ", ".join("?" for _ in ids)
+            for row in self._read(
+                f"SELECT id, version, owner, resource FROM {live} WHERE id IN ({marks})", ids
+            ):
+                found[row[0]] = JobRecord(row[0], row[1], None, None, row[2], stored=row[3])
+            # Ids without a live row: deleted (their newest version is the deletion), or never
+            # used. max() makes SQLite read the other columns from that version's row.
+            rest = [i for i in ids if i not in found]
+            if not rest:
+                continue
+            marks = ", ".join("?" for _ in rest)
+            for job, version, last_updated, owner in self._read(
+                f"SELECT job, max(version), last_updated, owner FROM {versions} "
+                f"WHERE job IN ({marks}) GROUP BY job",
+                rest,
+            ):
+                found[job] = JobRecord(job, version, last_updated, None, owner)
+        return found
+
+    async def defer_upkeep(self, incoming: int) -> bool:
+        """Before loading `incoming` resources: into an empty or small store (no more live
+        resources than that, and at least DEFER_UPKEEP_FROM of them), drop the search indexes
+        and tally triggers (sqlite_schema.defer_upkeep), to be made again once at the end
+        (restore_upkeep; or on the next open, after a crash). Whether it did."""
+        if incoming < DEFER_UPKEEP_FROM:
+            return False
+        live = self._tables.live
+        (count,) = self._read(
+            f"SELECT count(*) FROM (SELECT 1 FROM {live} LIMIT ?)", (incoming + 1,)
+        )[0]
+        if count > incoming:
+            return False
+
+        def drop() -> None:
+            db = self._write_db
+            with _transaction(db):
+                defer_upkeep(db, self._tables)
+
+        await self._write(drop)
+        return True
+
+    async def restore_upkeep(self) -> None:
+        """The tallies counted and their triggers back (one transaction), then each missing
+        index built, each in a transaction of its own: a writer waits for one at most."""
+
+        def restore() -> None:
+            db = self._write_db
+            with _transaction(db):
+                restore_tallies(db, self._tables, self._tokens)
+                statements = missing_indexes(db, self._tables, self.parameters)
+            for statement in statements:
+                with _transaction(db):
+                    db.execute(statement)
+
+        await self._write(restore)
+
     async def save(
         self,
         resource: dict[str, Any],
@@ -335,10 +412,23 @@ class SqliteJobStore:
         last_updated = now_instant()  # one transaction, one moment
         prepared = [self._prepared(write, last_updated) for write in writes]
 
-        def write_all() -> list[JobRecord]:
-            db = self._write_db
-            with _transaction(db):
-                return [self._write_one(db, write, row, last_updated) for write, row in prepared]
+        distinct = len({write.job_id for write in writes}) == len(writes)
+        if len(writes) > 1 and distinct and all(write.resource is not None for write in writes):
+            saves = [(write, row) for write, row in prepared if row is not None]
+
+            def write_all() -> list[JobRecord]:
+                db = self._write_db
+                with _transaction(db):
+                    return self._write_saves(db, saves, last_updated)
+
+        else:
+
+            def write_all() -> list[JobRecord]:
+                db = self._write_db
+                with _transaction(db):
+                    return [
+                        self._write_one(db, write, row, last_updated) for write, row in prepared
+                    ]
 
         return await self._write(write_all)
 
@@ -358,6 +448,71 @@ class SqliteJobStore:
             *(values[c] for c in self._columns),
         )
         return write, (stamped, row)
+
+    def _write_saves(
+        self,
+        db: sqlite3.Connection,
+        saves: Sequence[tuple[Write, tuple[dict[str, Any], tuple[Any, ...]]]],
+        last_updated: str,
+    ) -> list[JobRecord]:
+        """_write_one's checks and rows for saves of distinct ids, a statement for all rather
+        than a few each: a thousand writes cost a few queries and two executemany."""
+        tables = self._tables
+        ids = [write.job_id for write, _ in saves]
+        newest: dict[str, int] = {}
+        live: set[str] = set()
+        for start in range(0, len(ids), MAX_IDS_PER_QUERY):
+            chunk = ids[start : start + MAX_IDS_PER_QUERY]
+            marks = ", ".join("?" for _ in chunk)
+            newest.update(
+                db.execute(
+                    f"SELECT job, max(version) FROM {tables.versions} WHERE job IN ({marks}) "
+                    "GROUP BY job",
+                    chunk,
+                )
+            )
+            live.update(
+                row[0]
+                for row in db.execute(f"SELECT id FROM {tables.live} WHERE id IN ({marks})", chunk)
+            )
+        for write, _ in saves:
+            found = newest.get(write.job_id, 0)
+            if found != write.expected_version:
+                raise VersionConflict(write.job_id, write.expected_version, found)
+        db.executemany(self._upsert, [row for _, (_, row) in saves])
+        versions = [
+            (
+                write.job_id,
+                write.expected_version + 1,
+                last_updated,
+                write.owner,
+                row[3],
+                write.method,
+                write.job_id not in live,
+            )
+            for write, (_, row) in saves
+        ]
+        db.executemany(
+            f"INSERT INTO {tables.versions} "
+            "(job, version, last_updated, owner, resource, method, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            versions,
+        )
+        return [
+            JobRecord(
+                job,
+                version,
+                last_updated,
+                stamped,
+                owner,
+                size=len(blob),
+                method=method,
+                created=created,
+            )
+            for (job, version, _, owner, blob, method, created), (_, (stamped, _)) in zip(
+                versions, saves, strict=True
+            )
+        ]
 
     def _write_one(
         self,

@@ -34,7 +34,7 @@ from .schema import (
     token_columns,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BACKFILL_BATCH = 1000  # jobs read and updated at a time while filling a new column
 TALLY_EVENTS = ("insert", "delete", "update")  # a trigger each keeps the tally
 
@@ -102,6 +102,9 @@ class Tables:
 
     def trigger(self, event: str) -> str:
         return f"{self.name}_tally_{event}"
+
+    def owner_trigger(self, event: str) -> str:
+        return f"{self.name}_owner_{event}"
 
     @property
     def index_prefix(self) -> str:
@@ -215,6 +218,20 @@ def _versions_out_of_the_key(db: sqlite3.Connection) -> None:
         db.execute(f'CREATE UNIQUE INDEX {kind}_id_owner ON "{kind}" (id, owner)')
 
 
+def _one_index_per_sort(db: sqlite3.Connection) -> None:
+    """Version 7 sorts ties by id the sort's way (search/query.py full_sort), so one index
+    per sort column serves both directions: each kind's second, descending index of a
+    column goes (fitting the parameters on open makes the rest: the owner's newest jobs'
+    index, renamed). A bulk load may also leave a file without its search indexes and tally
+    triggers until it ends (defer_upkeep): this version restores them on open, which a
+    version 6 fhir-server would not, so it must not open the file."""
+    for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND substr(name, 1, 3) = 'ix_' "
+        "AND substr(name, -5) = '_desc'"
+    ).fetchall():
+        db.execute(f'DROP INDEX "{name}"')
+
+
 # MIGRATIONS[n] brings a file from schema version n to n + 1. Each is fixed once released: it
 # never depends on the current kinds or parameter lists. From version 3 on, a migration is of
 # every kind's tables in the file (and of the file's own tables), so a new file (version 0)
@@ -226,6 +243,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     3: _add_oauth_clients,
     4: _record_write_methods,
     5: _versions_out_of_the_key,
+    6: _one_index_per_sort,
 }
 NEW_FILE_VERSION = 3
 
@@ -256,6 +274,7 @@ def prepare(db: sqlite3.Connection, path: Path, kind: ResourceKind) -> None:
         _fit_parameters(db, tables, kind.search_parameters)
         if not _columns(db, tables.owners):
             _create_owner_tally(db, tables)
+        _restore_upkeep(db, tables, kind.search_parameters)
 
 
 @contextmanager
@@ -449,18 +468,36 @@ def _create_tally_triggers(db: sqlite3.Connection, tables: Tables, tokens: tuple
 
 def _create_owner_tally(db: sqlite3.Connection, tables: Tables) -> None:
     """Each owner's live resources and their bytes, kept by triggers (so by every writer of
-    the file, whichever process or fhir-server version): the per-owner quotas read one row.
-    Made, and filled from the live table, when a kind's tables do not have it yet; it is
-    derived data, so this needs no schema version of its own."""
-    owners = tables.owners
+    the file, whichever process): the per-owner quotas read one row. Made, and filled from
+    the live table, when a kind's tables do not have it yet; it is derived data, so this
+    needs no schema version of its own."""
     db.execute(
-        f"CREATE TABLE {owners} (owner TEXT PRIMARY KEY, jobs INTEGER NOT NULL, "
+        f"CREATE TABLE {tables.owners} (owner TEXT PRIMARY KEY, jobs INTEGER NOT NULL, "
         "bytes INTEGER NOT NULL)"
     )
+    _count_owners(db, tables)
+    _create_owner_triggers(db, tables)
+
+
+def _count_owners(db: sqlite3.Connection, tables: Tables) -> None:
+    db.execute(f"DELETE FROM {tables.owners}")
     db.execute(
-        f"INSERT INTO {owners} (owner, jobs, bytes) SELECT owner, count(*), "
+        f"INSERT INTO {tables.owners} (owner, jobs, bytes) SELECT owner, count(*), "
         f"sum(length(resource)) FROM {tables.live} WHERE owner IS NOT NULL GROUP BY owner"
     )
+
+
+def _count_tokens(db: sqlite3.Connection, tables: Tables, tokens: tuple[str, ...]) -> None:
+    names = ", ".join(tokens)
+    db.execute(f"DELETE FROM {tables.tally}")
+    db.execute(
+        f"INSERT INTO {tables.tally} ({names}, n) "
+        f"SELECT {names}, count(*) FROM {tables.live} GROUP BY {names}"
+    )
+
+
+def _create_owner_triggers(db: sqlite3.Connection, tables: Tables) -> None:
+    owners = tables.owners
 
     def add(row: str) -> str:
         return (
@@ -475,34 +512,115 @@ def _create_owner_tally(db: sqlite3.Connection, tables: Tables) -> None:
             f"WHERE owner = {row}.owner;"
         )
 
-    live, name = tables.live, tables.name
-    db.execute(f"CREATE TRIGGER {name}_owner_insert AFTER INSERT ON {live} BEGIN {add('NEW')} END")
+    live, trigger = tables.live, tables.owner_trigger
+    db.execute(f"CREATE TRIGGER {trigger('insert')} AFTER INSERT ON {live} BEGIN {add('NEW')} END")
     db.execute(
-        f"CREATE TRIGGER {name}_owner_delete AFTER DELETE ON {live} BEGIN {remove('OLD')} END"
+        f"CREATE TRIGGER {trigger('delete')} AFTER DELETE ON {live} BEGIN {remove('OLD')} END"
     )
     db.execute(
-        f"CREATE TRIGGER {name}_owner_update AFTER UPDATE OF owner, resource ON {live} "
+        f"CREATE TRIGGER {trigger('update')} AFTER UPDATE OF owner, resource ON {live} "
         f"BEGIN {remove('OLD')} {add('NEW')} END"
     )
+
+
+# A bulk load into an empty or small store (jobs/loader.py) writes rows without their upkeep:
+# keeping 16 more B-trees and two tallies up to date row by row cost most of an insert, while
+# building an index afterwards sorts once. It drops what _restore_upkeep makes again: the
+# search indexes, the history's indexes by time, the tally triggers. Every open restores what
+# is missing (prepare), so a load that was killed leaves a file that the next open (or the
+# rerun of the load) completes. The indexes that reads name (INDEXED BY) and the keys stay.
+
+
+def defer_upkeep(db: sqlite3.Connection, tables: Tables) -> None:
+    """Drop the kind's deferrable indexes and its tallies' triggers, in the caller's
+    transaction: the tallies are counted again when they come back."""
+    for name in _deferrable_indexes(db, tables):
+        db.execute(f'DROP INDEX "{name}"')
+    _drop_triggers(db, tables.trigger)
+    _drop_triggers(db, tables.owner_trigger)
+
+
+def _drop_triggers(db: sqlite3.Connection, name: Callable[[str], str]) -> None:
+    for event in TALLY_EVENTS:
+        db.execute(f"DROP TRIGGER IF EXISTS {name(event)}")
+
+
+def restore_tallies(db: sqlite3.Connection, tables: Tables, tokens: tuple[str, ...]) -> None:
+    """The tallies' triggers, if dropped, and the tallies counted again, in the caller's
+    transaction (one GROUP BY each: writes made while they were gone count too)."""
+    if not _triggers(db, tables.owner_trigger):
+        _drop_triggers(db, tables.owner_trigger)
+        _count_owners(db, tables)
+        _create_owner_triggers(db, tables)
+    if tokens and not _triggers(db, tables.trigger):
+        _drop_triggers(db, tables.trigger)
+        _count_tokens(db, tables, tokens)
+        _create_tally_triggers(db, tables, tokens)
+
+
+def missing_indexes(
+    db: sqlite3.Connection, tables: Tables, parameters: Sequence[SearchParameter]
+) -> list[str]:
+    """CREATE INDEX statements of the deferrable indexes the kind's tables lack."""
+    have = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    wanted = {
+        tables.versions_by_time: f"{tables.versions} (last_updated, job, version)",
+        tables.versions_by_owner: f"{tables.versions} (owner, last_updated, job, version)",
+    }
+    for key in index_keys(parameters):
+        terms = ", ".join(c + (" DESC" if d else "") for c, d in key)
+        wanted[tables.index_name(key)] = f"{tables.live} ({terms})"
+    return [f"CREATE INDEX IF NOT EXISTS {n} ON {on}" for n, on in wanted.items() if n not in have]
+
+
+def _restore_upkeep(
+    db: sqlite3.Connection, tables: Tables, parameters: Sequence[SearchParameter]
+) -> None:
+    restore_tallies(db, tables, token_columns(parameters))
+    for statement in missing_indexes(db, tables, parameters):
+        db.execute(statement)
+
+
+def _deferrable_indexes(db: sqlite3.Connection, tables: Tables) -> list[str]:
+    prefix = tables.index_prefix
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+            "(substr(name, 1, ?) = ? OR name IN (?, ?))",
+            (len(prefix), prefix, tables.versions_by_time, tables.versions_by_owner),
+        )
+    ]
+
+
+def _triggers(db: sqlite3.Connection, name: Callable[[str], str]) -> bool:
+    """Whether all three triggers named by `name` are there."""
+    names = [name(event) for event in TALLY_EVENTS]
+    marks = ", ".join("?" for _ in names)
+    found = db.execute(
+        f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", names
+    ).fetchone()[0]
+    return bool(found == len(names))
 
 
 def index_keys(
     parameters: Sequence[SearchParameter] = SEARCH_PARAMETERS,
 ) -> list[tuple[tuple[str, bool], ...]]:
-    """(column, descending) per index: every sort column in both directions, alone and behind
-    each token filter, and one owner's newest jobs; each ending in the unique id so the
-    tie-breaker is served too."""
+    """(column, descending) per index: every sort column alone and behind each token filter,
+    and one owner's newest jobs; each ending in the unique id so the tie-breaker is served
+    too. The id goes the sort's way (full_sort), so an index read backwards serves the
+    opposite order: one index per sort column, not one per direction. Behind a token filter
+    (an equality) the token's own order does not matter either."""
     keys: list[tuple[tuple[str, bool], ...]] = []
     for token in (None, *token_columns(parameters)):
         for column in sort_columns(parameters):
-            for descending in (False, True):
-                key: list[tuple[str, bool]] = [] if token is None else [(token, False)]
-                if column not in (token, "id"):
-                    key.append((column, descending))
-                key.append(("id", False))
-                if len(key) > 1 and tuple(key) not in keys:
-                    keys.append(tuple(key))
+            key: list[tuple[str, bool]] = [] if token is None else [(token, False)]
+            if column not in (token, "id"):
+                key.append((column, False))
+            key.append(("id", False))
+            if len(key) > 1 and tuple(key) not in keys:
+                keys.append(tuple(key))
     # A caller without the admin scope always searches its own jobs: newest first by default
     # (another sort of one owner's jobs sorts only that owner's jobs).
-    keys.append((("owner", False), ("last_updated", True), ("id", False)))
+    keys.append((("owner", False), ("last_updated", False), ("id", False)))
     return keys

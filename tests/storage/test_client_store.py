@@ -95,7 +95,7 @@ async def test_a_version_2_data_file_opened_by_the_client_store_first_keeps_ever
     await clients.add(SVC)
     await clients.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     jobs = SqliteJobStore(path)
     await jobs.open()
     for job_id, history in expected["histories"].items():

@@ -200,9 +200,10 @@ async def test_count_with_a_date_range(store: JobStore):
 
 
 def expected_order(records: list[JobRecord], sort: tuple[SortKey, ...]) -> list[str]:
-    """Sorted by the keys, ties by ascending id (stable sorts, last key first)."""
+    """Sorted by the keys, ties by id the way of the last key (stable sorts, last key
+    first)."""
     rows: list[dict[str, Any]] = [index_values(r.resource) for r in records if r.resource]
-    rows.sort(key=lambda v: v["id"])
+    rows.sort(key=lambda v: v["id"], reverse=bool(sort) and sort[-1].descending)
     for key in reversed(sort):
         rows.sort(key=lambda v, c=key.column: v[c], reverse=key.descending)
     return [str(v["id"]) for v in rows]
