@@ -226,6 +226,39 @@ class Settings(BaseSettings):
         default=30, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
     )
 
+    # REST-hook Subscriptions (fhir_server/notifications/resthook.py, outbound.py).
+    subscription_allow_private_endpoints: bool = Field(
+        default=False,
+        description="Let REST-hook endpoints be plain http and resolve to loopback, private, "
+        "link-local or other non-public addresses (for tests and closed networks only).",
+    )
+    subscription_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one REST-hook POST may take (connect, send, answer); past it the "
+        "attempt has failed.",
+    )
+    subscription_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failed REST-hook attempts after which the Subscription is set "
+        "to status error (a subscription-max-attempts extension overrides it, up to 20).",
+    )
+    subscription_backoff_base: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds before the first REST-hook retry; doubled each further failure "
+        "(with jitter), up to the cap.",
+    )
+    subscription_backoff_cap: float = Field(
+        default=300.0, gt=0, description="Longest wait between two REST-hook attempts (s)."
+    )
+    subscription_response_bytes: int = Field(
+        default=4096,
+        ge=0,
+        description="Most bytes of a REST-hook endpoint's answer read (the rest is dropped).",
+    )
+
     @field_validator("public_base_url", "token_endpoint")
     @classmethod
     def _absolute_http_url(cls, value: str | None) -> str | None:
