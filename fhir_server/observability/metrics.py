@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latency by route template and status; jobs by status.
+"""Prometheus metrics: requests and latency by route template and status; jobs by status;
+REST-hook deliveries.
 
 Each app has its own registry (no global state), so several apps can live in one process.
 The jobs gauge is counted from the store when /metrics is scraped, never on the hot path.
@@ -9,7 +10,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
@@ -72,6 +73,30 @@ class Metrics:
         self.store_up = Gauge(
             "fhir_server_store_up",
             "1 if the store answered the last scrape, else 0",
+            registry=self.registry,
+        )
+
+        self.hook_deliveries = Counter(
+            "fhir_server_subscription_deliveries",
+            "REST-hook POSTs by outcome: delivered (a 2xx) or failed (any other answer, a "
+            "refused endpoint, a timeout or a network error)",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.hook_retries = Counter(
+            "fhir_server_subscription_retries",
+            "REST-hook attempts that repeated a notification after a failure",
+            registry=self.registry,
+        )
+        self.hook_errors = Counter(
+            "fhir_server_subscription_errors",
+            "Subscriptions set to status error after too many consecutive failures",
+            registry=self.registry,
+        )
+        self.feed_lag = Gauge(
+            "fhir_server_subscription_feed_lag",
+            "Changes between the newest in the feed and the furthest-behind REST-hook "
+            "subscription this process delivers",
             registry=self.registry,
         )
 
