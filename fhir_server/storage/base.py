@@ -219,6 +219,71 @@ class JobRecord:
         return f"JobRecord(id={self.id!r}, version={self.version}, deleted={self.deleted})"
 
 
+class Change:
+    """One entry of a store's change feed: a version written (or a deletion), or a job the
+    retention purge removed, at a `position` that only grows (each store its own sequence).
+
+    `stored` is the version's resource (JSON bytes or a document; None for a deletion or a
+    purge); a deletion also carries the last live version as `previous`, so criteria can be
+    matched against what was deleted, though a notification of it has no body."""
+
+    __slots__ = (
+        "_previous",
+        "_resource",
+        "deleted",
+        "id",
+        "owner",
+        "position",
+        "purged",
+        "type",
+        "version",
+    )
+
+    def __init__(
+        self,
+        position: int,
+        type: str,
+        id: str,
+        version: int,
+        owner: str | None,
+        *,
+        deleted: bool = False,
+        purged: bool = False,
+        stored: bytes | dict[str, Any] | None = None,
+        previous: bytes | dict[str, Any] | None = None,
+    ) -> None:
+        self.position = position
+        self.type = type
+        self.id = id
+        self.version = version
+        self.owner = owner
+        self.deleted = deleted or purged
+        self.purged = purged
+        self._resource = stored
+        self._previous = previous
+
+    @property
+    def resource(self) -> dict[str, Any] | None:
+        """The version's resource (None for a deletion or a purge)."""
+        if isinstance(self._resource, bytes):
+            self._resource = orjson.loads(self._resource)
+        return self._resource
+
+    @property
+    def matched(self) -> dict[str, Any] | None:
+        """What criteria are matched against: the resource, or for a deletion the last live
+        version (None when it is gone too, as after a purge)."""
+        if not self.deleted:
+            return self.resource
+        if isinstance(self._previous, bytes):
+            self._previous = orjson.loads(self._previous)
+        return self._previous
+
+    def __repr__(self) -> str:
+        what = "purged" if self.purged else "deleted" if self.deleted else "written"
+        return f"Change({self.position}, {self.type}/{self.id}/_history/{self.version} {what})"
+
+
 class Usage(NamedTuple):
     """What one owner stores: its live resources and their bytes (canonical JSON)."""
 
@@ -290,7 +355,15 @@ class JobStore(Protocol):
         """Remove every trace (live job and all its versions) of each job whose newest version
         was written before the instant `before` and which is either live with a status in
         `statuses` or deleted. Return how many jobs were removed; afterwards get, get_version
-        and history know nothing of them (a read is 404, not 410)."""
+        and history know nothing of them (a read is 404, not 410). Each removal is a `purged`
+        change in the feed, and feed entries older than `before` are dropped."""
+
+    async def changes(self, after: int, limit: int) -> list[Change]:
+        """The change feed: up to `limit` changes with a position above `after`, in position
+        order. Every write path records one change per version in the same transaction."""
+
+    async def feed_position(self) -> int:
+        """The newest position given out (0 for none): a tailer starting now begins there."""
 
 
 # meta elements the server owns (stamp sets them): never part of "did the resource change?"
