@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from ..storage.base import JobRecord
+from ..storage.base import Change
 
 SECRET_EXTENSIONS = (
     "https://medplum.com/fhir/StructureDefinition/subscription-secret",
@@ -112,27 +112,25 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def interaction(record: JobRecord) -> str:
-    if record.deleted:
+def interaction(change: Change) -> str:
+    if change.deleted:
         return "delete"
-    return "create" if record.created else "update"
+    return "create" if change.version == 1 else "update"
 
 
-def notification(
-    subscription: dict[str, Any], record: JobRecord, event: int, *, job_type: str = "AsyncJob"
-) -> Notification:
-    """The POST about `record` (a version of a job), the subscription's `event`-th."""
+def notification(subscription: dict[str, Any], change: Change, event: int) -> Notification:
+    """The POST about `change` (a version of a job), the subscription's `event`-th."""
     payload = subscription.get("channel", {}).get("payload")
     headers = channel_headers(subscription)
     body = b""
-    if payload and record.resource is not None:
-        body = orjson.dumps(record.resource)
+    if payload and change.resource is not None:
+        body = orjson.dumps(change.resource)
         headers.append(("Content-Type", payload if payload in JSON_PAYLOADS else JSON_PAYLOADS[0]))
     headers += [
         (EVENT_HEADER, str(event)),
         ("X-Subscription", f"Subscription/{subscription['id']}"),
-        ("X-Interaction", interaction(record)),
-        ("X-Resource", f"{job_type}/{record.id}/_history/{record.version}"),
+        ("X-Interaction", interaction(change)),
+        ("X-Resource", f"{change.type}/{change.id}/_history/{change.version}"),
     ]
     if (secret := secret_of(subscription)) is not None:
         headers.append((SIGNATURE_HEADER, sign(secret, body)))
