@@ -7,7 +7,7 @@ A Subscription's owner chooses the endpoint, so every POST is checked where it w
 - the host is resolved at every delivery, and every address it resolves to must be public:
   loopback, private, link-local, shared (CGNAT), multicast, reserved and unspecified addresses
   are refused, IPv4-mapped and 6to4/Teredo IPv6 addresses by the IPv4 address inside (all
-  allowed with the setting);
+  allowed with the setting), as are NAT64 addresses of such an IPv4 address;
 - the request then goes to the address that was checked, never to a second lookup (which a
   rebinding DNS server could answer differently): the URL names the IP, the `Host` header and
   the TLS server name (SNI, and the certificate check) keep the hostname;
@@ -29,6 +29,10 @@ import httpx
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (host, port) -> getaddrinfo's answer; the loop's by default, a fake one in tests.
 Resolver = Callable[[str, int], Awaitable[list[tuple[Any, ...]]]]
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 class EndpointRefused(Exception):
@@ -62,6 +66,10 @@ def refusal(address: IPAddress) -> str | None:
     """Why an address is not public (None: it is)."""
     if isinstance(address, ipaddress.IPv6Address):
         inner = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if address in _NAT64:  # a NAT64 gateway would connect to the IPv4 address inside
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address in _LOCAL_NAT64:
+            return "a local-use NAT64 address"
         if inner is not None:
             return refusal(inner)
     if address.is_multicast:
@@ -164,6 +172,8 @@ class Sender:
         read = bytearray()
         if self.response_bytes == 0:
             return b""
+        if response.is_stream_consumed:  # a transport that answered with the whole body
+            return response.content[: self.response_bytes]
         async for chunk in response.aiter_raw():
             read += chunk
             if len(read) >= self.response_bytes:
