@@ -7,10 +7,11 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from ..resources.asyncjob import ASYNC_JOB
-from ..resources.instants import now_instant, parse_instant_ms
+from ..resources.instants import now_instant
 from ..resources.kinds import ResourceKind, SearchParameter
 from ..resources.outcome import FhirError, Issue
-from ..search.query import MISSING_DATE, MISSING_TOKEN, HistoryQuery, JobQuery
+from ..search.matcher import index_value as _index_value
+from ..search.query import HistoryQuery, JobQuery
 
 
 class VersionConflict(Exception):
@@ -398,10 +399,3 @@ def index_value(resource: dict[str, Any], column: str, kind: ResourceKind = ASYN
     return _index_value(resource, kind.parameters_by_column[column])
 
 
-def _index_value(resource: dict[str, Any], parameter: SearchParameter) -> str | int:
-    value: Any = resource
-    for key in parameter.path:
-        value = value.get(key) if isinstance(value, dict) else None
-    if parameter.type == "date":
-        return MISSING_DATE if value is None else parse_instant_ms(value)
-    return MISSING_TOKEN if value is None else str(value)
