@@ -21,6 +21,8 @@ from .auth.setup import token_issuer, token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
 from .jobs.retention import sweep
+from .notifications.delivery import RestHookDelivery, RetryPolicy, criteria_of
+from .notifications.outbound import Sender
 from .observability import metrics
 from .observability.access_log import AccessLog
 from .observability.telemetry import Telemetry
@@ -31,6 +33,7 @@ from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
 from .storage.clients import ClientStore
+from .storage.deliveries import DeliveryStore
 from .storage.guard import with_deadline
 from .storage.opening import open_store
 
@@ -64,6 +67,43 @@ def build_client_store(settings: Settings) -> ClientStore:
     from .storage.sqlite_clients import SqliteClientStore
 
     return SqliteClientStore(settings.data_dir / FILE_NAME)
+
+
+def build_delivery_store(settings: Settings) -> DeliveryStore:
+    """Where REST-hook deliveries stand, beside the resources (MongoDB or the SQLite file)."""
+    if settings.mongodb_uri:
+        from .storage.mongo_client import connect
+        from .storage.mongo_deliveries import MongoDeliveryStore
+
+        return MongoDeliveryStore(connect(settings)[settings.mongodb_database])
+    from .storage.sqlite import FILE_NAME
+    from .storage.sqlite_deliveries import SqliteDeliveryStore
+
+    return SqliteDeliveryStore(settings.data_dir / FILE_NAME)
+
+
+def rest_hook_delivery(
+    settings: Settings, jobs: JobStore, subscriptions: JobStore, app_metrics: metrics.Metrics
+) -> RestHookDelivery:
+    sender = Sender(
+        timeout=settings.subscription_timeout,
+        response_bytes=settings.subscription_response_bytes,
+        allow_private=settings.subscription_allow_private_endpoints,
+    )
+    policy = RetryPolicy(
+        settings.subscription_max_attempts,
+        settings.subscription_backoff_base,
+        settings.subscription_backoff_cap,
+    )
+    return RestHookDelivery(
+        jobs=jobs,
+        subscriptions=subscriptions,
+        states=build_delivery_store(settings),
+        sender=sender,
+        policy=policy,
+        criteria=criteria_of(registry.BY_TYPE),
+        metrics=app_metrics,
+    )
 
 
 def cursor_secret(settings: Settings) -> bytes:
@@ -104,7 +144,18 @@ def create_app(
             sweeper = asyncio.create_task(
                 sweep(job_store, settings.retention, settings.retention_interval)
             )
+        delivery = delivering = None
+        if "Subscription" in stores:
+            delivery = rest_hook_delivery(settings, job_store, stores["Subscription"], app_metrics)
+            delivering = asyncio.create_task(delivery.run())
+        app.state.rest_hooks = delivery
         yield
+        if delivery is not None and delivering is not None:
+            # Acknowledged positions are stored as they come: stopping abandons only the POST
+            # in flight (delivered again by the next process) and releases the leases.
+            await delivery.stop()
+            await delivering
+            await delivery.close()
         if sweeper is not None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

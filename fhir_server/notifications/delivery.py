@@ -31,12 +31,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import httpx
 
 from ..observability.metrics import Metrics
+from ..resources.kinds import ResourceKind
+from ..resources.outcome import FhirError
+from ..search.criteria import parse_criteria
+from ..search.matcher import matches
 from ..search.query import JobQuery, SortKey
 from ..storage.base import Change, JobRecord, JobStore, StoreUnavailable, VersionConflict
 from ..storage.deliveries import DeliveryState, DeliveryStore
@@ -57,6 +61,27 @@ class RetryPolicy:
     max_attempts: int
     backoff_base: float
     backoff_cap: float
+
+
+def criteria_of(kinds: dict[str, ResourceKind]) -> Criteria:
+    """Whether a subscription's criteria select a change: the change is of the subscribed type
+    and matches its search (search/criteria.py, search/matcher.py). Criteria that do not parse
+    (validation refuses them) select nothing."""
+
+    @lru_cache(maxsize=1024)
+    def parsed(criteria: str) -> tuple[ResourceKind, JobQuery] | None:
+        try:
+            return parse_criteria(criteria, kinds)
+        except FhirError:
+            return None
+
+    def select(subscription: dict[str, Any], change: Change) -> bool:
+        found = parsed(str(subscription.get("criteria", "")))
+        if found is None or found[0].type != change.type:
+            return False
+        return matches(found[1], change, found[0])
+
+    return select
 
 
 def is_active_rest_hook(resource: dict[str, Any] | None) -> bool:
@@ -142,6 +167,10 @@ class RestHookDelivery:
         for subscription in list(self._known):
             with contextlib.suppress(Exception):
                 await self.states.release(subscription, self.holder)
+
+    async def close(self) -> None:
+        await self.sender.close()
+        await self.states.close()
 
     async def _tick(self) -> None:
         head = await self.jobs.feed_position()

@@ -125,7 +125,10 @@ def notification(subscription: dict[str, Any], change: Change, event: int) -> No
     body = b""
     if payload and change.resource is not None:
         body = orjson.dumps(change.resource)
-        headers.append(("Content-Type", payload if payload in JSON_PAYLOADS else JSON_PAYLOADS[0]))
+        media_type = payload.split(";")[0].strip()
+        headers.append(
+            ("Content-Type", media_type if media_type in JSON_PAYLOADS else JSON_PAYLOADS[0])
+        )
     headers += [
         (EVENT_HEADER, str(event)),
         ("X-Subscription", f"Subscription/{subscription['id']}"),

@@ -397,5 +397,3 @@ def index_values(
 def index_value(resource: dict[str, Any], column: str, kind: ResourceKind = ASYNC_JOB) -> str | int:
     """The value of the search parameter stored in `column` (as index_values has it)."""
     return _index_value(resource, kind.parameters_by_column[column])
-
-
