@@ -68,6 +68,12 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "store_timeout": ("0.5", 0.5),
     "access_log": ("false", False),
     "shutdown_timeout": ("3", 3),
+    "subscription_allow_private_endpoints": ("true", True),
+    "subscription_timeout": ("2.5", 2.5),
+    "subscription_max_attempts": ("3", 3),
+    "subscription_backoff_base": ("0.5", 0.5),
+    "subscription_backoff_cap": ("60", 60.0),
+    "subscription_response_bytes": ("100", 100),
 }
 
 
