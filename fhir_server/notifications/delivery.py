@@ -137,6 +137,8 @@ class RestHookDelivery:
         self._known: dict[str, tuple[int, float]] = {}
         self._active: list[JobRecord] = []
         self._subscriptions_seen = -1
+        self._listed_head: int | None = None  # the jobs' position read before the last listing
+        self._starts: dict[str, int] = {}  # where a subscription without a record starts
 
     def wake(self) -> None:
         """Look at the feeds now (a change was written)."""
@@ -173,8 +175,8 @@ class RestHookDelivery:
         await self.states.close()
 
     async def _tick(self) -> None:
-        head = await self.jobs.feed_position()
-        await self._refresh_subscriptions()
+        head = await self.jobs.feed_position()  # before the subscriptions: see _refresh
+        await self._refresh_subscriptions(head)
         now = time.time()
         behind = []
         for subscription in self._active:
@@ -183,7 +185,8 @@ class RestHookDelivery:
                 behind.append(known)
             elif known < head or now - when > self.lease:
                 behind.append(known)
-                task = asyncio.create_task(self._deliver(subscription.id, head))
+                start = self._starts.get(subscription.id, head)
+                task = asyncio.create_task(self._deliver(subscription.id, start))
                 self._tasks[subscription.id] = task
                 task.add_done_callback(partial(self._done, subscription.id))
         if self.metrics is not None:
@@ -195,33 +198,50 @@ class RestHookDelivery:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("REST-hook delivery of Subscription/%s failed: %r", subscription_id, error)
 
-    async def _refresh_subscriptions(self) -> None:
-        seen = await self.subscriptions.feed_position()
-        if seen == self._subscriptions_seen:
-            return
-        active: list[JobRecord] = []
-        offset = 0
-        while True:
-            query = JobQuery(sort=(SortKey("id"),), limit=SUBSCRIPTIONS_PAGE, offset=offset)
-            page = await self.subscriptions.search(query)
-            active += [r for r in page if is_active_rest_hook(r.resource)]
-            if len(page) < SUBSCRIPTIONS_PAGE:
-                break
-            offset += SUBSCRIPTIONS_PAGE
-        self._active = active
-        self._subscriptions_seen = seen
-        ids = {r.id for r in active}
-        for gone in set(self._known) - ids:
-            self._known.pop(gone)
+    async def _refresh_subscriptions(self, head: int) -> None:
+        """The active rest-hook subscriptions, listed again when their feed has moved.
 
-    async def _deliver(self, subscription_id: str, head: int) -> None:
+        Where a subscription's delivery starts when it has none yet: the jobs' feed position
+        read before the last listing it was not in. It was made (or activated) after that
+        listing, so every change written after it is delivered; a few written just before it
+        may be too (at least once, never missed). One seen at this process's first listing
+        starts at the current position."""
+        seen = await self.subscriptions.feed_position()
+        if seen != self._subscriptions_seen:
+            active: list[JobRecord] = []
+            offset = 0
+            while True:
+                query = JobQuery(sort=(SortKey("id"),), limit=SUBSCRIPTIONS_PAGE, offset=offset)
+                page = await self.subscriptions.search(query)
+                active += [r for r in page if is_active_rest_hook(r.resource)]
+                if len(page) < SUBSCRIPTIONS_PAGE:
+                    break
+                offset += SUBSCRIPTIONS_PAGE
+            before = {r.id for r in self._active}
+            ids = {r.id for r in active}
+            if self._listed_head is not None:
+                for new in ids - before:
+                    self._starts[new] = self._listed_head
+            for gone in before - ids:
+                self._known.pop(gone, None)
+                self._starts.pop(gone, None)
+                record = await self.subscriptions.get(gone)
+                if record is None or record.deleted:
+                    await self.states.remove(gone)  # made again under its id, it starts anew
+            self._active = active
+            self._subscriptions_seen = seen
+        self._listed_head = head
+
+    async def _deliver(self, subscription_id: str, start: int) -> None:
         """Bring one subscription up to the feed, as long as this process holds its lease."""
         state = await self.states.claim(
-            subscription_id, self.holder, now=time.time(), lease=self.lease, start=head
+            subscription_id, self.holder, now=time.time(), lease=self.lease, start=start
         )
         if state is None:  # another process delivers it
+            head = await self.jobs.feed_position()
             self._known[subscription_id] = (head, time.time())
             return
+        self._starts.pop(subscription_id, None)
         while not self._stopping:
             if (wait := state.next_attempt - time.time()) > 0:
                 await asyncio.sleep(min(wait, self.lease / 3))

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+from mongomock_motor import AsyncMongoMockClient
 
 from fhir_server.notifications.delivery import RestHookDelivery, RetryPolicy, criteria_of
 from fhir_server.notifications.outbound import Sender
@@ -21,6 +22,8 @@ from fhir_server.observability.metrics import Metrics
 from fhir_server.resources.asyncjob import ASYNC_JOB
 from fhir_server.resources.registry import BY_TYPE
 from fhir_server.storage.base import JobStore
+from fhir_server.storage.mongo import MongoJobStore
+from fhir_server.storage.mongo_deliveries import MongoDeliveryStore
 from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore
 from fhir_server.storage.sqlite_deliveries import SqliteDeliveryStore
 
@@ -28,6 +31,8 @@ from ..conftest import make_job
 from .receiver import Receiver, receiving
 from .subscription_kind import SUBSCRIPTION
 
+# The mongomock database of a test's stores, by its tmp_path (SQLite: the file in it).
+DATABASES: dict[Path, Any] = {}
 SECRET_URL = "https://medplum.com/fhir/StructureDefinition/subscription-secret"
 
 
@@ -37,10 +42,20 @@ def endpoint() -> Iterator[Receiver]:
         yield receiver
 
 
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[JobStore, JobStore]]:
-    jobs = SqliteJobStore(tmp_path / "data" / FILE_NAME, ASYNC_JOB)
-    subscriptions = SqliteJobStore(tmp_path / "data" / FILE_NAME, SUBSCRIPTION)
+@pytest.fixture(params=["sqlite", "mongo"])
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[JobStore, JobStore]]:
+    jobs: JobStore
+    subscriptions: JobStore
+    if request.param == "sqlite":
+        jobs = SqliteJobStore(tmp_path / "data" / FILE_NAME, ASYNC_JOB)
+        subscriptions = SqliteJobStore(tmp_path / "data" / FILE_NAME, SUBSCRIPTION)
+    else:
+        database = AsyncMongoMockClient()[f"test_{uuid.uuid4().hex}"]
+        DATABASES[tmp_path] = database
+        jobs = MongoJobStore(database, ASYNC_JOB)
+        subscriptions = MongoJobStore(database, SUBSCRIPTION)
     await jobs.open()
     await subscriptions.open()
     yield jobs, subscriptions
@@ -56,7 +71,11 @@ async def delivering(
     delivery = RestHookDelivery(
         jobs=jobs,
         subscriptions=subscriptions,
-        states=SqliteDeliveryStore(tmp_path / "data" / FILE_NAME),
+        states=(
+            MongoDeliveryStore(DATABASES[tmp_path])
+            if tmp_path in DATABASES
+            else SqliteDeliveryStore(tmp_path / "data" / FILE_NAME)
+        ),
         sender=Sender(timeout=5, response_bytes=100, allow_private=True),
         policy=RetryPolicy(max_attempts, backoff_base=0.05, backoff_cap=0.2),
         criteria=criteria_of(BY_TYPE),
@@ -283,3 +302,34 @@ async def test_a_private_endpoint_without_the_setting_is_a_failure(tmp_path, sto
     assert endpoint.requests == []
     assert record is not None and record.resource is not None
     assert "https" in record.resource["error"]
+
+
+async def test_a_change_written_right_after_the_subscription_is_notified(
+    tmp_path, stores, endpoint
+):
+    jobs, subscriptions = stores
+    await write_job(jobs, "alice")  # before the subscription: not notified
+    async with delivering(tmp_path, jobs, subscriptions):
+        await asyncio.sleep(0.2)  # the loop has listed the subscriptions (none)
+        await subscribe(subscriptions, endpoint.url, "alice")
+        job = await write_job(jobs, "alice")  # before the loop could see the subscription
+        received = await arrived(endpoint, 1)
+        await asyncio.sleep(0.3)
+    assert [orjson.loads(r.body)["id"] for r in endpoint.requests] == [job["id"]]
+    assert received[0].headers["x-event-number"] == "1"
+
+
+async def test_a_deleted_subscriptions_position_is_forgotten(tmp_path, stores, endpoint):
+    jobs, subscriptions = stores
+    sub = await subscribe(subscriptions, endpoint.url, "alice")
+    async with delivering(tmp_path, jobs, subscriptions) as delivery:
+        await started(delivery, sub["id"])
+        await write_job(jobs, "alice")
+        await arrived(endpoint, 1)
+        await subscriptions.delete(sub["id"], expected_version=1)
+        for _ in range(100):
+            if await delivery.states.get(sub["id"]) is None:
+                break
+            await asyncio.sleep(0.05)
+        state = await delivery.states.get(sub["id"])
+    assert state is None
