@@ -5,6 +5,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
@@ -21,14 +22,20 @@ from .auth.setup import token_issuer, token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
 from .jobs.retention import sweep
+from .notifications.binding import BindingTokens
 from .notifications.delivery import RestHookDelivery, RetryPolicy, criteria_of
+from .notifications.feed import FeedTailer
 from .notifications.outbound import Sender
+from .notifications.subscriptions import Subscriptions
+from .notifications.websocket import WebSocketChannel
+from .notifications.writer import SubscriptionWriter
 from .observability import metrics
 from .observability.access_log import AccessLog
 from .observability.telemetry import Telemetry
 from .resources import registry
 from .resources.asyncjob import ASYNC_JOB, warm_up
 from .resources.kinds import ResourceKind
+from .resources.subscription import SUBSCRIPTION
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
@@ -139,17 +146,26 @@ def create_app(
             await load_paths(
                 job_store, settings.load, max_resource_bytes=settings.max_resource_bytes
             )
+        if SUBSCRIPTION.type in stores:
+            await subscriptions.load(stores[SUBSCRIPTION.type])
+        await feed.start()
         sweeper = None
         if settings.retention is not None:
             sweeper = asyncio.create_task(
                 sweep(job_store, settings.retention, settings.retention_interval)
             )
         delivery = delivering = None
-        if "Subscription" in stores:
-            delivery = rest_hook_delivery(settings, job_store, stores["Subscription"], app_metrics)
+        if SUBSCRIPTION.type in stores:
+            delivery = rest_hook_delivery(
+                settings, job_store, stores[SUBSCRIPTION.type], app_metrics
+            )
             delivering = asyncio.create_task(delivery.run())
+            subscriptions.channels["rest-hook"] = delivery
+            subscriptions.listeners.append(delivery.on_subscription)
         app.state.rest_hooks = delivery
         yield
+        await websockets.close_all()
+        await feed.stop()
         if delivery is not None and delivering is not None:
             # Acknowledged positions are stored as they come: stopping abandons only the POST
             # in flight (delivered again by the next process) and releases the leases.
@@ -193,8 +209,33 @@ def create_app(
     def parser_for(kind: ResourceKind) -> SearchParser:
         return SearchParser(kind, search_limits, input_limits, secret)
 
+    # Notifications: every worker tails every kind's change feed; the subscriptions follow it.
+    by_type = {kind.type: kind for kind in kinds if kind is not SUBSCRIPTION}
+    subscriptions = Subscriptions(by_type)
+    feed = FeedTailer(
+        stores,
+        interval=settings.feed_poll_interval,
+        on_lag=lambda name, lag: app_metrics.feed_lag.labels(name).set(lag),
+    )
+    feed.add_listener(subscriptions.on_change)
+    websockets = WebSocketChannel(
+        subscriptions,
+        BindingTokens(secret, settings.ws_binding_token_lifetime),
+        max_sockets=settings.max_websockets,
+        heartbeat=settings.ws_heartbeat_interval,
+        metrics=app_metrics,
+        on_session_end=lambda socket, seconds, code: _log_session(
+            access_log, app_metrics, socket, seconds, code
+        ),
+    )
+    writers = {
+        SUBSCRIPTION.type: partial(
+            SubscriptionWriter, kinds=by_type, max_per_owner=settings.max_subscriptions_per_owner
+        )
+    }
+
     app = FhirServerApp(
-        routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope)],
+        routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope, writers)],
         pipeline=partial(
             RequestPipeline,
             verifier=verifier,
@@ -219,6 +260,9 @@ def create_app(
     app.state.quota = OwnerQuota.of(settings.max_jobs_per_owner, settings.max_bytes_per_owner)
     app.state.public_base_url = settings.public_base_url
     app.state.clients = clients
+    app.state.subscriptions = subscriptions
+    app.state.feed = feed
+    app.state.websockets = websockets
     app.state.token_issuer = token_issuer(settings, verifier, clients)
     # No trailing-slash redirects: Starlette builds their Location from the Host header,
     # which the client chooses (a mistyped path is a 404 instead).
@@ -228,3 +272,21 @@ def create_app(
             route.app.state = app.state
             route.app.router.redirect_slashes = False
     return app
+
+
+def _log_session(
+    access_log: AccessLog | None,
+    app_metrics: metrics.Metrics,
+    socket: Any,
+    seconds: float,
+    code: int,
+) -> None:
+    """A WebSocket session in the access log when it ends: 101 (switched protocols), its
+    length, the close code in the route."""
+    path = socket.scope.get("path", "")
+    route = f"{path} (closed {code})"
+    app_metrics.observe("WEBSOCKET", path, 101, seconds)
+    if access_log is not None:
+        access_log.record(
+            socket.headers.get("x-request-id", "-"), "WEBSOCKET", route, path, 101, seconds
+        )

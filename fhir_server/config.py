@@ -69,6 +69,34 @@ class Settings(BaseSettings):
     retention_interval: Duration = Field(
         default=timedelta(hours=1), description="How often the retention sweep runs (e.g. 1h)."
     )
+    # -- notifications (fhir_server/notifications) --
+    feed_poll_interval: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description="Seconds between two reads of the change feed by each worker process: "
+        "the most a notification waits for its change to be seen.",
+    )
+    max_subscriptions_per_owner: int = Field(
+        default=100,
+        ge=1,
+        description="Most live Subscriptions one owner may have; creating more is 403 forbidden.",
+    )
+    max_websockets: int = Field(
+        default=1000,
+        ge=1,
+        description="Most subscription WebSockets one worker process holds; more are refused "
+        "(closed with 1013 try again later).",
+    )
+    ws_binding_token_lifetime: Duration = Field(
+        default=timedelta(seconds=60),
+        description="How long a $get-ws-binding-token token may be used to bind a WebSocket.",
+    )
+    ws_heartbeat_interval: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds between heartbeat notifications on a bound WebSocket.",
+    )
     ehealth_eta: Duration = Field(
         default=timedelta(minutes=10),
         description="eHealth eta of a job without an eta extension: requestTime + this "

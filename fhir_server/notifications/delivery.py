@@ -45,12 +45,13 @@ from ..search.query import JobQuery, SortKey
 from ..storage.base import Change, JobRecord, JobStore, StoreUnavailable, VersionConflict
 from ..storage.deliveries import DeliveryState, DeliveryStore
 from .outbound import EndpointRefused, Sender
-from .resthook import max_attempts_of, notification, retry_delay
+from .resthook import Notification, max_attempts_of, notification, retry_delay
 
 log = logging.getLogger("fhir_server.notifications")
 
 POLL_SECONDS = 1.0  # how often the feeds are looked at without a wake-up
 BATCH = 100  # changes read at a time
+CHANNEL = "rest-hook"  # the channel label of the notification metrics
 SUBSCRIPTIONS_PAGE = 500
 # (subscription resource, change) -> whether its criteria select the change
 Criteria = Callable[[dict[str, Any], Change], bool]
@@ -144,6 +145,16 @@ class RestHookDelivery:
         """Look at the feeds now (a change was written)."""
         self._wake.set()
 
+    async def deliver(self, subscription: Any, change: Change) -> None:
+        """As the rest-hook Channel of notifications/subscriptions.py, told of a matching
+        change by this process's feed tailer: deliveries go from the stored positions, so it
+        only wakes the loop."""
+        self.wake()
+
+    async def on_subscription(self, subscription_id: str, active: Any) -> None:
+        """A Subscription was written (a listener of Subscriptions): look at it now."""
+        self.wake()
+
     async def run(self) -> None:
         while not self._stopping:
             try:
@@ -191,7 +202,7 @@ class RestHookDelivery:
                 task.add_done_callback(partial(self._done, subscription.id))
         if self.metrics is not None:
             positions = [p for p in behind if p >= 0]
-            self.metrics.feed_lag.set(head - min(positions) if positions else 0)
+            self.metrics.rest_hook_lag.set(head - min(positions) if positions else 0)
 
     def _done(self, subscription_id: str, task: "asyncio.Task[None]") -> None:
         self._tasks.pop(subscription_id, None)
@@ -283,14 +294,12 @@ class RestHookDelivery:
         resource = subscription.resource or {}
         note = notification(resource, change, state.events + 1)
         if state.failures and self.metrics is not None:
-            self.metrics.hook_retries.inc()
+            self.metrics.delivery_retries.labels(CHANNEL).inc()
         reason = await self._post(resource["channel"].get("endpoint", ""), note)
         if reason is None:
-            self._count("delivered")
             return replace(
                 state, position=change.position, events=state.events + 1, failures=0, next_attempt=0
             )
-        self._count("failed")
         failures = state.failures + 1
         log.info(
             "REST-hook Subscription/%s attempt %d failed: %s", subscription.id, failures, reason
@@ -303,19 +312,27 @@ class RestHookDelivery:
         delay = retry_delay(failures, base=self.policy.backoff_base, cap=self.policy.backoff_cap)
         return replace(state, failures=failures, next_attempt=time.time() + delay)
 
-    async def _post(self, endpoint: str, note: Any) -> str | None:
-        """Why the POST failed (None: the endpoint acknowledged it)."""
+    async def _post(self, endpoint: str, note: Notification) -> str | None:
+        """Why the POST failed (None: the endpoint acknowledged it); counted by outcome."""
         try:
             answer = await self.sender.post(endpoint, note.headers, note.body)
         except EndpointRefused as exc:
-            return f"endpoint refused: {exc}"
+            return self._failed("refused", f"endpoint refused: {exc}")
         except TimeoutError:
-            return f"no answer within {self.sender.timeout:g} s"
+            return self._failed("timeout", f"no answer within {self.sender.timeout:g} s")
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return self._failed("network", why)
         if 200 <= answer.status < 300:
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(CHANNEL).inc()
             return None
-        return f"the endpoint answered {answer.status}"
+        return self._failed("status", f"the endpoint answered {answer.status}")
+
+    def _failed(self, reason: str, why: str) -> str:
+        if self.metrics is not None:
+            self.metrics.delivery_failures.labels(CHANNEL, reason).inc()
+        return why
 
     async def _record(self, state: DeliveryState) -> bool:
         stored = replace(state, next_attempt=max(state.next_attempt, 0.0))
@@ -339,10 +356,6 @@ class RestHookDelivery:
             except VersionConflict:
                 continue
             if self.metrics is not None:
-                self.metrics.hook_errors.inc()
+                self.metrics.rest_hook_errors.inc()
             log.warning("REST-hook Subscription/%s set to error: %s", subscription_id, reason)
             return
-
-    def _count(self, outcome: str) -> None:
-        if self.metrics is not None:
-            self.metrics.hook_deliveries.labels(outcome).inc()

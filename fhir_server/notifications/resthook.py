@@ -5,7 +5,8 @@ a job, and how long to wait before trying it again.
   `application/json`), the job's version as stored, with that Content-Type. A deletion has no
   resource, so its body is empty whatever the payload.
 - headers: each `channel.header` entry (`Name: value`), except names the server sets itself
-  or that would change how the request is framed (RESERVED_HEADERS); then the server's own:
+  or that would change how the request is framed (resources/subscription.py
+  RESERVED_HEADERS, refused when the Subscription is written); then the server's own:
   `X-Event-Number` (this subscription's notifications counted from 1: an endpoint de-duplicates
   on it, since a notification may come twice), `X-Subscription`, `X-Interaction`
   (create | update | delete) and `X-Resource` (`AsyncJob/<id>/_history/<version>`); with
@@ -23,60 +24,25 @@ from typing import Any
 
 import orjson
 
+from ..resources.subscription import MAX_ATTEMPTS_EXTENSION, SECRET_EXTENSION, header_problem
 from ..storage.base import Change
 
 SECRET_EXTENSIONS = (
-    "https://medplum.com/fhir/StructureDefinition/subscription-secret",
+    SECRET_EXTENSION,
     # The URL Medplum's server reads (with www.), and its first spelling.
     "https://www.medplum.com/fhir/StructureDefinition/subscription-secret",
     "https://www.medplum.com/fhir/StructureDefinition-subscriptionSecret",
 )
-MAX_ATTEMPTS_EXTENSION = "https://medplum.com/fhir/StructureDefinition/subscription-max-attempts"
 MAX_ATTEMPTS_LIMIT = 20  # what the extension may ask for at most
 JSON_PAYLOADS = ("application/fhir+json", "application/json")
 EVENT_HEADER = "X-Event-Number"
 SIGNATURE_HEADER = "X-Signature"
-OWN_HEADERS = (EVENT_HEADER, SIGNATURE_HEADER, "X-Subscription", "X-Interaction", "X-Resource")
-# Set by the server or by HTTP itself: a channel.header of these names is not sent.
-RESERVED_HEADERS = frozenset(
-    name.lower()
-    for name in (
-        *OWN_HEADERS,
-        "Host",
-        "Content-Length",
-        "Content-Type",
-        "Content-Encoding",
-        "Transfer-Encoding",
-        "Connection",
-        "Keep-Alive",
-        "Upgrade",
-        "TE",
-        "Trailer",
-        "Expect",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-    )
-)
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True, slots=True)
 class Notification:
     headers: list[tuple[str, str]]
     body: bytes
-
-
-def header_problem(entry: str) -> str | None:
-    """Why a `channel.header` entry cannot be sent (None: it can)."""
-    name, colon, value = entry.partition(":")
-    name = name.strip()
-    if not colon or not name or not set(name) <= _TOKEN:
-        return f"{entry!r} is not a header line 'Name: value'"
-    if name.lower() in RESERVED_HEADERS:
-        return f"the header {name} is set by the server"
-    if any(c in value for c in "\r\n\0"):
-        return f"the value of {name} holds a line break"
-    return None
 
 
 def channel_headers(subscription: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,5 +1,5 @@
 """Prometheus metrics: requests and latency by route template and status; jobs by status;
-REST-hook deliveries.
+notifications (deliveries, failures, retries, feed lag; REST-hook errors and lag).
 
 Each app has its own registry (no global state), so several apps can live in one process.
 The jobs gauge is counted from the store when /metrics is scraped, never on the hot path.
@@ -75,28 +75,45 @@ class Metrics:
             "1 if the store answered the last scrape, else 0",
             registry=self.registry,
         )
-
-        self.hook_deliveries = Counter(
-            "fhir_server_subscription_deliveries",
-            "REST-hook POSTs by outcome: delivered (a 2xx) or failed (any other answer, a "
-            "refused endpoint, a timeout or a network error)",
-            ("outcome",),
+        self.rest_hook_errors = Counter(
+            "fhir_server_rest_hook_errors",
+            "REST-hook Subscriptions set to status error after too many consecutive failures",
             registry=self.registry,
         )
-        self.hook_retries = Counter(
-            "fhir_server_subscription_retries",
-            "REST-hook attempts that repeated a notification after a failure",
+        self.rest_hook_lag = Gauge(
+            "fhir_server_rest_hook_lag",
+            "Changes between the newest in the jobs' feed and the furthest-behind REST-hook "
+            "Subscription this worker process delivers",
             registry=self.registry,
         )
-        self.hook_errors = Counter(
-            "fhir_server_subscription_errors",
-            "Subscriptions set to status error after too many consecutive failures",
+        # Notifications (fhir_server/notifications): per worker process.
+        self.deliveries = Counter(
+            "fhir_server_notification_deliveries",
+            "Notifications delivered, by channel",
+            ("channel",),
+            registry=self.registry,
+        )
+        self.delivery_failures = Counter(
+            "fhir_server_notification_failures",
+            "Notifications not delivered, by channel and reason",
+            ("channel", "reason"),
+            registry=self.registry,
+        )
+        self.delivery_retries = Counter(
+            "fhir_server_notification_retries",
+            "Deliveries tried again, by channel",
+            ("channel",),
             registry=self.registry,
         )
         self.feed_lag = Gauge(
-            "fhir_server_subscription_feed_lag",
-            "Changes between the newest in the feed and the furthest-behind REST-hook "
-            "subscription this process delivers",
+            "fhir_server_change_feed_lag",
+            "Changes written but not yet read by this worker's tailer, by resource type",
+            ("type",),
+            registry=self.registry,
+        )
+        self.websockets = Gauge(
+            "fhir_server_websockets",
+            "Open subscription WebSockets of this worker process",
             registry=self.registry,
         )
 

@@ -6,8 +6,8 @@ from urllib.parse import parse_qsl
 
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError, Issue
-from .parse import HTTP_PARAMETERS, RESULT_PARAMETERS, parse_search
 from .paging import SearchLimits
+from .parse import HTTP_PARAMETERS, RESULT_PARAMETERS, parse_search
 from .query import JobQuery
 
 EXPRESSION = "Subscription.criteria"

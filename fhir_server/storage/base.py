@@ -268,7 +268,7 @@ class Change:
         """The version's resource (None for a deletion or a purge)."""
         if isinstance(self._resource, bytes):
             self._resource = orjson.loads(self._resource)
-        return self._resource
+        return self._resource  # type: ignore[return-value]  # parsed above
 
     @property
     def matched(self) -> dict[str, Any] | None:
@@ -278,7 +278,7 @@ class Change:
             return self.resource
         if isinstance(self._previous, bytes):
             self._previous = orjson.loads(self._previous)
-        return self._previous
+        return self._previous  # type: ignore[return-value]  # parsed above
 
     def __repr__(self) -> str:
         what = "purged" if self.purged else "deleted" if self.deleted else "written"

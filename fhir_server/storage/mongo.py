@@ -392,11 +392,11 @@ class MongoJobStore:
         last_updated = now_instant()
         # Taken outside the transaction (a counter every transaction wrote would make them
         # conflict); one that aborts leaves a hole in the feed, which tailers wait out.
-        first = await self._take_positions(len(writes))
+        position = await self._take_positions(len(writes))
         try:
             async with session, session.start_transaction():
                 return [
-                    await self._write_one(w, last_updated, session, first + n)
+                    await self._write_one(w, last_updated, session, position + n)
                     for n, w in enumerate(writes)
                 ]
         except OperationFailure as exc:

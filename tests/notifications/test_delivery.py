@@ -21,6 +21,7 @@ from fhir_server.notifications.outbound import Sender
 from fhir_server.observability.metrics import Metrics
 from fhir_server.resources.asyncjob import ASYNC_JOB
 from fhir_server.resources.registry import BY_TYPE
+from fhir_server.resources.subscription import SUBSCRIPTION
 from fhir_server.storage.base import JobStore
 from fhir_server.storage.mongo import MongoJobStore
 from fhir_server.storage.mongo_deliveries import MongoDeliveryStore
@@ -29,7 +30,6 @@ from fhir_server.storage.sqlite_deliveries import SqliteDeliveryStore
 
 from ..conftest import make_job
 from .receiver import Receiver, receiving
-from .subscription_kind import SUBSCRIPTION
 
 # The mongomock database of a test's stores, by its tmp_path (SQLite: the file in it).
 DATABASES: dict[Path, Any] = {}
@@ -209,7 +209,7 @@ async def test_a_failed_notification_is_retried_with_the_same_event_number(
         before = len(endpoint.requests)
         await arrived(endpoint, before + 1)
         await asyncio.sleep(0.3)
-        retries = delivery.metrics.hook_retries._value.get()  # type: ignore[union-attr]
+        retries = delivery.metrics.delivery_retries.labels("rest-hook")._value.get()  # type: ignore[union-attr]
         state = await delivery.states.get(sub["id"])
     assert {r.headers["x-event-number"] for r in endpoint.requests} == {"1"}
     assert retries >= 2

@@ -8,12 +8,12 @@ import orjson
 import pytest
 
 from fhir_server.notifications.resthook import (
-    header_problem,
     max_attempts_of,
     notification,
     retry_delay,
     sign,
 )
+from fhir_server.resources.subscription import header_problem
 from fhir_server.storage.base import Change
 
 JOB = {"resourceType": "AsyncJob", "id": "j1", "status": "accepted", "meta": {"versionId": "2"}}

@@ -1,0 +1,202 @@
+"""The active subscriptions of this process and what a change means for them: which
+subscriptions it matches, whether a subscriber may still read it, and the notification
+Bundle that tells them (the WebSocket and REST-hook channels deliver the same Bundle).
+
+The set is loaded from the Subscription store at start and kept current from the change
+feed (a Subscription's writes are changes too), so every worker knows every subscription."""
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..auth.scopes import SmartAccess
+from ..resources.instants import now_instant
+from ..resources.kinds import ResourceKind
+from ..resources.outcome import FhirError
+from ..resources.subscription import RESOURCE_TYPE as SUBSCRIPTION
+from ..search.criteria import parse_criteria
+from ..search.matcher import matches
+from ..search.query import JobQuery, TokenMatch
+from ..storage.base import Change, JobStore
+
+log = logging.getLogger("fhir_server.notifications")
+LOAD_LIMIT = 1_000_000  # subscriptions read at start (the per-owner limit keeps them far fewer)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSubscription:
+    """An active Subscription as the matcher uses it."""
+
+    id: str
+    version: int
+    owner: str | None
+    resource: dict[str, Any]
+    kind: ResourceKind
+    query: JobQuery
+
+    @property
+    def channel_type(self) -> str:
+        return str(self.resource["channel"]["type"])
+
+    @property
+    def reference(self) -> str:
+        return f"{SUBSCRIPTION}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a subscriber may read when a notification is delivered: the access token's
+    owner, scopes and expiry (a WebSocket's binding carries those of the token that asked
+    for it). Checked at each delivery, not only at subscribing."""
+
+    owner: str | None
+    scopes: frozenset[str]
+    admin: bool = False
+    expires_at: float = float("inf")
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
+
+    def can_read(self, change: Change, now: float | None = None) -> bool:
+        """Whether the token could read the changed resource now: not expired, a read scope
+        on its type, and its own resource unless an admin's."""
+        if self.expired(now):
+            return False
+        if not self.admin and not SmartAccess(change.type, "r").allows(self.scopes):
+            return False
+        return self.admin or (change.owner is not None and change.owner == self.owner)
+
+
+def notification_bundle(
+    subscription: ActiveSubscription, change: Change, base: str, kind: str = "event-notification"
+) -> dict[str, Any]:
+    """The Bundle Medplum's clients expect: a `history` Bundle whose first entry is a
+    SubscriptionStatus (R4B's, as Medplum backports it) naming the subscription, the second the
+    changed resource, or for a deletion only its URL and last version (no body). The event
+    number is the change's feed position: the same in every worker, increasing, not
+    contiguous per subscription."""
+    focus = f"{change.type}/{change.id}/_history/{change.version}"
+    status: dict[str, Any] = {
+        "resourceType": "SubscriptionStatus",
+        "id": str(uuid.uuid4()),
+        "status": "active",
+        "type": kind,
+        "subscription": {"reference": subscription.reference},
+        "topic": subscription.resource["criteria"],
+        "notificationEvent": [
+            {
+                "eventNumber": str(change.position),
+                "timestamp": now_instant(),
+                "focus": {"reference": focus},
+            }
+        ],
+    }
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{change.type}/{change.id}"}
+    if change.deleted:
+        entry["request"] = {"method": "DELETE", "url": f"{change.type}/{change.id}"}
+        entry["response"] = {"status": "410 Gone", "etag": f'W/"{change.version}"'}
+    else:
+        entry["resource"] = change.resource
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "history",
+        "timestamp": now_instant(),
+        "entry": [{"resource": status}, entry],
+    }
+
+
+def status_bundle(subscription_id: str, kind: str) -> dict[str, Any]:
+    """A SubscriptionStatus alone: `handshake` after a bind, `heartbeat` now and then."""
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "history",
+        "timestamp": now_instant(),
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "SubscriptionStatus",
+                    "id": str(uuid.uuid4()),
+                    "status": "active",
+                    "type": kind,
+                    "subscription": {"reference": f"{SUBSCRIPTION}/{subscription_id}"},
+                }
+            }
+        ],
+    }
+
+
+class Channel(Protocol):
+    """A way of delivering (websocket, rest-hook): told of each matching change."""
+
+    async def deliver(self, subscription: ActiveSubscription, change: Change) -> None: ...
+
+
+SubscriptionListener = Callable[[str, ActiveSubscription | None], Awaitable[None]]
+
+
+class Subscriptions:
+    """The active subscriptions, by id, and the channels that deliver their notifications."""
+
+    def __init__(self, kinds: Mapping[str, ResourceKind]) -> None:
+        self.kinds = dict(kinds)
+        self.active: dict[str, ActiveSubscription] = {}
+        self.channels: dict[str, Channel] = {}
+        # Told when a subscription changes or ends (id, the new one or None).
+        self.listeners: list[SubscriptionListener] = []
+
+    async def load(self, store: JobStore) -> None:
+        """Every active subscription in the store."""
+        query = JobQuery(
+            where=((TokenMatch("status", frozenset({"active"})),),),
+            limit=LOAD_LIMIT,
+            max_bytes=None,
+        )
+        for record in await store.search(query):
+            if record.resource is not None:
+                self._set(record.id, record.version, record.owner, record.resource)
+
+    def _set(
+        self, subscription_id: str, version: int, owner: str | None, resource: dict[str, Any]
+    ) -> ActiveSubscription | None:
+        self.active.pop(subscription_id, None)
+        if resource.get("status") != "active":
+            return None
+        try:
+            kind, query = parse_criteria(str(resource.get("criteria", "")), self.kinds)
+        except FhirError as error:  # stored by an older server, or its parameters changed
+            log.warning("Subscription/%s: criteria no longer parse: %s", subscription_id, error)
+            return None
+        active = ActiveSubscription(subscription_id, version, owner, resource, kind, query)
+        self.active[subscription_id] = active
+        return active
+
+    async def on_change(self, change: Change) -> None:
+        """The feed listener: keep the set current, then hand matching changes to channels."""
+        if change.type == SUBSCRIPTION:
+            resource = None if change.deleted else change.resource
+            active = self._set(change.id, change.version, change.owner, resource or {})
+            for listener in self.listeners:
+                await listener(change.id, active)
+            return
+        for subscription in self.matching(change):
+            channel = self.channels.get(subscription.channel_type)
+            if channel is not None:
+                await channel.deliver(subscription, change)
+
+    def matching(self, change: Change) -> list[ActiveSubscription]:
+        """The active subscriptions whose criteria match the change (a purge matches none:
+        retention removes what was final or deleted, which was notified when it became so).
+        Whether the subscriber may read it is the channel's check, at delivery, with the
+        subscriber's Grant."""
+        if change.purged:
+            return []
+        return [
+            s
+            for s in self.active.values()
+            if s.kind.type == change.type and matches(s.query, change)
+        ]
