@@ -317,7 +317,8 @@ class RestHookDelivery:
         try:
             answer = await self.sender.post(endpoint, note.headers, note.body)
         except EndpointRefused as exc:
-            return self._failed("refused", f"endpoint refused: {exc}")
+            log.info("REST-hook endpoint refused: %s", exc)
+            return self._failed("refused", f"endpoint refused: {exc.public}")
         except TimeoutError:
             return self._failed("timeout", f"no answer within {self.sender.timeout:g} s")
         except httpx.HTTPError as exc:

@@ -18,6 +18,7 @@ A Subscription's owner chooses the endpoint, so every POST is checked where it w
 
 import asyncio
 import ipaddress
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,17 @@ _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 class EndpointRefused(Exception):
-    """The endpoint may not be called: its URL or the address its host resolves to."""
+    """The endpoint may not be called: its URL or the address its host resolves to.
+
+    `public` is what the Subscription's owner may be told: whether a name resolves, and to
+    which private address, is the operator's network, so that stays in the server's log."""
+
+    def __init__(self, detail: str, public: str | None = None) -> None:
+        super().__init__(detail)
+        self.public = public or detail
+
+
+UNREACHABLE = "its host does not resolve to public addresses only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +112,15 @@ async def resolve(
         try:
             answers = await resolver(host, port)
         except (OSError, UnicodeError) as exc:
-            raise EndpointRefused(f"{host} cannot be resolved: {exc}") from exc
+            raise EndpointRefused(f"{host} cannot be resolved: {exc}", UNREACHABLE) from exc
         # The scope id of a link-local IPv6 answer ("fe80::1%eth0") is not part of the address.
         addresses = [ipaddress.ip_address(str(a[4][0]).split("%")[0]) for a in answers]
     if not addresses:
-        raise EndpointRefused(f"{host} resolves to no address")
+        raise EndpointRefused(f"{host} resolves to no address", UNREACHABLE)
     if not allow_private:
         for address in addresses:
             if (why := refusal(address)) is not None:
-                raise EndpointRefused(f"{host} resolves to {address}, {why}")
+                raise EndpointRefused(f"{host} resolves to {address}, {why}", UNREACHABLE)
     return addresses[0]
 
 
@@ -118,6 +129,10 @@ def pinned_url(parts: SplitResult, address: IPAddress) -> str:
     host = f"[{address}]" if address.version == 6 else str(address)
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     return parts._replace(netloc=netloc).geturl()
+
+
+# httpx logs every request's URL at INFO: an endpoint's query may hold its owner's token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Sender:

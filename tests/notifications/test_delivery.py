@@ -333,3 +333,31 @@ async def test_a_deleted_subscriptions_position_is_forgotten(tmp_path, stores, e
             await asyncio.sleep(0.05)
         state = await delivery.states.get(sub["id"])
     assert state is None
+
+
+async def test_the_error_does_not_tell_the_owner_which_private_address_a_name_has(
+    tmp_path, stores, endpoint
+):
+    """Whether an internal name resolves, and to what, is the operator's business."""
+    jobs, subscriptions = stores
+
+    async def internal(host: str, port: int) -> list[Any]:
+        return [(2, 1, 6, "", ("10.20.30.40", port))]
+
+    sub = await subscribe(subscriptions, "https://db.internal.example/x", "alice")
+    async with delivering(tmp_path, jobs, subscriptions, max_attempts=1) as delivery:
+        await delivery.sender.close()
+        delivery.sender = Sender(
+            timeout=5, response_bytes=100, allow_private=False, resolver=internal
+        )
+        await started(delivery, sub["id"])
+        await write_job(jobs, "alice")
+        for _ in range(100):
+            record = await subscriptions.get(sub["id"])
+            if record is not None and record.resource["status"] == "error":
+                break
+            await asyncio.sleep(0.05)
+    assert record is not None and record.resource is not None
+    assert record.resource["status"] == "error"
+    assert "public addresses" in record.resource["error"]
+    assert "10.20.30.40" not in record.resource["error"]
