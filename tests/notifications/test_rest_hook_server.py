@@ -194,3 +194,15 @@ def test_a_loopback_endpoint_without_the_setting_puts_the_subscription_in_error(
         errored = wait_for_status(base, subscription["id"], "error")
     assert endpoint.requests == []
     assert "https" in errored["error"]
+
+
+def test_with_two_workers_each_job_arrives_once_in_order(tmp_path: Path, endpoint):
+    with running_server(tmp_path / "data", *FAST, workers=2) as base:
+        subscribe(base, ALICE, endpoint.url)
+        jobs = [create_job(base, ALICE) for _ in range(10)]
+        endpoint.wait_for(10)
+        time.sleep(1.5)
+    assert body_ids(endpoint) == [job["id"] for job in jobs]
+    assert [r.headers["x-event-number"] for r in endpoint.requests] == [
+        str(n) for n in range(1, 11)
+    ]
