@@ -122,11 +122,13 @@ class WebSocketChannel:
     # -- the socket (the client's side) --
 
     async def serve(self, socket: WebSocket) -> None:
+        await socket.accept()
         if self.closing or len(self.sessions) >= self.max_sockets:
-            await socket.close(TRY_AGAIN_LATER, "too many subscription sockets; retry later")
+            # Accepted to say why: the client sees the close code and reason, not a bare 403.
+            reason = f"this server process holds {self.max_sockets} sockets; retry later"
+            await socket.close(TRY_AGAIN_LATER, reason)
             self._failed("socket-limit")
             return
-        await socket.accept()
         session = Session(socket)
         self.sessions.add(session)
         self._count()
