@@ -169,9 +169,9 @@ class WebSocketChannel:
             if not isinstance(message, dict):
                 session.send(_error("A message is a JSON object with a type"))
                 continue
-            self._handle(session, message)
+            await self._handle(session, message)
 
-    def _handle(self, session: Session, message: dict[str, Any]) -> None:
+    async def _handle(self, session: Session, message: dict[str, Any]) -> None:
         kind = message.get("type")
         payload: dict[str, Any] = message.get("payload") or {}
         if not isinstance(payload, dict):
@@ -179,7 +179,7 @@ class WebSocketChannel:
         if kind == "ping":
             session.send({"type": "pong"})
         elif kind == "bind-with-token":
-            self._bind(session, payload.get("token"))
+            await self._bind(session, payload.get("token"))
         elif kind == "unbind-from-token":
             try:
                 binding = self.tokens.verify(payload.get("token"))
@@ -189,13 +189,13 @@ class WebSocketChannel:
         else:
             session.send(_error(f"Unknown message type {kind!r}"))
 
-    def _bind(self, session: Session, token: object) -> None:
+    async def _bind(self, session: Session, token: object) -> None:
         try:
             binding = self.tokens.verify(token)
         except InvalidBinding as exc:
             session.send(_error(str(exc)))
             return
-        subscription = self.subscriptions.active.get(binding.subscription_id)
+        subscription = await self.subscriptions.current(binding.subscription_id)
         if subscription is None or subscription.owner != binding.owner:
             session.send(_error(f"Subscription/{binding.subscription_id} is not active"))
             return
