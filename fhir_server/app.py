@@ -211,7 +211,7 @@ def create_app(
 
     # Notifications: every worker tails every kind's change feed; the subscriptions follow it.
     by_type = {kind.type: kind for kind in kinds if kind is not SUBSCRIPTION}
-    subscriptions = Subscriptions(by_type)
+    subscriptions = Subscriptions(by_type, stores.get(SUBSCRIPTION.type))
     feed = FeedTailer(
         stores,
         interval=settings.feed_poll_interval,

@@ -142,8 +142,9 @@ SubscriptionListener = Callable[[str, ActiveSubscription | None], Awaitable[None
 class Subscriptions:
     """The active subscriptions, by id, and the channels that deliver their notifications."""
 
-    def __init__(self, kinds: Mapping[str, ResourceKind]) -> None:
+    def __init__(self, kinds: Mapping[str, ResourceKind], store: JobStore | None = None) -> None:
         self.kinds = dict(kinds)
+        self.store = store  # the Subscriptions' own
         self.active: dict[str, ActiveSubscription] = {}
         self.channels: dict[str, Channel] = {}
         # Told when a subscription changes or ends (id, the new one or None).
@@ -159,6 +160,16 @@ class Subscriptions:
         for record in await store.search(query):
             if record.resource is not None:
                 self._set(record.id, record.version, record.owner, record.resource)
+
+    async def current(self, subscription_id: str) -> ActiveSubscription | None:
+        """The active subscription, read from the store if the feed has not brought it yet
+        (a client binds right after creating it, before the next poll)."""
+        active = self.active.get(subscription_id)
+        if active is None and self.store is not None:
+            record = await self.store.get(subscription_id)
+            if record is not None and record.resource is not None:
+                active = self._set(record.id, record.version, record.owner, record.resource)
+        return active
 
     def _set(
         self, subscription_id: str, version: int, owner: str | None, resource: dict[str, Any]
@@ -178,6 +189,9 @@ class Subscriptions:
     async def on_change(self, change: Change) -> None:
         """The feed listener: keep the set current, then hand matching changes to channels."""
         if change.type == SUBSCRIPTION:
+            known = self.active.get(change.id)
+            if known is not None and known.version > change.version:
+                return  # read from the store already (current)
             resource = None if change.deleted else change.resource
             active = self._set(change.id, change.version, change.owner, resource or {})
             for listener in self.listeners:

@@ -122,11 +122,13 @@ class WebSocketChannel:
     # -- the socket (the client's side) --
 
     async def serve(self, socket: WebSocket) -> None:
+        await socket.accept()
         if self.closing or len(self.sessions) >= self.max_sockets:
-            await socket.close(TRY_AGAIN_LATER, "too many subscription sockets; retry later")
+            # Accepted to say why: the client sees the close code and reason, not a bare 403.
+            reason = f"this server process holds {self.max_sockets} sockets; retry later"
+            await socket.close(TRY_AGAIN_LATER, reason)
             self._failed("socket-limit")
             return
-        await socket.accept()
         session = Session(socket)
         self.sessions.add(session)
         self._count()
@@ -167,9 +169,9 @@ class WebSocketChannel:
             if not isinstance(message, dict):
                 session.send(_error("A message is a JSON object with a type"))
                 continue
-            self._handle(session, message)
+            await self._handle(session, message)
 
-    def _handle(self, session: Session, message: dict[str, Any]) -> None:
+    async def _handle(self, session: Session, message: dict[str, Any]) -> None:
         kind = message.get("type")
         payload: dict[str, Any] = message.get("payload") or {}
         if not isinstance(payload, dict):
@@ -177,7 +179,7 @@ class WebSocketChannel:
         if kind == "ping":
             session.send({"type": "pong"})
         elif kind == "bind-with-token":
-            self._bind(session, payload.get("token"))
+            await self._bind(session, payload.get("token"))
         elif kind == "unbind-from-token":
             try:
                 binding = self.tokens.verify(payload.get("token"))
@@ -187,13 +189,13 @@ class WebSocketChannel:
         else:
             session.send(_error(f"Unknown message type {kind!r}"))
 
-    def _bind(self, session: Session, token: object) -> None:
+    async def _bind(self, session: Session, token: object) -> None:
         try:
             binding = self.tokens.verify(token)
         except InvalidBinding as exc:
             session.send(_error(str(exc)))
             return
-        subscription = self.subscriptions.active.get(binding.subscription_id)
+        subscription = await self.subscriptions.current(binding.subscription_id)
         if subscription is None or subscription.owner != binding.owner:
             session.send(_error(f"Subscription/{binding.subscription_id} is not active"))
             return
