@@ -45,7 +45,6 @@ class FeedTailer:
         self.ready = asyncio.Event()
         self._gap_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -77,10 +76,6 @@ class FeedTailer:
                 await self._task
             self._task = None
 
-    def wake(self) -> None:
-        """Poll now (a write of this process was acknowledged): no wait for the interval."""
-        self._wake.set()
-
     async def _run(self) -> None:
         await self._begin()
         while True:
@@ -93,10 +88,7 @@ class FeedTailer:
                 log.exception("change feed tailing failed")
                 busy = False
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval):
-                        await self._wake.wait()
-                self._wake.clear()
+                await asyncio.sleep(self.interval)
 
     async def poll(self) -> bool:
         """One read of every feed; True when a feed had a full batch (read again at once)."""
