@@ -146,8 +146,6 @@ def create_app(
             await load_paths(
                 job_store, settings.load, max_resource_bytes=settings.max_resource_bytes
             )
-        if SUBSCRIPTION.type in stores:
-            await subscriptions.load(stores[SUBSCRIPTION.type])
         await feed.start()
         sweeper = None
         if settings.retention is not None:
@@ -216,6 +214,7 @@ def create_app(
         stores,
         interval=settings.feed_poll_interval,
         on_lag=lambda name, lag: app_metrics.feed_lag.labels(name).set(lag),
+        prepare=subscriptions.load,
     )
     feed.add_listener(subscriptions.on_change)
     websockets = WebSocketChannel(

@@ -3,6 +3,7 @@ ownership; the per-owner limit; $get-ws-binding-token) and the WebSocket channel
 over a real server: binding tokens, delivery-time access checks, the socket limit."""
 
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
@@ -18,7 +19,7 @@ from fhir_server.app import create_app
 from fhir_server.config import Settings
 
 from .conftest import ADMIN_HEADERS, BASE, TEST_JWT_SECRET, bearer, make_job
-from .servers import running_server
+from .servers import SERVER_PROCESSES, running_server
 
 SCOPES = "system/AsyncJob.cruds system/Subscription.cruds"
 ALICE = bearer("alice", SCOPES)
@@ -332,3 +333,16 @@ def test_sockets_per_process_are_limited(server: str):
             extra.recv(timeout=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         assert "retry later" in closed.value.rcvd.reason
+
+
+def test_a_graceful_shutdown_closes_the_sockets_cleanly(tmp_path: Path):
+    with running_server(tmp_path / "data") as base, connect(ws_url(base)) as socket:
+        bind(socket, binding(base, ALICE))
+        SERVER_PROCESSES[base].send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                socket.recv(timeout=10)
+        # A close frame with a code saying "come back" (going away / service restart), not
+        # a dropped connection.
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code in (1001, 1012)

@@ -14,7 +14,7 @@ from ..resources.outcome import FhirError
 from ..resources.subscription import SUBSCRIPTION
 from .records import load_live
 from .responses import fhir_response
-from .urls import BASE_PATH, fhir_base
+from .urls import fhir_base, websocket_url
 
 
 async def ws_binding_token(request: Request) -> Response:
@@ -30,8 +30,7 @@ async def ws_binding_token(request: Request) -> Response:
     principal = request.scope.get("auth") or UNRESTRICTED
     base = fhir_base(request)
     token, expires = channel.tokens.issue(record.id, record.owner, principal, base)
-    root = base.removesuffix(BASE_PATH)
-    socket_url = root.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + PATH
+    socket_url = websocket_url(request, PATH)
     expiration = datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds")
     return fhir_response(
         request,

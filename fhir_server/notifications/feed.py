@@ -33,6 +33,7 @@ class FeedTailer:
         interval: float = 0.05,
         gap_wait: float = 2.0,
         on_lag: Callable[[str, int], None] | None = None,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.stores = dict(stores)
         self.interval = interval
@@ -40,17 +41,33 @@ class FeedTailer:
         self.positions: dict[str, int] = {}
         self.listeners: list[Listener] = []
         self._on_lag = on_lag
+        self._prepare = prepare
+        self.ready = asyncio.Event()
         self._gap_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
 
     async def start(self) -> None:
-        for name, store in self.stores.items():
-            self.positions[name] = await store.feed_position()
+        """Start tailing. The feeds' positions are read, then `prepare` runs (loading what
+        the listeners need, so no change after those positions is missed), in the task: a
+        store that is down at start-up is waited for, as the server's start waits for it."""
         self._task = asyncio.create_task(self._run(), name="feed-tailer")
+
+    async def _begin(self) -> None:
+        while True:
+            try:
+                for name, store in self.stores.items():
+                    self.positions[name] = await store.feed_position()
+                if self._prepare is not None:
+                    await self._prepare()
+            except StoreUnavailable as exc:
+                log.warning("change feed unavailable at start, retrying: %s", exc)
+                await asyncio.sleep(max(self.interval, 0.5))
+                continue
+            self.ready.set()
+            return
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -59,11 +76,8 @@ class FeedTailer:
                 await self._task
             self._task = None
 
-    def wake(self) -> None:
-        """Poll now (a write of this process was acknowledged): no wait for the interval."""
-        self._wake.set()
-
     async def _run(self) -> None:
+        await self._begin()
         while True:
             try:
                 busy = await self.poll()
@@ -74,10 +88,7 @@ class FeedTailer:
                 log.exception("change feed tailing failed")
                 busy = False
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval):
-                        await self._wake.wait()
-                self._wake.clear()
+                await asyncio.sleep(self.interval)
 
     async def poll(self) -> bool:
         """One read of every feed; True when a feed had a full batch (read again at once)."""

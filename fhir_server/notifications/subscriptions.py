@@ -150,8 +150,11 @@ class Subscriptions:
         # Told when a subscription changes or ends (id, the new one or None).
         self.listeners: list[SubscriptionListener] = []
 
-    async def load(self, store: JobStore) -> None:
+    async def load(self) -> None:
         """Every active subscription in the store."""
+        store = self.store
+        if store is None:
+            return
         query = JobQuery(
             where=((TokenMatch("status", frozenset({"active"})),),),
             limit=LOAD_LIMIT,
