@@ -1,6 +1,7 @@
 """The active subscriptions of this process and what a change means for them: which
 subscriptions it matches, whether a subscriber may still read it, and the notification
-Bundle that tells them (the WebSocket and REST-hook channels deliver the same Bundle).
+Bundle that tells them (the WebSocket channel's; the REST-hook channel posts the job
+itself, as R4 says: notifications/resthook.py).
 
 The set is loaded from the Subscription store at start and kept current from the change
 feed (a Subscription's writes are changes too), so every worker knows every subscription."""
