@@ -229,7 +229,10 @@ def create_app(
     )
     writers = {
         SUBSCRIPTION.type: partial(
-            SubscriptionWriter, kinds=by_type, max_per_owner=settings.max_subscriptions_per_owner
+            SubscriptionWriter,
+            kinds=by_type,
+            max_per_owner=settings.max_subscriptions_per_owner,
+            allow_private_endpoints=settings.subscription_allow_private_endpoints,
         )
     }
 

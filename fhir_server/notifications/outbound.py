@@ -73,6 +73,23 @@ def checked_url(url: str, *, allow_private: bool) -> SplitResult:
     return parts
 
 
+def endpoint_problem(url: str, *, allow_private: bool) -> str | None:
+    """What is wrong with an endpoint as written, before any DNS (None: nothing yet): its
+    URL, or an address literal that is not public. Checked when a Subscription is written; a
+    name is only resolved, and checked, when it is delivered to."""
+    try:
+        parts = checked_url(url, allow_private=allow_private)
+        if not allow_private:
+            address = ipaddress.ip_address(parts.hostname or "")
+            if (why := refusal(address)) is not None:
+                return f"{address} is {why}"
+    except EndpointRefused as exc:
+        return str(exc)
+    except ValueError:
+        pass  # a name, not an address
+    return None
+
+
 def refusal(address: IPAddress) -> str | None:
     """Why an address is not public (None: it is)."""
     if isinstance(address, ipaddress.IPv6Address):

@@ -11,6 +11,7 @@ from ..resources.subscription import SUBSCRIPTION
 from ..search.criteria import parse_criteria
 from ..storage.base import JobRecord, JobStore
 from ..storage.writer import ResourceWriter
+from .outbound import endpoint_problem
 
 
 class TooManySubscriptions(FhirError):
@@ -26,16 +27,34 @@ class SubscriptionWriter:
     """create, put and delete of Subscriptions (a Writer, api/writes.py)."""
 
     def __init__(
-        self, store: JobStore, *, kinds: Mapping[str, ResourceKind], max_per_owner: int
+        self,
+        store: JobStore,
+        *,
+        kinds: Mapping[str, ResourceKind],
+        max_per_owner: int,
+        allow_private_endpoints: bool = False,
     ) -> None:
         self.store = store
         self.kinds = kinds
         self.max_per_owner = max_per_owner
+        self.allow_private_endpoints = allow_private_endpoints
         self._writer = ResourceWriter(SUBSCRIPTION, store)
 
     def _accepted(self, resource: dict[str, Any]) -> dict[str, Any]:
         validated = SUBSCRIPTION.validate(resource)
         parse_criteria(validated["criteria"], dict(self.kinds))
+        channel = validated["channel"]
+        if channel["type"] == "rest-hook":
+            # What can be told now (delivery checks the resolved addresses each time).
+            problem = endpoint_problem(
+                channel["endpoint"], allow_private=self.allow_private_endpoints
+            )
+            if problem is not None:
+                raise FhirError.of(
+                    "value",
+                    f"channel.endpoint cannot be called: {problem}",
+                    "Subscription.channel.endpoint",
+                )
         if validated["status"] == "requested":
             validated["status"] = "active"
         return validated

@@ -41,15 +41,17 @@ def receiving() -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            self.send_response(receiver.status)
+            # Recorded before it is answered: the sender's next request cannot come first.
+            with receiver.arrived:
+                receiver.requests.append(Received(self.path, headers, body))
+                receiver.arrived.notify_all()
+                status = receiver.status
+            self.send_response(status)
             if receiver.location:
                 self.send_header("Location", receiver.location)
             self.send_header("Content-Length", str(len(receiver.answer)))
             self.end_headers()
             self.wfile.write(receiver.answer)
-            with receiver.arrived:
-                receiver.requests.append(Received(self.path, headers, body))
-                receiver.arrived.notify_all()
 
         def log_message(self, format: str, *args: object) -> None:
             pass

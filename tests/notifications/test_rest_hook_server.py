@@ -185,15 +185,37 @@ def test_a_channel_header_the_server_sets_is_refused(tmp_path: Path, endpoint):
     assert "Host" in answer.json()["issue"][0]["diagnostics"]
 
 
-def test_a_loopback_endpoint_without_the_setting_puts_the_subscription_in_error(
-    tmp_path: Path, endpoint
+@pytest.mark.parametrize(
+    "url",
+    ["http://hooks.example.com/x", "https://127.0.0.1/x", "https://[::ffff:10.0.0.1]/x"],
+)
+def test_without_the_setting_a_plain_http_or_private_endpoint_is_refused_when_written(
+    tmp_path: Path, url: str
 ):
+    with running_server(tmp_path / "data") as base:
+        subscription = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "x",
+            "criteria": "AsyncJob",
+            "channel": {"type": "rest-hook", "endpoint": url},
+        }
+        answer = httpx.post(f"{base}/Subscription", json=subscription, headers=ALICE, timeout=10)
+        listed = httpx.get(f"{base}/Subscription", headers=ALICE, timeout=10).json()
+    assert answer.status_code == 400
+    assert answer.json()["issue"][0]["expression"] == ["Subscription.channel.endpoint"]
+    assert listed.get("total", len(listed.get("entry", []))) == 0
+
+
+def test_a_name_that_resolves_to_loopback_puts_the_subscription_in_error(tmp_path: Path, endpoint):
+    """The name passes when written; its address is checked at delivery, and refused."""
+    port = endpoint.url.split(":")[2].split("/")[0]
     with running_server(tmp_path / "data", "--subscription-max-attempts", "1") as base:
-        subscription = subscribe(base, ALICE, endpoint.url)
+        subscription = subscribe(base, ALICE, f"https://localhost:{port}/hook")
         create_job(base, ALICE)
         errored = wait_for_status(base, subscription["id"], "error")
     assert endpoint.requests == []
-    assert "https" in errored["error"]
+    assert "public addresses" in errored["error"]
 
 
 def test_with_two_workers_each_job_arrives_once_in_order(tmp_path: Path, endpoint):
