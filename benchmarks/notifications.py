@@ -5,13 +5,15 @@ subscriptions, and write throughput with 100 subscriptions beside none, same run
 
 Starts `fhir-server serve` (one worker, embedded SQLite store with synchronous=FULL, auth off,
 the default 50 ms feed poll) pinned to CPU 0 in a fresh data dir; this client runs on CPU 1.
-Phases, in this order: no subscription, 1, 100, 1,000. In each, all but one subscription have
-criteria that the measured jobs do not match (`AsyncJob?status=completed&type=other-<k>`),
-so every change is matched against all of them; one is `AsyncJob?status=completed`. They are
-bound over 10 sockets. Each of `--writes` jobs is created (PUT) then completed (PUT), one at a
-time over one keep-alive connection; the latency is from the completing PUT's response to the
-notification's arrival on the socket. Throughput: the writes (both PUTs) per second, timed
-alone. Prints a Markdown table.
+Throughput first: 100 subscriptions are created, then in `--blocks` alternating blocks
+switched off (none active) and on again (rebound), `--writes` jobs each; the PUTs per second
+of each block, and the ratio of the medians, so the machine's noise falls on both. Then the
+latency with 1, 100 and 1,000 active subscriptions: all but one have criteria that the
+measured jobs do not match (`AsyncJob?status=completed&type=other-<k>`), one is
+`AsyncJob?status=completed`; they are bound over 10 sockets. Each of `--writes` jobs is
+created (PUT) then completed (PUT), one at a time over one keep-alive connection; the latency
+is from the completing PUT's response to the notification's arrival on the socket. Prints
+Markdown tables.
 """
 
 import argparse
@@ -79,7 +81,7 @@ class Receiver:
             return
 
 
-def subscribe(http: httpx.Client, base: str, criteria: str) -> str:
+def subscribe(http: httpx.Client, base: str, criteria: str) -> tuple[str, str]:
     sub = {
         "resourceType": "Subscription",
         "status": "active",
@@ -89,8 +91,20 @@ def subscribe(http: httpx.Client, base: str, criteria: str) -> str:
     }
     created = http.post(f"{base}/Subscription", json=sub)
     assert created.status_code == 201, created.text
-    answer = http.get(f"{base}/Subscription/{created.json()['id']}/$get-ws-binding-token")
+    sub_id = created.json()["id"]
+    return sub_id, binding_token(http, base, sub_id)
+
+
+def binding_token(http: httpx.Client, base: str, sub_id: str) -> str:
+    answer = http.get(f"{base}/Subscription/{sub_id}/$get-ws-binding-token")
     return str(answer.json()["parameter"][0]["valueString"])
+
+
+def set_status(http: httpx.Client, base: str, ids: list[str], status: str) -> None:
+    for sub_id in ids:
+        resource = http.get(f"{base}/Subscription/{sub_id}").json()
+        resource["status"] = status
+        assert http.put(f"{base}/Subscription/{sub_id}", json=resource).status_code == 200
 
 
 def phase(
@@ -124,6 +138,7 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument("--blocks", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {1})
@@ -138,6 +153,12 @@ def main() -> None:
     )
     rows = []
     sockets: list[ClientConnection] = []
+    without: list[float] = []
+    with_100: list[float] = []
+
+    def bind(ws: ClientConnection, token: str) -> None:
+        ws.send(json.dumps({"type": "bind-with-token", "payload": {"token": token}}))
+
     try:
         with httpx.Client(timeout=60) as http:
             deadline = time.monotonic() + 60
@@ -154,17 +175,38 @@ def main() -> None:
             sockets = [connect(url, max_queue=None) for _ in range(SOCKETS)]
             for ws in sockets:
                 threading.Thread(target=receiver.listen, args=(ws,), daemon=True).start()
-            count = 0
-            for target in (0, 1, 100, 1000):
-                while count < target:
-                    criteria = (
-                        "AsyncJob?status=completed"
-                        if count == 0
-                        else f"AsyncJob?status=completed&type=other-{count}"
+            ids: list[str] = []
+
+            def add(n: int) -> None:
+                criteria = (
+                    "AsyncJob?status=completed"
+                    if n == 0
+                    else f"AsyncJob?status=completed&type=other-{n}"
+                )
+                sub_id, token = subscribe(http, base, criteria)
+                ids.append(sub_id)
+                bind(sockets[n % SOCKETS], token)
+
+            # Throughput, none against 100, in alternating blocks (the machine's noise
+            # falls on both): the 100 are switched off (none) and on again (and rebound).
+            for n in range(100):
+                add(n)
+            for block in range(args.blocks):
+                for active in (False, True):
+                    set_status(http, base, ids, "active" if active else "off")
+                    if active:
+                        for n, sub_id in enumerate(ids):
+                            bind(sockets[n % SOCKETS], binding_token(http, base, sub_id))
+                    time.sleep(0.3)
+                    _, rate = phase(
+                        http, base, receiver, f"t{block}{active}", args.writes, measured=False
                     )
-                    token = subscribe(http, base, criteria)
-                    message = {"type": "bind-with-token", "payload": {"token": token}}
-                    sockets[count % SOCKETS].send(json.dumps(message))
+                    (with_100 if active else without).append(rate)
+            set_status(http, base, ids[1:], "off")
+            count = 1
+            for target in (1, 100, 1000):
+                while count < target:
+                    add(count)
                     count += 1
                 time.sleep(0.5)  # the handshakes
                 latencies, throughput = phase(
@@ -177,9 +219,9 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
-    print("| active subscriptions | p50 ms | p99 ms | max ms | delivered | writes/s |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for target, latencies, throughput in rows:
+    print("| active subscriptions | p50 ms | p99 ms | max ms | delivered |")
+    print("|---:|---:|---:|---:|---:|")
+    for target, latencies, _ in rows:
         if latencies:
             delivered = sum(1 for x in latencies if x != float("inf"))
             p50 = f"{statistics.median(latencies) * 1000:.1f}"
@@ -188,10 +230,14 @@ def main() -> None:
             count_text = f"{delivered}/{len(latencies)}"
         else:
             p50 = p99 = top = count_text = "–"
-        print(f"| {target:,} | {p50} | {p99} | {top} | {count_text} | {throughput:.0f} |")
-    none = next(t for n, _, t in rows if n == 0)
-    hundred = next(t for n, _, t in rows if n == 100)
-    print(f"\nthroughput with 100 subscriptions / with none: {hundred / none:.2f}")
+        print(f"| {target:,} | {p50} | {p99} | {top} | {count_text} |")
+    print("\n| writes/s | blocks | median |")
+    print("|---|---|---:|")
+    for label, rates in (("no subscription", without), ("100 subscriptions", with_100)):
+        shown = ", ".join(f"{r:.0f}" for r in rates)
+        print(f"| {label} | {shown} | {statistics.median(rates):.0f} |")
+    ratio = statistics.median(with_100) / statistics.median(without)
+    print(f"\nthroughput with 100 subscriptions / with none (medians): {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ feed (a Subscription's writes are changes too), so every worker knows every subs
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError
 from ..resources.subscription import RESOURCE_TYPE as SUBSCRIPTION
 from ..search.criteria import parse_criteria
-from ..search.matcher import matches
+from ..search.matcher import matches, value_of
 from ..search.query import JobQuery, TokenMatch
 from ..storage.base import Change, JobStore
 
@@ -147,6 +148,13 @@ class Subscriptions:
         self.kinds = dict(kinds)
         self.store = store  # the Subscriptions' own
         self.active: dict[str, ActiveSubscription] = {}
+        # An index of the subscriptions by one token a match requires (column, value), so a
+        # change is matched only against the subscriptions it could match; those with no
+        # such token are tried on every change.
+        self._by_token: dict[tuple[str, str, str], set[str]] = {}
+        self._everywhere: dict[str, set[str]] = {}
+        # How many subscriptions are indexed by each (type, column): the columns to look up.
+        self._columns: Counter[tuple[str, str]] = Counter()
         self.channels: dict[str, Channel] = {}
         # Told when a subscription changes or ends (id, the new one or None).
         self.listeners: list[SubscriptionListener] = []
@@ -178,7 +186,7 @@ class Subscriptions:
     def _set(
         self, subscription_id: str, version: int, owner: str | None, resource: dict[str, Any]
     ) -> ActiveSubscription | None:
-        self.active.pop(subscription_id, None)
+        self._forget(subscription_id)
         if resource.get("status") != "active":
             return None
         try:
@@ -188,7 +196,25 @@ class Subscriptions:
             return None
         active = ActiveSubscription(subscription_id, version, owner, resource, kind, query)
         self.active[subscription_id] = active
+        keys = _index_keys(active)
+        for key in keys:
+            self._by_token.setdefault(key, set()).add(subscription_id)
+        if keys:
+            self._columns[keys[0][:2]] += 1
+        else:
+            self._everywhere.setdefault(kind.type, set()).add(subscription_id)
         return active
+
+    def _forget(self, subscription_id: str) -> None:
+        known = self.active.pop(subscription_id, None)
+        if known is None:
+            return
+        keys = _index_keys(known)
+        for key in keys:
+            self._by_token.get(key, set()).discard(subscription_id)
+        if keys:
+            self._columns[keys[0][:2]] -= 1
+        self._everywhere.get(known.kind.type, set()).discard(subscription_id)
 
     async def on_change(self, change: Change) -> None:
         """The feed listener: keep the set current, then hand matching changes to channels."""
@@ -211,10 +237,36 @@ class Subscriptions:
         retention removes what was final or deleted, which was notified when it became so).
         Whether the subscriber may read it is the channel's check, at delivery, with the
         subscriber's Grant."""
-        if change.purged:
+        if change.purged or change.type not in self.kinds:
             return []
-        return [
-            s
-            for s in self.active.values()
-            if s.kind.type == change.type and matches(s.query, change)
-        ]
+        kind = self.kinds[change.type]
+        values: dict[str, str | int] = {}
+        candidates = set(self._everywhere.get(change.type, ()))
+        columns = [c for (type_name, c), n in self._columns.items() if n and type_name == kind.type]
+        for column in columns:
+            value = value_of(change, kind, column, values)
+            if value is not None:
+                candidates |= self._by_token.get((kind.type, column, str(value)), set())
+        found = [self.active[i] for i in candidates if i in self.active]
+        return [s for s in found if matches(s.query, change, s.kind, values)]
+
+
+# The token column a subscription is indexed by, most selective first: an id names one job,
+# any other token (type) some, a status a quarter of them.
+def _preference(column: str) -> int:
+    return 0 if column == "id" else 2 if column == "status" else 1
+
+
+def _index_keys(subscription: ActiveSubscription) -> list[tuple[str, str, str]]:
+    """(type, column, value) for each value of the one required token match it is indexed
+    by: a condition of the query that is a single, non-negated token match (a match needs
+    one of its values); none when the query has no such condition."""
+    required = [
+        any_of[0]
+        for any_of in subscription.query.where
+        if len(any_of) == 1 and isinstance(any_of[0], TokenMatch) and not any_of[0].negate
+    ]
+    if not required:
+        return []
+    best = min(required, key=lambda match: _preference(match.column))
+    return [(subscription.kind.type, best.column, value) for value in sorted(best.values)]

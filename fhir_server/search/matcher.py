@@ -10,12 +10,19 @@ from ..resources.kinds import ResourceKind, SearchParameter
 from .query import MISSING_DATE, MISSING_TOKEN, Condition, DateRange, JobQuery, Missing, TokenMatch
 
 
-def matches(query: JobQuery, subject: Any, kind: ResourceKind = ASYNC_JOB) -> bool:
+def matches(
+    query: JobQuery,
+    subject: Any,
+    kind: ResourceKind = ASYNC_JOB,
+    values: dict[str, str | int] | None = None,
+) -> bool:
     """Whether the resource is among the query's matches (its sort and paging aside).
 
     `subject` is the resource's JSON, or a record with `resource` and `owner` (a JobRecord; a
     store Change, whose `matched` is used: a deletion is matched by what it deleted). With
-    the query's owner set, a resource of another owner, or of none, never matches."""
+    the query's owner set, a resource of another owner, or of none, never matches.
+    `values`: the resource's index values worked out so far, shared by the calls that match
+    one resource against many queries."""
     if isinstance(subject, dict):
         resource: dict[str, Any] | None = subject
         owner = None
@@ -27,11 +34,20 @@ def matches(query: JobQuery, subject: Any, kind: ResourceKind = ASYNC_JOB) -> bo
         return False
     if query.owner is not None and owner != query.owner:
         return False
-    values: dict[str, str | int] = {}
+    if values is None:
+        values = {}
     for any_of in query.where:
         if not any(_holds(c, _value(resource, kind, c.column, values)) for c in any_of):
             return False
     return True
+
+
+def value_of(
+    subject: Any, kind: ResourceKind, column: str, values: dict[str, str | int]
+) -> str | int | None:
+    """The index value of `column` for a subject as `matches` reads it (None: no resource)."""
+    resource = subject if isinstance(subject, dict) else getattr(subject, "matched", None)
+    return None if resource is None else _value(resource, kind, column, values)
 
 
 def _value(

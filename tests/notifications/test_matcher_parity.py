@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from fhir_server.notifications.subscriptions import Subscriptions
 from fhir_server.resources.asyncjob import ASYNC_JOB
 from fhir_server.resources.outcome import FhirError
 from fhir_server.search.criteria import parse_criteria
 from fhir_server.search.matcher import matches
-from fhir_server.storage.base import JobStore
+from fhir_server.storage.base import Change, JobStore
 
 from ..conftest import make_job
 
@@ -151,3 +152,32 @@ def test_bad_criteria_are_refused_with_what_is_wrong(criteria: str, code: str, s
         parse_criteria(criteria, KINDS)
     assert refused.value.issues[0].code == code
     assert says in refused.value.issues[0].diagnostics
+
+
+async def test_the_subscriptions_index_finds_what_matching_every_one_finds():
+    """Subscriptions are indexed by a token they require; a change is matched only against
+    those it could match: the same subscriptions as trying every one."""
+    subscriptions = Subscriptions(KINDS)
+    for n, criteria in enumerate(CRITERIA):
+        resource = {
+            "resourceType": "Subscription",
+            "status": "active",
+            "reason": "parity",
+            "criteria": criteria,
+            "channel": {"type": "websocket"},
+        }
+        await subscriptions.on_change(
+            Change(n + 1, "Subscription", f"s{n}", 1, None, stored=resource)
+        )
+    assert len(subscriptions.active) == len(CRITERIA)
+    for n, job in enumerate(generated_jobs()):
+        stamped = {**job, "meta": {"versionId": "1", "lastUpdated": TIMES[n % 3]}}
+        for change in (
+            Change(100 + n, "AsyncJob", job["id"], 1, None, stored=stamped),
+            Change(200 + n, "AsyncJob", job["id"], 2, None, deleted=True, previous=stamped),
+        ):
+            indexed = sorted(s.id for s in subscriptions.matching(change))
+            everyone = sorted(
+                s.id for s in subscriptions.active.values() if matches(s.query, change)
+            )
+            assert indexed == everyone, (job, change)

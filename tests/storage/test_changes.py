@@ -1,9 +1,15 @@
 """The change feed every store keeps: a position per version written, deletion or purge, in
 the order the writes committed, with what criteria are matched against."""
 
-from fhir_server.storage.base import JobStore
+import json
+from pathlib import Path
 
-from ..conftest import make_job, put_job
+import pytest
+
+from fhir_server.jobs.loader import load_paths
+from fhir_server.storage.base import JobStore, Write
+
+from ..conftest import has_transactions, make_job, put_job
 
 
 async def test_every_write_is_a_change_in_commit_order(store: JobStore):
@@ -56,3 +62,30 @@ async def test_the_purge_is_a_change_and_positions_never_go_back(store: JobStore
     await put_job(store, id="new")
     [new] = await store.changes(purged.position, 10)
     assert new.position > purged.position
+
+
+async def test_a_transaction_is_one_change_per_write_in_order(store: JobStore):
+    if not has_transactions(store):
+        pytest.skip("mongomock has no transactions")
+    start = await store.feed_position()
+    await store.save_many(
+        [
+            Write("t1", 0, make_job(id="t1"), "alice"),
+            Write("t2", 0, make_job(id="t2"), "bob"),
+            Write("t1", 1, None),
+        ]
+    )
+    changes = await store.changes(start, 10)
+    assert [(c.id, c.version, c.owner, c.deleted) for c in changes] == [
+        ("t1", 1, "alice", False),
+        ("t2", 1, "bob", False),
+        ("t1", 2, "alice", True),
+    ]
+
+
+async def test_loading_files_records_changes(store: JobStore, tmp_path: Path):
+    start = await store.feed_position()
+    (tmp_path / "jobs.json").write_text(json.dumps(make_job(id="loaded")))
+    report = await load_paths(store, [tmp_path])
+    assert report.stored == 1
+    assert [(c.id, c.version) for c in await store.changes(start, 10)] == [("loaded", 1)]
