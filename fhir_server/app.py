@@ -5,6 +5,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
@@ -21,16 +22,25 @@ from .auth.setup import token_issuer, token_verifier
 from .config import Settings
 from .jobs.loader import load_paths
 from .jobs.retention import sweep
+from .notifications.binding import BindingTokens
+from .notifications.delivery import RestHookDelivery, RetryPolicy, criteria_of
+from .notifications.feed import FeedTailer
+from .notifications.outbound import Sender
+from .notifications.subscriptions import Subscriptions
+from .notifications.websocket import WebSocketChannel
+from .notifications.writer import SubscriptionWriter
 from .observability import metrics
 from .observability.access_log import AccessLog
 from .observability.telemetry import Telemetry
 from .resources import registry
 from .resources.asyncjob import ASYNC_JOB, warm_up
 from .resources.kinds import ResourceKind
+from .resources.subscription import SUBSCRIPTION
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
 from .storage.clients import ClientStore
+from .storage.deliveries import DeliveryStore
 from .storage.guard import with_deadline
 from .storage.opening import open_store
 
@@ -74,6 +84,43 @@ def build_client_store(settings: Settings) -> ClientStore:
     return SqliteClientStore(settings.data_dir / FILE_NAME)
 
 
+def build_delivery_store(settings: Settings) -> DeliveryStore:
+    """Where REST-hook deliveries stand, beside the resources (MongoDB or the SQLite file)."""
+    if settings.mongodb_uri:
+        from .storage.mongo_client import connect
+        from .storage.mongo_deliveries import MongoDeliveryStore
+
+        return MongoDeliveryStore(connect(settings)[settings.mongodb_database])
+    from .storage.sqlite import FILE_NAME
+    from .storage.sqlite_deliveries import SqliteDeliveryStore
+
+    return SqliteDeliveryStore(settings.data_dir / FILE_NAME)
+
+
+def rest_hook_delivery(
+    settings: Settings, jobs: JobStore, subscriptions: JobStore, app_metrics: metrics.Metrics
+) -> RestHookDelivery:
+    sender = Sender(
+        timeout=settings.subscription_timeout,
+        response_bytes=settings.subscription_response_bytes,
+        allow_private=settings.subscription_allow_private_endpoints,
+    )
+    policy = RetryPolicy(
+        settings.subscription_max_attempts,
+        settings.subscription_backoff_base,
+        settings.subscription_backoff_cap,
+    )
+    return RestHookDelivery(
+        jobs=jobs,
+        subscriptions=subscriptions,
+        states=build_delivery_store(settings),
+        sender=sender,
+        policy=policy,
+        criteria=criteria_of(registry.BY_TYPE),
+        metrics=app_metrics,
+    )
+
+
 def cursor_secret(settings: Settings) -> bytes:
     """The configured key, else one generated once and shared through the data dir."""
     configured = configured_secret(settings.secret_key, settings.secret_key_file)
@@ -110,12 +157,30 @@ def create_app(
                 max_resource_bytes=settings.max_resource_bytes,
                 batch_size=settings.load_batch_size,
             )
+        await feed.start()
         sweeper = None
         if settings.retention is not None:
             sweeper = asyncio.create_task(
                 sweep(job_store, settings.retention, settings.retention_interval)
             )
+        delivery = delivering = None
+        if SUBSCRIPTION.type in stores:
+            delivery = rest_hook_delivery(
+                settings, job_store, stores[SUBSCRIPTION.type], app_metrics
+            )
+            delivering = asyncio.create_task(delivery.run())
+            subscriptions.channels["rest-hook"] = delivery
+            subscriptions.listeners.append(delivery.on_subscription)
+        app.state.rest_hooks = delivery
         yield
+        await websockets.close_all()
+        await feed.stop()
+        if delivery is not None and delivering is not None:
+            # Acknowledged positions are stored as they come: stopping abandons only the POST
+            # in flight (delivered again by the next process) and releases the leases.
+            await delivery.stop()
+            await delivering
+            await delivery.close()
         if sweeper is not None:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,8 +218,37 @@ def create_app(
     def parser_for(kind: ResourceKind) -> SearchParser:
         return SearchParser(kind, search_limits, input_limits, secret)
 
+    # Notifications: every worker tails every kind's change feed; the subscriptions follow it.
+    by_type = {kind.type: kind for kind in kinds if kind is not SUBSCRIPTION}
+    subscriptions = Subscriptions(by_type, stores.get(SUBSCRIPTION.type))
+    feed = FeedTailer(
+        stores,
+        interval=settings.feed_poll_interval,
+        on_lag=lambda name, lag: app_metrics.feed_lag.labels(name).set(lag),
+        prepare=subscriptions.load,
+    )
+    feed.add_listener(subscriptions.on_change)
+    websockets = WebSocketChannel(
+        subscriptions,
+        BindingTokens(secret, settings.ws_binding_token_lifetime),
+        max_sockets=settings.max_websockets,
+        heartbeat=settings.ws_heartbeat_interval,
+        metrics=app_metrics,
+        on_session_end=lambda socket, seconds, code: _log_session(
+            access_log, app_metrics, socket, seconds, code
+        ),
+    )
+    writers = {
+        SUBSCRIPTION.type: partial(
+            SubscriptionWriter,
+            kinds=by_type,
+            max_per_owner=settings.max_subscriptions_per_owner,
+            allow_private_endpoints=settings.subscription_allow_private_endpoints,
+        )
+    }
+
     app = FhirServerApp(
-        routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope)],
+        routes=[*routes, *all_routes(kinds, parser_for, settings.admin_scope, writers)],
         pipeline=partial(
             RequestPipeline,
             verifier=verifier,
@@ -179,6 +273,9 @@ def create_app(
     app.state.quota = OwnerQuota.of(settings.max_jobs_per_owner, settings.max_bytes_per_owner)
     app.state.public_base_url = settings.public_base_url
     app.state.clients = clients
+    app.state.subscriptions = subscriptions
+    app.state.feed = feed
+    app.state.websockets = websockets
     app.state.token_issuer = token_issuer(settings, verifier, clients)
     # No trailing-slash redirects: Starlette builds their Location from the Host header,
     # which the client chooses (a mistyped path is a 404 instead).
@@ -188,3 +285,21 @@ def create_app(
             route.app.state = app.state
             route.app.router.redirect_slashes = False
     return app
+
+
+def _log_session(
+    access_log: AccessLog | None,
+    app_metrics: metrics.Metrics,
+    socket: Any,
+    seconds: float,
+    code: int,
+) -> None:
+    """A WebSocket session in the access log when it ends: 101 (switched protocols), its
+    length, the close code in the route."""
+    path = socket.scope.get("path", "")
+    route = f"{path} (closed {code})"
+    app_metrics.observe("WEBSOCKET", path, 101, seconds)
+    if access_log is not None:
+        access_log.record(
+            socket.headers.get("x-request-id", "-"), "WEBSOCKET", route, path, 101, seconds
+        )

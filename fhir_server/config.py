@@ -70,6 +70,34 @@ class Settings(BaseSettings):
     retention_interval: Duration = Field(
         default=timedelta(hours=1), description="How often the retention sweep runs (e.g. 1h)."
     )
+    # -- notifications (fhir_server/notifications) --
+    feed_poll_interval: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description="Seconds between two reads of the change feed by each worker process: "
+        "the most a notification waits for its change to be seen.",
+    )
+    max_subscriptions_per_owner: int = Field(
+        default=100,
+        ge=1,
+        description="Most live Subscriptions one owner may have; creating more is 403 forbidden.",
+    )
+    max_websockets: int = Field(
+        default=1000,
+        ge=1,
+        description="Most subscription WebSockets one worker process holds; more are refused "
+        "(closed with 1013 try again later).",
+    )
+    ws_binding_token_lifetime: Duration = Field(
+        default=timedelta(seconds=60),
+        description="How long a $get-ws-binding-token token may be used to bind a WebSocket.",
+    )
+    ws_heartbeat_interval: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds between heartbeat notifications on a bound WebSocket.",
+    )
     ehealth_eta: Duration = Field(
         default=timedelta(minutes=10),
         description="eHealth eta of a job without an eta extension: requestTime + this "
@@ -232,6 +260,39 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="One JSON line per request on stdout.")
     shutdown_timeout: int = Field(
         default=30, ge=0, description="Seconds in-flight requests get to finish on SIGTERM."
+    )
+
+    # REST-hook Subscriptions (fhir_server/notifications/resthook.py, outbound.py).
+    subscription_allow_private_endpoints: bool = Field(
+        default=False,
+        description="Let REST-hook endpoints be plain http and resolve to loopback, private, "
+        "link-local or other non-public addresses (for tests and closed networks only).",
+    )
+    subscription_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one REST-hook POST may take (connect, send, answer); past it the "
+        "attempt has failed.",
+    )
+    subscription_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failed REST-hook attempts after which the Subscription is set "
+        "to status error (a subscription-max-attempts extension overrides it, up to 20).",
+    )
+    subscription_backoff_base: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds before the first REST-hook retry; doubled each further failure "
+        "(with jitter), up to the cap.",
+    )
+    subscription_backoff_cap: float = Field(
+        default=300.0, gt=0, description="Longest wait between two REST-hook attempts (s)."
+    )
+    subscription_response_bytes: int = Field(
+        default=4096,
+        ge=0,
+        description="Most bytes of a REST-hook endpoint's answer read (the rest is dropped).",
     )
 
     @field_validator("public_base_url", "token_endpoint")

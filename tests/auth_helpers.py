@@ -67,19 +67,35 @@ PUBLIC_PATHS = (
     "/",
     "/console",
     "/console/{name}",
+    # the subscriptions' WebSocket: the upgrade is public, each bind needs a binding token
+    "/ws/subscriptions-r4",
     # the definitions the CapabilityStatement names, public like it
     *(f"/fhir/R4/{t}{path}" for t in CONFORMANCE_TYPES for path in ("", "/{id}")),
 )
 
 
 def app_routes(app: Any) -> list[Any]:
-    """Every route of the app, those of mounted sub-applications included."""
-    from starlette.routing import Mount
+    """Every route of the app, those of mounted sub-applications included; a WebSocket route
+    as the GET that upgrades (`websocket` set, no access rule: binds are authorized by their
+    binding tokens)."""
+    from types import SimpleNamespace
+
+    from starlette.routing import Mount, WebSocketRoute
 
     routes = []
     for route in app.routes:
         if isinstance(route, Mount):
             routes += app_routes(route.app)
+        elif isinstance(route, WebSocketRoute):
+            routes.append(
+                SimpleNamespace(
+                    path=route.path,
+                    template=route.path,
+                    methods={"GET"},
+                    access=None,
+                    websocket=True,
+                )
+            )
         else:
             routes.append(route)
     return routes

@@ -4,6 +4,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -110,14 +111,29 @@ def settings() -> Settings:
     return Settings(secret_key="test-secret", jwt_secret=TEST_JWT_SECRET)
 
 
+@asynccontextmanager
+async def other_stores_open(app: Any) -> AsyncIterator[None]:
+    """The stores of the kinds besides AsyncJob (Subscription), which the app's lifespan
+    would open: the fixtures' apps run without it, on the `store` fixture for AsyncJob."""
+    others = [s for t, s in app.state.stores.items() if t != "AsyncJob"]
+    for other in others:
+        await other.open()
+    try:
+        yield
+    finally:
+        for other in others:
+            await other.close()
+
+
 @pytest.fixture
 async def client(store: JobStore, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An admin: a valid token with the admin scope and both eHealth scopes."""
     app = create_app(settings, store=store)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS
-    ) as http:
+    async with (
+        other_stores_open(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=ADMIN_HEADERS) as http,
+    ):
         yield http
 
 
@@ -125,7 +141,7 @@ MakeClient = Callable[..., httpx.AsyncClient]
 
 
 @pytest.fixture
-def make_client(store: JobStore, settings: Settings) -> MakeClient:
+async def make_client(store: JobStore, settings: Settings) -> AsyncIterator[MakeClient]:
     """Clients of one app on `store`: make_client(sub=..., scope=..., headers=...) sends a
     token for that subject and scope; make_client(headers={}) sends none."""
     app = create_app(settings, store=store)
@@ -140,7 +156,8 @@ def make_client(store: JobStore, settings: Settings) -> MakeClient:
         transport = httpx.ASGITransport(app=app)
         return httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=sent)
 
-    return make
+    async with other_stores_open(app):
+        yield make
 
 
 def has_transactions(store: JobStore) -> bool:

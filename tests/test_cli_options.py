@@ -28,6 +28,11 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "retry_after_seconds": ("9", 9),
     "retention": ("7d", timedelta(days=7)),
     "retention_interval": ("30m", timedelta(minutes=30)),
+    "feed_poll_interval": ("0.1", 0.1),
+    "max_subscriptions_per_owner": ("7", 7),
+    "max_websockets": ("9", 9),
+    "ws_binding_token_lifetime": ("2m", timedelta(minutes=2)),
+    "ws_heartbeat_interval": ("5", 5.0),
     "ehealth_eta": ("PT5M", timedelta(minutes=5)),
     "auth": ("off", "off"),
     "jwt_secret_file": ("/run/secrets/jwt", Path("/run/secrets/jwt")),
@@ -69,6 +74,12 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "store_timeout": ("0.5", 0.5),
     "access_log": ("false", False),
     "shutdown_timeout": ("3", 3),
+    "subscription_allow_private_endpoints": ("true", True),
+    "subscription_timeout": ("2.5", 2.5),
+    "subscription_max_attempts": ("3", 3),
+    "subscription_backoff_base": ("0.5", 0.5),
+    "subscription_backoff_cap": ("60", 60.0),
+    "subscription_response_bytes": ("100", 100),
 }
 
 

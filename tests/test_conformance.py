@@ -26,6 +26,9 @@ KNOWN_EXTERNAL = {
     "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
     "http://hl7.org/fhir/SearchParameter/conformance-url",
     *(f"http://hl7.org/fhir/StructureDefinition/{t}" for t in CONFORMANCE_TYPES),
+    # The Subscription kind is FHIR's own resource, and rest.extension names its WebSocket.
+    "http://hl7.org/fhir/StructureDefinition/Subscription",
+    "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket",
     # rest.security: SMART's extension naming the token endpoint, and the service's system
     "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
     "http://terminology.hl7.org/CodeSystem/restful-security-service",
@@ -100,7 +103,27 @@ async def test_capability_statement_says_what_the_server_does(client: httpx.Asyn
     assert job["versioning"] == "versioned-update"  # If-Match is honoured
     assert job["updateCreate"] is True  # PUT to a new id creates
     assert job["readHistory"] is True
-    assert [r["type"] for r in rest["resource"][1:]] == list(CONFORMANCE_TYPES)
+    subscription = rest["resource"][1]
+    assert subscription["type"] == "Subscription"
+    assert subscription["profile"] == "http://hl7.org/fhir/StructureDefinition/Subscription"
+    assert [p["name"] for p in subscription["searchParam"]] == [
+        *("_id", "_lastUpdated", "status", "type", "criteria", "url")
+    ]
+    assert {i["code"] for i in subscription["interaction"]} >= {
+        *("read", "search-type", "create", "update", "delete")
+    }
+    [operation] = subscription["operation"]
+    assert operation["name"] == "get-ws-binding-token"
+    assert (
+        operation["definition"] == f"{BASE}/OperationDefinition/Subscription-get-ws-binding-token"
+    )
+    assert rest["extension"] == [
+        {
+            "url": "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket",
+            "valueUri": "ws://testserver/ws/subscriptions-r4",
+        }
+    ]
+    assert [r["type"] for r in rest["resource"][2:]] == list(CONFORMANCE_TYPES)
     assert found["implementation"]["url"] == BASE
     assert "instantiates" not in found
 
@@ -125,6 +148,8 @@ async def test_put_to_a_new_id_creates_as_update_create_says(client: httpx.Async
         "SearchParameter/AsyncJob-type",
         "SearchParameter/AsyncJob-request-time",
         "OperationDefinition/AsyncJob-cancel",
+        "OperationDefinition/Subscription-get-ws-binding-token",
+        "SearchParameter/Subscription-criteria",
     ],
 )
 async def test_each_definition_is_read_by_id_without_a_token(
@@ -156,7 +181,9 @@ async def test_a_definition_is_searched_by_url(anonymous: httpx.AsyncClient):
     assert bundle["total"] == 1
     assert [e["fullUrl"] for e in bundle["entry"]] == [url]
     everything = (await anonymous.get("SearchParameter")).json()
-    assert everything["total"] == 4  # status, type, request-time, transaction-time
+    # AsyncJob's status, type, request-time, transaction-time; Subscription's status, type,
+    # criteria, url
+    assert everything["total"] == 8
     none = (await anonymous.get("SearchParameter", params={"url": "http://x.org/y"})).json()
     assert none["total"] == 0
     assert "entry" not in none

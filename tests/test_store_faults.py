@@ -14,7 +14,7 @@ from fhir_server.storage.base import JobStore, StoreUnavailable
 from fhir_server.storage.mongo import MongoJobStore
 from fhir_server.storage.mongo_client import connect
 
-from .conftest import ADMIN_HEADERS, BASE, put_job
+from .conftest import ADMIN_HEADERS, BASE, other_stores_open, put_job
 from .faulty_store import FaultyStore
 
 # One request per endpoint family that touches the store.
@@ -43,7 +43,8 @@ async def _client(settings: Settings, store: object | None) -> httpx.AsyncClient
 async def faulty_client(
     faulty: FaultyStore, settings: Settings
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with await _client(settings, faulty) as http:
+    http = await _client(settings, faulty)
+    async with other_stores_open(http._transport.app), http:  # type: ignore[attr-defined]
         yield http
 
 

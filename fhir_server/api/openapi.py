@@ -10,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth.policy import interaction_access
+from ..notifications.websocket import PATH as WS_PATH
 from ..resources import registry
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.asyncjob_profile import JOB_TYPES
 from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
+from ..resources.subscription import CHANNEL_TYPES
+from ..resources.subscription import STATUSES as SUBSCRIPTION_STATUSES
 from ..search.parse import HTTP_PARAMETERS, RESULT_PARAMETERS
 from ..version import __version__
 from .console import ASSET_PATH, CONSOLE_PATH
@@ -239,13 +242,17 @@ def _kind_paths(kind: ResourceKind) -> dict[str, dict[str, Any]]:
         },
     }
     for operation in kind.operations:
+        answer = "All OK" if operation.returns == "OperationOutcome" else operation.returns
+        if operation.outputs:
+            answer += ": " + ", ".join(name for name, _ in operation.outputs)
         paths[f"{base}/{{id}}/${operation.name}"] = {
-            "post": _op(
+            method.lower(): _op(
                 operation.description,
                 _needs(kind, f"${operation.name}"),
                 [_ID],
-                _fhir_answers((200, "All OK")),
+                _fhir_answers((200, answer)),
             )
+            for method in operation.methods
         }
     return paths
 
@@ -397,6 +404,18 @@ def _paths(kinds: tuple[ResourceKind, ...]) -> dict[str, dict[str, Any]]:
                 },
             )
         },
+        WS_PATH: {
+            "get": {
+                "summary": "Subscriptions' WebSocket (Medplum's protocol): upgrade, then "
+                "bind-with-token with a $get-ws-binding-token token; notifications as "
+                "history Bundles",
+                "responses": {
+                    "101": {"description": "switching to the WebSocket protocol"},
+                    "404": {"description": "not a WebSocket upgrade request"},
+                },
+                "security": [],
+            }
+        },
         OPENAPI_PATH: {
             "get": {
                 "summary": "this document (public)",
@@ -478,6 +497,29 @@ def openapi_document(kinds: tuple[ResourceKind, ...] | None = None) -> dict[str,
                         "dataVersion": {"type": "integer"},
                         "minServerVersion": {"type": "string"},
                         "output": {"type": "object"},
+                    },
+                },
+                "Subscription": {
+                    "type": "object",
+                    "required": ["resourceType", "status", "reason", "criteria", "channel"],
+                    "properties": {
+                        "resourceType": {"const": "Subscription"},
+                        "id": {"type": "string"},
+                        "status": {"enum": list(SUBSCRIPTION_STATUSES)},
+                        "reason": {"type": "string"},
+                        "criteria": {"type": "string", "examples": ["AsyncJob?status=completed"]},
+                        "end": {"type": "string", "format": "date-time"},
+                        "channel": {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"enum": list(CHANNEL_TYPES)},
+                                "endpoint": {"type": "string", "format": "uri"},
+                                "payload": {"type": "string"},
+                                "header": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "extension": {"type": "array", "items": {"type": "object"}},
                     },
                 },
                 "OperationOutcome": {

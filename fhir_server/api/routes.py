@@ -2,17 +2,19 @@
 status endpoint, the public endpoints, /metrics (the admin scope), the eHealth adapter and the
 token endpoint; each with the access it needs (api/routing.py)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
 from ..auth.policy import interaction_access
 from ..auth.scopes import AnyToken, NamedScope
 from ..jobs.service import JobService
+from ..notifications.websocket import PATH as WS_PATH
 from ..resources.asyncjob import ASYNC_JOB
 from ..resources.conformance import CONFORMANCE_TYPES
 from ..resources.kinds import ResourceKind
+from ..resources.subscription import SUBSCRIPTION, WS_BINDING_TOKEN
 from ..storage.writer import ResourceWriter
 from . import (
     bundles,
@@ -28,6 +30,7 @@ from . import (
     read,
     search,
     status,
+    subscriptions,
     writes,
 )
 from .routing import READ_ID, Endpoint, GuardedRoute, public
@@ -37,7 +40,10 @@ from .urls import BASE_PATH, SMART_CONFIGURATION_PATH, STATUS_PATH
 # (validated, versioned, conditional).
 WRITERS: dict[str, writes.WriterFactory] = {ASYNC_JOB.type: JobService}
 # Operations a kind declares, by (type, name): the handler that runs them.
-OPERATIONS: dict[tuple[str, str], Endpoint] = {(ASYNC_JOB.type, "cancel"): cancel.cancel}
+OPERATIONS: dict[tuple[str, str], Endpoint] = {
+    (ASYNC_JOB.type, "cancel"): cancel.cancel,
+    (SUBSCRIPTION.type, WS_BINDING_TOKEN): subscriptions.ws_binding_token,
+}
 
 SearchParsers = Callable[[ResourceKind], search.SearchParser]
 
@@ -47,10 +53,14 @@ def writer_of(kind: ResourceKind) -> writes.WriterFactory:
     return WRITERS.get(kind.type) or partial(ResourceWriter, kind)
 
 
-def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[GuardedRoute]:
+def kind_routes(
+    kind: ResourceKind,
+    parser: search.SearchParser,
+    writer: writes.WriterFactory | None = None,
+) -> list[GuardedRoute]:
     """The interactions and operations the kind serves, under [base]/[type]."""
     base = f"{BASE_PATH}/{kind.type}"
-    writer = WRITERS.get(kind.type) or partial(ResourceWriter, kind)
+    writer = writer or writer_of(kind)
     table: list[tuple[str, str, str, Endpoint]] = [
         # The router tries routes in order: read and search, the busiest, lead (a read's id is
         # never `_history`: that is the type's history).
@@ -81,7 +91,7 @@ def kind_routes(kind: ResourceKind, parser: search.SearchParser) -> list[Guarded
             GuardedRoute(
                 f"{base}/{{id}}/{name}",
                 OPERATIONS[(kind.type, operation.name)],
-                methods=["POST"],
+                methods=list(operation.methods),
                 access=interaction_access(kind, name),
             )
         )
@@ -101,10 +111,21 @@ def conformance_routes() -> list[GuardedRoute]:
 
 
 def all_routes(
-    kinds: tuple[ResourceKind, ...], parser_for: SearchParsers, admin_scope: str
+    kinds: tuple[ResourceKind, ...],
+    parser_for: SearchParsers,
+    admin_scope: str,
+    writers: Mapping[str, writes.WriterFactory] | None = None,
 ) -> list[BaseRoute]:
-    """The routes of the app serving `kinds` (the registry's, resources/registry.py)."""
-    routes = [route for kind in kinds for route in kind_routes(kind, parser_for(kind))]
+    """The routes of the app serving `kinds` (the registry's, resources/registry.py);
+    `writers` are kinds' writers built from settings (create_app)."""
+    own = {**WRITERS, **(writers or {})}
+
+    def writer_for(kind: ResourceKind) -> writes.WriterFactory:
+        return own.get(kind.type) or writer_of(kind)
+
+    routes = [
+        route for kind in kinds for route in kind_routes(kind, parser_for(kind), writer_for(kind))
+    ]
     # The first kind's read and search lead: the busiest routes, matched first.
     leading = 2
     return [
@@ -118,7 +139,7 @@ def all_routes(
         *(
             GuardedRoute(
                 path,
-                bundles.bundle(writer_of),
+                bundles.bundle(writer_for),
                 methods=["POST"],
                 access=AnyToken(),
                 template=BASE_PATH,
@@ -149,6 +170,9 @@ def all_routes(
         public("/", console.root),
         public(console.CONSOLE_PATH, console.page),
         public(console.ASSET_PATH, console.asset),
+        # Subscriptions' notifications: the socket authenticates each bind with a binding
+        # token ($get-ws-binding-token), not with a bearer token on the upgrade.
+        WebSocketRoute(WS_PATH, subscriptions.websocket),
         *ehealth.mounts(),
         oauth.token_mount(),
     ]

@@ -68,3 +68,9 @@ def request_url(request: Request) -> str:
 def status_url(fhir_base: str, job_id: str) -> str:
     """The Content-Location a kick-off answers with, under the FHIR base URL."""
     return f"{fhir_base}/job/{job_id}/status"
+
+
+def websocket_url(request: Request, path: str) -> str:
+    """The URL of a WebSocket served at `path` of the server's root (ws:// or wss://)."""
+    root = fhir_base(request).removesuffix(BASE_PATH)
+    return root.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + path

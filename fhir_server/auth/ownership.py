@@ -13,7 +13,7 @@ from typing import Any
 
 from ..resources.outcome import FhirError, Issue
 from ..search.query import HistoryQuery, JobQuery
-from ..storage.base import JobRecord, JobStore, Usage, Write
+from ..storage.base import Change, JobRecord, JobStore, Usage, Write
 from .quotas import OwnerQuota
 from .tokens import Principal
 
@@ -115,6 +115,14 @@ class OwnedJobStore:
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         raise PermissionError("purge is an operator's command, not a caller's")
+
+    # The feed holds every owner's changes: the server's notifications read it, never a caller.
+
+    async def changes(self, after: int, limit: int) -> list[Change]:
+        raise PermissionError("the change feed is the server's, not a caller's")
+
+    async def feed_position(self) -> int:
+        raise PermissionError("the change feed is the server's, not a caller's")
 
 
 def visible_store(

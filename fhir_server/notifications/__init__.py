@@ -1,1 +1,2 @@
-"""Notifications: Subscriptions on the resources, a change feed every worker tails, and the channels that deliver (WebSocket, REST-hook)."""
+"""Notifications: Subscriptions on the resources, a change feed every worker tails, and the
+channels that deliver (WebSocket, REST-hook)."""

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latency by route template and status; jobs by status.
+"""Prometheus metrics: requests and latency by route template and status; jobs by status;
+notifications (deliveries, failures, retries, feed lag; REST-hook errors and lag).
 
 Each app has its own registry (no global state), so several apps can live in one process.
 The jobs gauge is counted from the store when /metrics is scraped, never on the hot path.
@@ -9,7 +10,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
@@ -72,6 +73,47 @@ class Metrics:
         self.store_up = Gauge(
             "fhir_server_store_up",
             "1 if the store answered the last scrape, else 0",
+            registry=self.registry,
+        )
+        self.rest_hook_errors = Counter(
+            "fhir_server_rest_hook_errors",
+            "REST-hook Subscriptions set to status error after too many consecutive failures",
+            registry=self.registry,
+        )
+        self.rest_hook_lag = Gauge(
+            "fhir_server_rest_hook_lag",
+            "Changes between the newest in the jobs' feed and the furthest-behind REST-hook "
+            "Subscription this worker process delivers",
+            registry=self.registry,
+        )
+        # Notifications (fhir_server/notifications): per worker process.
+        self.deliveries = Counter(
+            "fhir_server_notification_deliveries",
+            "Notifications delivered, by channel",
+            ("channel",),
+            registry=self.registry,
+        )
+        self.delivery_failures = Counter(
+            "fhir_server_notification_failures",
+            "Notifications not delivered, by channel and reason",
+            ("channel", "reason"),
+            registry=self.registry,
+        )
+        self.delivery_retries = Counter(
+            "fhir_server_notification_retries",
+            "Deliveries tried again, by channel",
+            ("channel",),
+            registry=self.registry,
+        )
+        self.feed_lag = Gauge(
+            "fhir_server_change_feed_lag",
+            "Changes written but not yet read by this worker's tailer, by resource type",
+            ("type",),
+            registry=self.registry,
+        )
+        self.websockets = Gauge(
+            "fhir_server_websockets",
+            "Open subscription WebSockets of this worker process",
             registry=self.registry,
         )
 

@@ -11,12 +11,18 @@ from .conformance import CONFORMANCE_TYPES, URL_PARAMETER, with_base
 from .kinds import ResourceKind
 
 CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition"
+# FHIR R4's extension naming where a server's subscription WebSocket is.
+WEBSOCKET_EXTENSION = f"{CORE_PROFILE}/capabilitystatement-websocket"
 
 
 def capability_statement(
-    base: str, kinds: tuple[ResourceKind, ...], token_url: str | None = None
+    base: str,
+    kinds: tuple[ResourceKind, ...],
+    token_url: str | None = None,
+    websocket_url: str | None = None,
 ) -> dict[str, Any]:
-    """`token_url`: where clients get bearer tokens (None: no token needed)."""
+    """`token_url`: where clients get bearer tokens (None: no token needed); `websocket_url`:
+    the subscriptions' WebSocket (None: no Subscription kind served)."""
     statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -39,6 +45,10 @@ def capability_statement(
             }
         ],
     }
+    if websocket_url is not None:
+        statement["rest"][0]["extension"] = [
+            {"url": WEBSOCKET_EXTENSION, "valueUri": websocket_url}
+        ]
     if token_url is not None:
         statement["rest"][0]["security"] = _security(token_url)
     return with_base(statement, base)

@@ -71,7 +71,8 @@ def operation_definition(kind: ResourceKind, operation: Operation) -> dict[str, 
         "type": False,
         "instance": True,
         "parameter": [
-            {"name": "return", "use": "out", "min": 1, "max": "1", "type": operation.returns}
+            {"name": name, "use": "out", "min": 1, "max": "1", "type": type_name}
+            for name, type_name in operation.outputs or (("return", operation.returns),)
         ],
     }
 

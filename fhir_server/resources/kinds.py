@@ -75,6 +75,10 @@ class Operation:
     description: str
     # What it answers (its `return` parameter).
     returns: str = "OperationOutcome"
+    # The HTTP methods it is invoked with (GET only for one that changes nothing).
+    methods: tuple[str, ...] = ("POST",)
+    # Its out parameters, (name, FHIR type), when it answers a Parameters of several.
+    outputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

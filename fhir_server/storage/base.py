@@ -7,10 +7,11 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import orjson
 
 from ..resources.asyncjob import ASYNC_JOB
-from ..resources.instants import now_instant, parse_instant_ms
+from ..resources.instants import now_instant
 from ..resources.kinds import ResourceKind, SearchParameter
 from ..resources.outcome import FhirError, Issue
-from ..search.query import MISSING_DATE, MISSING_TOKEN, HistoryQuery, JobQuery
+from ..search.matcher import index_value as _index_value
+from ..search.query import HistoryQuery, JobQuery
 
 
 class VersionConflict(Exception):
@@ -219,6 +220,71 @@ class JobRecord:
         return f"JobRecord(id={self.id!r}, version={self.version}, deleted={self.deleted})"
 
 
+class Change:
+    """One entry of a store's change feed: a version written (or a deletion), or a job the
+    retention purge removed, at a `position` that only grows (each store its own sequence).
+
+    `stored` is the version's resource (JSON bytes or a document; None for a deletion or a
+    purge); a deletion also carries the last live version as `previous`, so criteria can be
+    matched against what was deleted, though a notification of it has no body."""
+
+    __slots__ = (
+        "_previous",
+        "_resource",
+        "deleted",
+        "id",
+        "owner",
+        "position",
+        "purged",
+        "type",
+        "version",
+    )
+
+    def __init__(
+        self,
+        position: int,
+        type: str,
+        id: str,
+        version: int,
+        owner: str | None,
+        *,
+        deleted: bool = False,
+        purged: bool = False,
+        stored: bytes | dict[str, Any] | None = None,
+        previous: bytes | dict[str, Any] | None = None,
+    ) -> None:
+        self.position = position
+        self.type = type
+        self.id = id
+        self.version = version
+        self.owner = owner
+        self.deleted = deleted or purged
+        self.purged = purged
+        self._resource = stored
+        self._previous = previous
+
+    @property
+    def resource(self) -> dict[str, Any] | None:
+        """The version's resource (None for a deletion or a purge)."""
+        if isinstance(self._resource, bytes):
+            self._resource = orjson.loads(self._resource)
+        return self._resource  # type: ignore[return-value]  # parsed above
+
+    @property
+    def matched(self) -> dict[str, Any] | None:
+        """What criteria are matched against: the resource, or for a deletion the last live
+        version (None when it is gone too, as after a purge)."""
+        if not self.deleted:
+            return self.resource
+        if isinstance(self._previous, bytes):
+            self._previous = orjson.loads(self._previous)
+        return self._previous  # type: ignore[return-value]  # parsed above
+
+    def __repr__(self) -> str:
+        what = "purged" if self.purged else "deleted" if self.deleted else "written"
+        return f"Change({self.position}, {self.type}/{self.id}/_history/{self.version} {what})"
+
+
 class Usage(NamedTuple):
     """What one owner stores: its live resources and their bytes (canonical JSON)."""
 
@@ -290,7 +356,15 @@ class JobStore(Protocol):
         """Remove every trace (live job and all its versions) of each job whose newest version
         was written before the instant `before` and which is either live with a status in
         `statuses` or deleted. Return how many jobs were removed; afterwards get, get_version
-        and history know nothing of them (a read is 404, not 410)."""
+        and history know nothing of them (a read is 404, not 410). Each removal is a `purged`
+        change in the feed, and feed entries older than `before` are dropped."""
+
+    async def changes(self, after: int, limit: int) -> list[Change]:
+        """The change feed: up to `limit` changes with a position above `after`, in position
+        order. Every write path records one change per version in the same transaction."""
+
+    async def feed_position(self) -> int:
+        """The newest position given out (0 for none): a tailer starting now begins there."""
 
 
 @runtime_checkable
@@ -345,12 +419,3 @@ def index_values(
 def index_value(resource: dict[str, Any], column: str, kind: ResourceKind = ASYNC_JOB) -> str | int:
     """The value of the search parameter stored in `column` (as index_values has it)."""
     return _index_value(resource, kind.parameters_by_column[column])
-
-
-def _index_value(resource: dict[str, Any], parameter: SearchParameter) -> str | int:
-    value: Any = resource
-    for key in parameter.path:
-        value = value.get(key) if isinstance(value, dict) else None
-    if parameter.type == "date":
-        return MISSING_DATE if value is None else parse_instant_ms(value)
-    return MISSING_TOKEN if value is None else str(value)

@@ -4,7 +4,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from pymongo import ASCENDING, DESCENDING, UpdateMany
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateMany
 from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
@@ -34,6 +34,7 @@ from ..search.query import (
     full_sort,
 )
 from .base import (
+    Change,
     JobRecord,
     SchemaTooNew,
     StoreMigrationFailed,
@@ -83,6 +84,12 @@ class MongoJobStore:
         self.max_resource_bytes = max_resource_bytes
         self._current = database[kind.storage_name]
         self._history = database[history_collection(kind)]
+        # The change feed: a document per version written or job purged, its _id the
+        # position, taken from a counter (`_feed_counter`). Two writers may take positions 5
+        # and 6 and insert 6 first: the feed has a hole for a moment, which a tailer waits
+        # out (notifications/feed.py) rather than pass.
+        self._feed = database[f"{kind.storage_name}_change"]
+        self._counter = database[f"{kind.storage_name}_feed_counter"]
         # The search parameters this store indexes (a field each); opening migrates a
         # collection built for others (mongo_schema.py).
         self.parameters = kind.search_parameters
@@ -95,6 +102,7 @@ class MongoJobStore:
         # tells them from the version).
         await self._history.create_index(_HISTORY_ORDER)
         await self._history.create_index([("owner", ASCENDING), *_HISTORY_ORDER])
+        await self._feed.create_index("at")
         try:
             await prepare(self._db, self.kind.storage_name, self.parameters)
             await _measure(self._current)
@@ -248,6 +256,7 @@ class MongoJobStore:
             job_id, version, last_updated, stamped, owner, size=size, method=method, created=created
         )
         await self._append_history(record, method, created)
+        await self._record_change(record, await self._take_positions(1))
         return record
 
     async def delete(self, job_id: str, *, expected_version: int) -> JobRecord:
@@ -261,24 +270,91 @@ class MongoJobStore:
             job_id, expected_version + 1, now_instant(), None, owner, method="DELETE", created=False
         )
         await self._append_history(record, "DELETE", False)
+        await self._record_change(record, await self._take_positions(1))
         return record
+
+    async def _take_positions(self, count: int) -> int:
+        """Reserve `count` feed positions; the first of them."""
+        doc = await self._counter.find_one_and_update(
+            {"_id": "position"},
+            {"$inc": {"n": count}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["n"]) - count + 1
+
+    async def _record_change(
+        self, record: JobRecord, position: int, *, purged: bool = False, session: Any = None
+    ) -> None:
+        await self._feed.insert_one(
+            {
+                "_id": position,
+                "job": record.id,
+                "version": record.version,
+                "owner": record.owner,
+                "deleted": record.deleted,
+                "purged": purged,
+                "at": parse_instant_ms(record.last_updated),
+            },
+            session=session,
+        )
+
+    async def changes(self, after: int, limit: int) -> list[Change]:
+        docs = [
+            doc async for doc in self._feed.find({"_id": {"$gt": after}}).sort("_id").limit(limit)
+        ]
+        # The versions, and each deletion's last live one, in one read.
+        wanted = [f"{d['job']}/{d['version']}" for d in docs if not d["purged"]]
+        wanted += [f"{d['job']}/{d['version'] - 1}" for d in docs if d["deleted"]]
+        bodies = {}
+        if wanted:
+            found = self._history.find({"_id": {"$in": wanted}}, {"resource": 1})
+            bodies = {doc["_id"]: doc.get("resource") async for doc in found}
+        resource_type = self.kind.type
+        return [
+            Change(
+                doc["_id"],
+                resource_type,
+                doc["job"],
+                doc["version"],
+                doc.get("owner"),
+                deleted=doc["deleted"],
+                purged=doc["purged"],
+                stored=None if doc["deleted"] else bodies.get(f"{doc['job']}/{doc['version']}"),
+                previous=bodies.get(f"{doc['job']}/{doc['version'] - 1}")
+                if doc["deleted"]
+                else None,
+            )
+            for doc in docs
+        ]
+
+    async def feed_position(self) -> int:
+        doc = await self._counter.find_one({"_id": "position"})
+        return 0 if doc is None else int(doc["n"])
+
+    async def _record_purge(self, job: str, version: int, owner: str | None) -> None:
+        gone = JobRecord(job, version, now_instant(), None, owner)
+        await self._record_change(gone, await self._take_positions(1), purged=True)
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         cutoff = parse_instant_ms(before)
         removed = 0
+        # The feed forgets what is older than what is kept.
+        await self._feed.delete_many({"at": {"$lt": cutoff}})
         live = self._current.find(
             {"status": {"$in": sorted(statuses)}, "last_updated": {"$lt": cutoff}},
-            {"version": 1},
+            {"version": 1, "owner": 1},
         )
         async for doc in live:
             # Conditional on the version seen: a job updated meanwhile is kept.
             gone = await self._current.delete_one({"_id": doc["_id"], "version": doc["version"]})
             if gone.deleted_count:
                 await self._history.delete_many({"job": doc["_id"]})
+                await self._record_purge(doc["_id"], doc["version"], doc.get("owner"))
                 removed += 1
         deletions = self._history.find(
             {"resource": None, "last_updated": {"$lt": instant_of_ms(cutoff)}},
-            {"job": 1, "version": 1},
+            {"job": 1, "version": 1, "owner": 1},
         )
         async for doc in deletions:
             newest = await self._newest_version(doc["job"])
@@ -290,6 +366,7 @@ class MongoJobStore:
                 and await self._current.count_documents({"_id": doc["job"]}) == 0
             ):
                 await self._history.delete_many({"job": doc["job"]})
+                await self._record_purge(doc["job"], doc["version"], doc.get("owner"))
                 removed += 1
         return removed
 
@@ -328,9 +405,15 @@ class MongoJobStore:
         except NotImplementedError as exc:  # mongomock: no sessions at all
             raise TransactionsUnavailable(_NO_TRANSACTIONS) from exc
         last_updated = now_instant()
+        # Taken outside the transaction (a counter every transaction wrote would make them
+        # conflict); one that aborts leaves a hole in the feed, which tailers wait out.
+        position = await self._take_positions(len(writes))
         try:
             async with session, session.start_transaction():
-                return [await self._write_one(w, last_updated, session) for w in writes]
+                return [
+                    await self._write_one(w, last_updated, session, position + n)
+                    for n, w in enumerate(writes)
+                ]
         except OperationFailure as exc:
             if exc.code == _ILLEGAL_OPERATION:  # "only allowed on a replica set member"
                 raise TransactionsUnavailable(_NO_TRANSACTIONS) from exc
@@ -340,7 +423,9 @@ class MongoJobStore:
                 raise VersionConflict(first.job_id, first.expected_version, None) from exc
             raise
 
-    async def _write_one(self, write: Write, last_updated: str, session: Any) -> JobRecord:
+    async def _write_one(
+        self, write: Write, last_updated: str, session: Any, position: int
+    ) -> JobRecord:
         """save's or delete's checks and documents for one write, inside the transaction."""
         job_id, expected, version = write.job_id, write.expected_version, write.expected_version + 1
         newest = await self._history.find_one(
@@ -393,6 +478,7 @@ class MongoJobStore:
             {"_id": f"{job_id}/{version}", **_history_document(record, method, created)},
             session=session,
         )
+        await self._record_change(record, position, session=session)
         return record
 
 

@@ -38,6 +38,7 @@ from ..search.query import (
 )
 from ..secrets_file import existing_private_file, private_dir, private_file
 from .base import (
+    Change,
     JobRecord,
     StoreUnavailable,
     Usage,
@@ -103,7 +104,18 @@ class SqliteJobStore:
     # Reads that run on the event loop without awaiting (see the module docstring): no
     # deadline can interrupt them, so with_deadline leaves them untimed.
     SYNCHRONOUS_METHODS = frozenset(
-        {"ping", "get", "get_version", "history", "versions", "search", "count", "usage"}
+        {
+            "ping",
+            "get",
+            "get_version",
+            "history",
+            "versions",
+            "search",
+            "count",
+            "usage",
+            "changes",
+            "feed_position",
+        }
     )
 
     def __init__(
@@ -172,6 +184,19 @@ class SqliteJobStore:
             f"UNION ALL SELECT * FROM ({newest_version} {owners_only(1, '?2')}) LIMIT 1"
         )
         self._usage = f"SELECT jobs, bytes FROM {tables.owners} WHERE owner = ?"
+        # The change feed: a row per version written or job purged, in commit order (writes
+        # are serialized by BEGIN IMMEDIATE); AUTOINCREMENT never gives a position twice,
+        # even after the newest rows were trimmed. A deletion's last live version comes
+        # along (for criteria), through the versions' (job, version) key.
+        feed = self._feed = feed_table(tables)
+        self._changes = (
+            f"SELECT c.position, c.job, c.version, c.owner, c.deleted, c.purged, v.resource, "
+            f"p.resource FROM {feed} c "
+            f"LEFT JOIN {versions} v ON v.job = c.job AND v.version = c.version "
+            f"LEFT JOIN {versions} p ON c.deleted AND p.job = c.job AND p.version = c.version - 1 "
+            "WHERE c.position > ? ORDER BY c.position LIMIT ?"
+        )
+        self._feed_position = f"SELECT seq FROM sqlite_sequence WHERE name = '{feed}'"
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -208,6 +233,14 @@ class SqliteJobStore:
         db.execute("PRAGMA journal_mode = WAL")
         with _transaction(db):
             prepare(db, self.path, self.kind)
+            # Not a numbered schema step: a table the server makes if absent, whose loss
+            # costs nothing but notifications already sent.
+            db.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._feed} (position INTEGER PRIMARY KEY "
+                "AUTOINCREMENT, job TEXT NOT NULL, version INTEGER NOT NULL, owner TEXT, "
+                "deleted INTEGER NOT NULL, purged INTEGER NOT NULL, at INTEGER NOT NULL)"
+            )
+            db.execute(f"CREATE INDEX IF NOT EXISTS {self._feed}_at ON {self._feed} (at)")
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -390,6 +423,29 @@ class SqliteJobStore:
 
         await self._write(restore)
 
+    async def changes(self, after: int, limit: int) -> list[Change]:
+        resource_type = self.kind.type
+        return [
+            Change(
+                position,
+                resource_type,
+                job,
+                version,
+                owner,
+                deleted=bool(deleted),
+                purged=bool(purged),
+                stored=blob,
+                previous=previous,
+            )
+            for position, job, version, owner, deleted, purged, blob, previous in self._read(
+                self._changes, (after, limit)
+            )
+        ]
+
+    async def feed_position(self) -> int:
+        rows = self._read(self._feed_position)
+        return int(rows[0][0]) if rows else 0
+
     async def save(
         self,
         resource: dict[str, Any],
@@ -498,6 +554,12 @@ class SqliteJobStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             versions,
         )
+        at = parse_instant_ms(last_updated)
+        db.executemany(
+            f"INSERT INTO {feed_table(tables)} (job, version, owner, deleted, purged, at) "
+            "VALUES (?, ?, ?, 0, 0, ?)",
+            [(job, version, owner, at) for job, version, _, owner, *_ in versions],
+        )
         return [
             JobRecord(
                 job,
@@ -567,30 +629,39 @@ class SqliteJobStore:
         live_table, versions = self._tables.live, self._tables.versions
         # Jobs whose newest version is a deletion: (id, when it was deleted).
         deletions = (
-            f"SELECT v.job, v.last_updated FROM {versions} v WHERE v.resource IS NULL "
+            f"SELECT v.job, v.version, v.owner, v.last_updated FROM {versions} v "
+            "WHERE v.resource IS NULL "
             f"AND v.version = (SELECT max(version) FROM {versions} WHERE job = v.job) "
             f"AND v.job NOT IN (SELECT id FROM {live_table})"
         )
 
+        tables = self._tables
+        now = now_instant()
+
         def write() -> int:
             db = self._write_db
             with _transaction(db):
-                live = [
-                    row[0]
-                    for row in db.execute(
-                        f"SELECT id FROM {live_table} WHERE status IN ({marks}) "
-                        "AND last_updated < ?",
-                        (*sorted(statuses), cutoff),
-                    )
-                ]
+                live = db.execute(
+                    f"SELECT id, version, owner FROM {live_table} WHERE status IN ({marks}) "
+                    "AND last_updated < ?",
+                    (*sorted(statuses), cutoff),
+                ).fetchall()
                 deleted = [
-                    job
-                    for job, last_updated in db.execute(deletions)
+                    (job, version, owner)
+                    for job, version, owner, last_updated in db.execute(deletions)
                     if parse_instant_ms(last_updated) < cutoff
                 ]
-                db.executemany(f"DELETE FROM {live_table} WHERE id = ?", [(job,) for job in live])
-                gone = [(job,) for job in (*live, *deleted)]
-                db.executemany(f"DELETE FROM {versions} WHERE job = ?", gone)
+                db.executemany(
+                    f"DELETE FROM {live_table} WHERE id = ?", [(row[0],) for row in live]
+                )
+                gone = [*live, *deleted]
+                db.executemany(f"DELETE FROM {versions} WHERE job = ?", [(g[0],) for g in gone])
+                # The feed says what went, and forgets what is older than what is kept.
+                db.execute(f"DELETE FROM {feed_table(tables)} WHERE at < ?", (cutoff,))
+                for job, version, owner in gone:
+                    _record_change(
+                        db, tables, job, version, owner, deleted=True, at=now, purged=True
+                    )
                 return len(gone)
 
         return await self._write(write)
@@ -624,6 +695,30 @@ def _append_version(
         "(job, version, last_updated, owner, resource, method, created) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (job_id, version, last_updated, owner, blob, method, created),
+    )
+    _record_change(db, tables, job_id, version, owner, deleted=blob is None, at=last_updated)
+
+
+def feed_table(tables: Tables) -> str:
+    """The kind's change feed (a resource type has no "_": no other table is named so)."""
+    return f"{tables.name}_change"
+
+
+def _record_change(
+    db: sqlite3.Connection,
+    tables: Tables,
+    job_id: str,
+    version: int,
+    owner: str | None,
+    *,
+    deleted: bool,
+    at: str,
+    purged: bool = False,
+) -> None:
+    db.execute(
+        f"INSERT INTO {feed_table(tables)} (job, version, owner, deleted, purged, at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (job_id, version, owner, deleted, purged, parse_instant_ms(at)),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..resources.instants import now_instant
 from ..search.query import HistoryQuery, JobQuery
-from .base import JobRecord, JobStore, Usage, VersionConflict, Write, stamp
+from .base import Change, JobRecord, JobStore, Usage, VersionConflict, Write, stamp
 
 
 class StagedWrites:
@@ -116,6 +116,12 @@ class StagedWrites:
 
     async def purge(self, *, before: str, statuses: frozenset[str]) -> int:
         raise NotImplementedError("purge is not part of a transaction")
+
+    async def changes(self, after: int, limit: int) -> list[Change]:
+        raise NotImplementedError("the change feed is not part of a transaction")
+
+    async def feed_position(self) -> int:
+        raise NotImplementedError("the change feed is not part of a transaction")
 
     def tag_of(self, job_id: str) -> int:
         """The tag of the first staged write of job_id (the entry a conflict is about)."""

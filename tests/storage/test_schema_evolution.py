@@ -333,6 +333,8 @@ async def test_a_c448ebd_file_keeps_every_job_and_version_in_the_kinds_tables(tm
     assert tables == {
         *("asyncjob", "asyncjob_version", "asyncjob_tally", "asyncjob_parameter"),
         *("asyncjob_owner", "oauth_client", "oauth_assertion"),
+        # The change feed, made if absent (AUTOINCREMENT keeps its counter in sqlite_sequence).
+        *("asyncjob_change", "sqlite_sequence"),
     }
 
 
