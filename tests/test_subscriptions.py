@@ -369,3 +369,17 @@ def test_the_access_log_has_a_line_per_websocket_session(tmp_path: Path):
     assert line["path"] == "/ws/subscriptions-r4"
     assert line["status"] == 101
     assert line["route"] == "/ws/subscriptions-r4 (closed 1000)"
+
+
+def test_a_change_written_through_one_process_reaches_a_socket_held_by_another(tmp_path: Path):
+    """Two server processes on one data dir, as the workers of one server are: the socket is
+    held by the first, the job written through the second."""
+    data_dir = tmp_path / "data"
+    with (
+        running_server(data_dir) as first,
+        running_server(data_dir) as second,
+        connect(ws_url(first)) as socket,
+    ):
+        bind(socket, binding(first, ALICE, "AsyncJob?status=completed"))
+        complete(second, ALICE, "written-elsewhere")
+        assert events(socket, 2) == ["written-elsewhere"]
