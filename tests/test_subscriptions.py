@@ -346,3 +346,40 @@ def test_a_graceful_shutdown_closes_the_sockets_cleanly(tmp_path: Path):
         # a dropped connection.
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code in (1001, 1012)
+
+
+def test_the_access_log_has_a_line_per_websocket_session(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    with running_server(data_dir) as base:
+        with connect(ws_url(base)) as socket:
+            socket.send(json.dumps({"type": "ping"}))
+            receive(socket)
+        port = base.split(":")[2].split("/")[0]
+        log = tmp_path / f"server-{port}.log"
+        deadline = time.monotonic() + 5
+        lines: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not lines:
+            time.sleep(0.2)
+            lines = [
+                json.loads(line)
+                for line in log.read_text().splitlines()
+                if line.startswith("{") and '"WEBSOCKET"' in line
+            ]
+    [line] = lines
+    assert line["path"] == "/ws/subscriptions-r4"
+    assert line["status"] == 101
+    assert line["route"] == "/ws/subscriptions-r4 (closed 1000)"
+
+
+def test_a_change_written_through_one_process_reaches_a_socket_held_by_another(tmp_path: Path):
+    """Two server processes on one data dir, as the workers of one server are: the socket is
+    held by the first, the job written through the second."""
+    data_dir = tmp_path / "data"
+    with (
+        running_server(data_dir) as first,
+        running_server(data_dir) as second,
+        connect(ws_url(first)) as socket,
+    ):
+        bind(socket, binding(first, ALICE, "AsyncJob?status=completed"))
+        complete(second, ALICE, "written-elsewhere")
+        assert events(socket, 2) == ["written-elsewhere"]
