@@ -221,11 +221,15 @@ def create_app(
     # Notifications: every worker tails every kind's change feed; the subscriptions follow it.
     by_type = {kind.type: kind for kind in kinds if kind is not SUBSCRIPTION}
     subscriptions = Subscriptions(by_type, stores.get(SUBSCRIPTION.type))
+    sorted_stores = dict(sorted(stores.items(), key=lambda item: item[0] != SUBSCRIPTION.type))
     feed = FeedTailer(
-        stores,
+        # The subscriptions' feed first: a subscription and a change written after it that
+        # one read brings are seen in that order.
+        sorted_stores,
         interval=settings.feed_poll_interval,
         on_lag=lambda name, lag: app_metrics.feed_lag.labels(name).set(lag),
         prepare=subscriptions.load,
+        idle=lambda: not subscriptions.active,
     )
     feed.add_listener(subscriptions.on_change)
     websockets = WebSocketChannel(

@@ -20,7 +20,9 @@ BATCH = 500
 class FeedTailer:
     """Polls each store's `changes(after=position)` every `interval` seconds, from the
     position the feed had when it started, and awaits each listener on each change, in
-    position order.
+    position order. While `idle()` says no one is listening for changes (no active
+    subscription), it reads every `idle_interval` seconds instead: a read on the event loop
+    twenty times a second is not free when other threads hold the interpreter.
 
     A hole in the positions (MongoDB: a writer took position 5, another 6, and 6 was stored
     first) is waited for up to `gap_wait` seconds before the changes after it are passed on;
@@ -34,6 +36,8 @@ class FeedTailer:
         gap_wait: float = 2.0,
         on_lag: Callable[[str, int], None] | None = None,
         prepare: Callable[[], Awaitable[None]] | None = None,
+        idle: Callable[[], bool] | None = None,
+        idle_interval: float = 1.0,
     ) -> None:
         self.stores = dict(stores)
         self.interval = interval
@@ -42,6 +46,8 @@ class FeedTailer:
         self.listeners: list[Listener] = []
         self._on_lag = on_lag
         self._prepare = prepare
+        self._idle = idle
+        self.idle_interval = max(interval, idle_interval)
         self.ready = asyncio.Event()
         self._gap_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -88,7 +94,8 @@ class FeedTailer:
                 log.exception("change feed tailing failed")
                 busy = False
             if not busy:
-                await asyncio.sleep(self.interval)
+                idle = self._idle is not None and self._idle()
+                await asyncio.sleep(self.idle_interval if idle else self.interval)
 
     async def poll(self) -> bool:
         """One read of every feed; True when a feed had a full batch (read again at once)."""
