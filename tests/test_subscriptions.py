@@ -175,6 +175,23 @@ async def test_subscriptions_are_owned_like_jobs(client: httpx.AsyncClient):
     assert (await client.get(f"{BASE}/Subscription/{sub_id}", headers=v1)).status_code == 200
 
 
+async def test_a_subscription_needs_read_access_to_what_it_watches(client: httpx.AsyncClient):
+    # It could never notify: refused when written, not silent forever.
+    subscriptions_only = bearer("alice", "system/Subscription.cruds")
+    refused = await client.post(
+        f"{BASE}/Subscription", json=subscription(), headers=subscriptions_only
+    )
+    assert refused.status_code == 403
+    issue = refused.json()["issue"][0]
+    assert issue["code"] == "forbidden"
+    assert issue["expression"] == ["Subscription.criteria"]
+    assert "may not read AsyncJob" in issue["diagnostics"]
+    assert (await client.get(f"{BASE}/Subscription", headers=ADMIN_HEADERS)).json()["total"] == 0
+    readers = bearer("alice", "system/Subscription.cruds system/AsyncJob.rs")
+    created = await client.post(f"{BASE}/Subscription", json=subscription(), headers=readers)
+    assert created.status_code == 201
+
+
 async def test_the_subscriptions_per_owner_are_limited(make_http: Clients):
     async with make_http(max_subscriptions_per_owner=2) as limited:
         for _ in range(2):

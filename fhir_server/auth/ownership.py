@@ -29,9 +29,18 @@ class IdTaken(FhirError):
 class OwnedJobStore:
     """A JobStore view limited to one owner's jobs (a JobStore itself)."""
 
-    def __init__(self, store: JobStore, owner: str | None, quota: OwnerQuota | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        owner: str | None,
+        quota: OwnerQuota | None = None,
+        scopes: frozenset[str] = frozenset(),
+    ) -> None:
         self.store = store
         self.owner = owner
+        # The caller's scopes, for writes whose rules depend on what it may read (a
+        # Subscription's criteria).
+        self.scopes = scopes
         self.quota = quota  # what the owner may store (None: no limit)
         # The store's filter: no owner matches "" (jobs loaded without one included).
         self._owner = owner or ""
@@ -132,4 +141,4 @@ def visible_store(
     writes held to the quota."""
     if principal is None or principal.admin:
         return store
-    return OwnedJobStore(store, principal.owner, quota)
+    return OwnedJobStore(store, principal.owner, quota, principal.scopes)

@@ -5,6 +5,8 @@ parsed as a search of a served type (search/criteria.py), at most a number per o
 from collections.abc import Mapping
 from typing import Any
 
+from ..auth.ownership import OwnedJobStore
+from ..auth.scopes import SmartAccess
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError, Issue
 from ..resources.subscription import SUBSCRIPTION
@@ -42,7 +44,18 @@ class SubscriptionWriter:
 
     def _accepted(self, resource: dict[str, Any]) -> dict[str, Any]:
         validated = SUBSCRIPTION.validate(resource)
-        parse_criteria(validated["criteria"], dict(self.kinds))
+        kind, _ = parse_criteria(validated["criteria"], dict(self.kinds))
+        # A subscription notifies only what its owner may read: one on a type the caller
+        # cannot read would never fire, so it is refused (an admin, or auth off, reads all).
+        store = self.store
+        if isinstance(store, OwnedJobStore) and not SmartAccess(kind.type, "r").allows(
+            store.scopes
+        ):
+            raise FhirError.of(
+                "forbidden",
+                f"This token may not read {kind.type}: a subscription to it would never notify",
+                "Subscription.criteria",
+            )
         channel = validated["channel"]
         if channel["type"] == "rest-hook":
             # What can be told now (delivery checks the resolved addresses each time).
