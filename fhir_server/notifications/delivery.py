@@ -39,6 +39,7 @@ import httpx
 from ..observability.metrics import Metrics
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError
+from ..resources.subscription import ended
 from ..search.criteria import parse_criteria
 from ..search.matcher import matches
 from ..search.query import JobQuery, SortKey
@@ -103,7 +104,9 @@ def concerns(subscription: JobRecord, change: Change, criteria: Criteria) -> boo
     if subscription.owner is not None and change.owner != subscription.owner:
         return False
     resource = subscription.resource
-    return resource is not None and criteria(resource, change)
+    if resource is None or ended(resource, int(time.time() * 1000)):
+        return False
+    return criteria(resource, change)
 
 
 class RestHookDelivery:

@@ -19,6 +19,7 @@ from ..resources.instants import now_instant
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError
 from ..resources.subscription import RESOURCE_TYPE as SUBSCRIPTION
+from ..resources.subscription import ended
 from ..search.criteria import parse_criteria
 from ..search.matcher import matches, value_of
 from ..search.query import JobQuery, TokenMatch
@@ -248,7 +249,12 @@ class Subscriptions:
             if value is not None:
                 candidates |= self._by_token.get((kind.type, column, str(value)), set())
         found = [self.active[i] for i in candidates if i in self.active]
-        return [s for s in found if matches(s.query, change, s.kind, values)]
+        now = int(time.time() * 1000)
+        return [
+            s
+            for s in found
+            if not ended(s.resource, now) and matches(s.query, change, s.kind, values)
+        ]
 
 
 # The token column a subscription is indexed by, most selective first: an id names one job,

@@ -12,6 +12,7 @@ import orjson
 from fhir.resources.R4B.subscription import Subscription
 from pydantic import ValidationError
 
+from .instants import parse_instant_ms
 from .kinds import ID_PATTERN, Operation, ResourceKind, SearchParameter
 from .outcome import FhirError, Issue
 
@@ -193,6 +194,12 @@ RESERVED_HEADERS = frozenset(
     )
 )
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ended(resource: dict[str, Any], now_ms: int) -> bool:
+    """Whether the subscription's `end` has passed: from then on it notifies nothing."""
+    end = resource.get("end")
+    return isinstance(end, str) and parse_instant_ms(end) <= now_ms
 
 
 def header_problem(entry: str) -> str | None:

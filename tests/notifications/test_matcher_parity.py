@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import pytest
 
+from fhir_server.notifications.delivery import concerns, criteria_of
 from fhir_server.notifications.subscriptions import Subscriptions
 from fhir_server.resources.asyncjob import ASYNC_JOB
 from fhir_server.resources.outcome import FhirError
 from fhir_server.search.criteria import parse_criteria
 from fhir_server.search.matcher import matches
-from fhir_server.storage.base import Change, JobStore
+from fhir_server.storage.base import Change, JobRecord, JobStore
 
 from ..conftest import make_job
 
@@ -181,3 +182,39 @@ async def test_the_subscriptions_index_finds_what_matching_every_one_finds():
                 s.id for s in subscriptions.active.values() if matches(s.query, change)
             )
             assert indexed == everyone, (job, change)
+
+
+async def test_a_subscription_past_its_end_matches_nothing():
+    """R4's Subscription.end: from then on it notifies nothing (on either channel)."""
+    subscriptions = Subscriptions(KINDS)
+    for n, end in enumerate(("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z", None)):
+        resource = {
+            "resourceType": "Subscription",
+            "status": "active",
+            "reason": "end",
+            "criteria": "AsyncJob?status=completed",
+            "channel": {"type": "websocket"},
+            **({"end": end} if end else {}),
+        }
+        await subscriptions.on_change(
+            Change(n + 1, "Subscription", f"s{n}", 1, None, stored=resource)
+        )
+    job = {**make_job(status="completed"), "meta": {"versionId": "1", "lastUpdated": TIMES[0]}}
+    change = Change(10, "AsyncJob", job["id"], 1, None, stored=job)
+    assert sorted(s.id for s in subscriptions.matching(change)) == ["s1", "s2"]
+
+
+@pytest.mark.parametrize(("end", "notified"), [("2000-01-01T00:00:00Z", False), (None, True)])
+def test_a_rest_hook_past_its_end_is_not_notified(end: str | None, notified: bool):
+    resource = {
+        "resourceType": "Subscription",
+        "status": "active",
+        "reason": "end",
+        "criteria": "AsyncJob?status=completed",
+        "channel": {"type": "rest-hook", "endpoint": "https://hooks.example.org/jobs"},
+        **({"end": end} if end else {}),
+    }
+    subscription = JobRecord("s1", 1, None, resource, "alice")
+    job = {**make_job(status="completed"), "meta": {"versionId": "1", "lastUpdated": TIMES[0]}}
+    change = Change(10, "AsyncJob", job["id"], 1, "alice", stored=job)
+    assert concerns(subscription, change, criteria_of(KINDS)) is notified
