@@ -89,3 +89,16 @@ async def test_loading_files_records_changes(store: JobStore, tmp_path: Path):
     report = await load_paths(store, [tmp_path])
     assert report.stored == 1
     assert [(c.id, c.version) for c in await store.changes(start, 10)] == [("loaded", 1)]
+
+
+async def test_a_bulk_save_records_a_change_per_job(store: JobStore, tmp_path: Path):
+    # Many new jobs in one file take save_many's bulk path: each is a change all the same.
+    start = await store.feed_position()
+    ids = [f"bulk-{n}" for n in range(5)]
+    lines = "\n".join(json.dumps(make_job(id=job_id)) for job_id in ids)
+    (tmp_path / "jobs.ndjson").write_text(lines + "\n")
+    report = await load_paths(store, [tmp_path])
+    assert report.stored == 5
+    changes = await store.changes(start, 10)
+    assert sorted((c.id, c.version, c.deleted) for c in changes) == [(i, 1, False) for i in ids]
+    assert [c.position for c in changes] == sorted(c.position for c in changes)
