@@ -12,6 +12,7 @@ request; a small one is validated faster than the hop to a thread takes.
 import asyncio
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
@@ -27,6 +28,11 @@ STATUS_CODE = "status_code"
 MAX_ATTEMPTS = 10
 # Resources with more JSON values than this are validated in a worker thread.
 INLINE_VALIDATION_VALUES = 100
+# One thread validates large resources: validation is Python code holding the interpreter
+# lock, so a second thread validates no faster, and two that take turns with it can keep the
+# event loop from the lock for hundreds of milliseconds; with one, the loop gets it back
+# within a switch interval.
+VALIDATION = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
 T = TypeVar("T")
 
 
@@ -253,9 +259,10 @@ class JobService:
 
 
 async def _validating(resource: dict[str, Any], rules_call: Callable[[], T]) -> T:
-    """rules_call(), which validates resource: in a worker thread when resource is large."""
+    """rules_call(), which validates resource: in the validation thread when resource is
+    large."""
     if _more_values_than(resource, INLINE_VALIDATION_VALUES):
-        return await asyncio.to_thread(rules_call)
+        return await asyncio.get_running_loop().run_in_executor(VALIDATION, rules_call)
     return rules_call()
 
 
