@@ -133,6 +133,9 @@ class OwnedJobStore:
     async def feed_position(self) -> int:
         raise PermissionError("the change feed is the server's, not a caller's")
 
+    async def position_before(self, at_ms: int) -> int:
+        raise PermissionError("the change feed is the server's, not a caller's")
+
 
 def visible_store(
     store: JobStore, principal: Principal | None, quota: OwnerQuota | None = None

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from ..observability.metrics import Metrics
+from ..resources.instants import parse_instant_ms
 from ..resources.kinds import ResourceKind
 from ..resources.outcome import FhirError
 from ..resources.subscription import ended
@@ -52,6 +53,8 @@ log = logging.getLogger("fhir_server.notifications")
 
 POLL_SECONDS = 1.0  # how often the feeds are looked at without a wake-up
 BATCH = 100  # changes read at a time
+# How far the clocks of the processes (hosts) that write may differ, at most.
+CLOCK_SKEW_MS = 2_000
 CHANNEL = "rest-hook"  # the channel label of the notification metrics
 SUBSCRIPTIONS_PAGE = 500
 # (subscription resource, change) -> whether its criteria select the change
@@ -141,7 +144,6 @@ class RestHookDelivery:
         self._known: dict[str, tuple[int, float]] = {}
         self._active: list[JobRecord] = []
         self._subscriptions_seen = -1
-        self._listed_head: int | None = None  # the jobs' position read before the last listing
         self._starts: dict[str, int] = {}  # where a subscription without a record starts
 
     def wake(self) -> None:
@@ -189,8 +191,8 @@ class RestHookDelivery:
         await self.states.close()
 
     async def _tick(self) -> None:
-        head = await self.jobs.feed_position()  # before the subscriptions: see _refresh
-        await self._refresh_subscriptions(head)
+        head = await self.jobs.feed_position()
+        await self._refresh_subscriptions()
         now = time.time()
         behind = []
         for subscription in self._active:
@@ -212,14 +214,9 @@ class RestHookDelivery:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("REST-hook delivery of Subscription/%s failed: %r", subscription_id, error)
 
-    async def _refresh_subscriptions(self, head: int) -> None:
-        """The active rest-hook subscriptions, listed again when their feed has moved.
-
-        Where a subscription's delivery starts when it has none yet: the jobs' feed position
-        read before the last listing it was not in. It was made (or activated) after that
-        listing, so every change written after it is delivered; a few written just before it
-        may be too (at least once, never missed). One seen at this process's first listing
-        starts at the current position."""
+    async def _refresh_subscriptions(self) -> None:
+        """The active rest-hook subscriptions, listed again when their feed has moved; one
+        newly listed starts, if it has no delivery state yet, where _start_of says."""
         seen = await self.subscriptions.feed_position()
         if seen != self._subscriptions_seen:
             active: list[JobRecord] = []
@@ -233,9 +230,9 @@ class RestHookDelivery:
                 offset += SUBSCRIPTIONS_PAGE
             before = {r.id for r in self._active}
             ids = {r.id for r in active}
-            if self._listed_head is not None:
-                for new in ids - before:
-                    self._starts[new] = self._listed_head
+            for listed in active:
+                if listed.id not in before:
+                    self._starts[listed.id] = await self._start_of(listed)
             for gone in before - ids:
                 self._known.pop(gone, None)
                 self._starts.pop(gone, None)
@@ -244,7 +241,15 @@ class RestHookDelivery:
                     await self.states.remove(gone)  # made again under its id, it starts anew
             self._active = active
             self._subscriptions_seen = seen
-        self._listed_head = head
+
+    async def _start_of(self, subscription: JobRecord) -> int:
+        """Where a subscription's delivery starts if it has none yet: the jobs' feed just
+        before its version was written (less the clock difference workers may have), so
+        nothing written after it is missed, however late this process comes to list it (a
+        worker still starting when it was made); a few changes written just before it may be
+        delivered too (at least once)."""
+        written = parse_instant_ms(subscription.last_updated)
+        return await self.jobs.position_before(written - CLOCK_SKEW_MS)
 
     async def _deliver(self, subscription_id: str, start: int) -> None:
         """Bring one subscription up to the feed, as long as this process holds its lease."""

@@ -366,6 +366,11 @@ class JobStore(Protocol):
     async def feed_position(self) -> int:
         """The newest position given out (0 for none): a tailer starting now begins there."""
 
+    async def position_before(self, at_ms: int) -> int:
+        """The position just before the first change written at or after the instant `at_ms`
+        (epoch ms), or the newest if none was: reading from there misses nothing written
+        since."""
+
 
 @runtime_checkable
 class ManyReads(Protocol):

@@ -332,6 +332,10 @@ class MongoJobStore:
         doc = await self._counter.find_one({"_id": "position"})
         return 0 if doc is None else int(doc["n"])
 
+    async def position_before(self, at_ms: int) -> int:
+        first = await self._feed.find_one({"at": {"$gte": at_ms}}, sort=[("_id", 1)])
+        return int(first["_id"]) - 1 if first is not None else await self.feed_position()
+
     async def _record_purge(self, job: str, version: int, owner: str | None) -> None:
         gone = JobRecord(job, version, now_instant(), None, owner)
         await self._record_change(gone, await self._take_positions(1), purged=True)

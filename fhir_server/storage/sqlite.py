@@ -197,6 +197,8 @@ class SqliteJobStore:
             "WHERE c.position > ? ORDER BY c.position LIMIT ?"
         )
         self._feed_position = f"SELECT seq FROM sqlite_sequence WHERE name = '{feed}'"
+        # The range read is the changes since the instant: few, by the index on `at`.
+        self._position_before = f"SELECT min(position) - 1 FROM {feed} WHERE at >= ?"
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -445,6 +447,12 @@ class SqliteJobStore:
     async def feed_position(self) -> int:
         rows = self._read(self._feed_position)
         return int(rows[0][0]) if rows else 0
+
+    async def position_before(self, at_ms: int) -> int:
+        rows = self._read(self._position_before, (at_ms,))
+        if rows and rows[0][0] is not None:
+            return int(rows[0][0])
+        return await self.feed_position()
 
     async def save(
         self,

@@ -123,6 +123,9 @@ class StagedWrites:
     async def feed_position(self) -> int:
         raise NotImplementedError("the change feed is not part of a transaction")
 
+    async def position_before(self, at_ms: int) -> int:
+        raise NotImplementedError("the change feed is not part of a transaction")
+
     def tag_of(self, job_id: str) -> int:
         """The tag of the first staged write of job_id (the entry a conflict is about)."""
         for write, tag in zip(self.writes, self.tags, strict=True):

@@ -16,7 +16,12 @@ import orjson
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
-from fhir_server.notifications.delivery import RestHookDelivery, RetryPolicy, criteria_of
+from fhir_server.notifications.delivery import (
+    CLOCK_SKEW_MS,
+    RestHookDelivery,
+    RetryPolicy,
+    criteria_of,
+)
 from fhir_server.notifications.outbound import Sender
 from fhir_server.observability.metrics import Metrics
 from fhir_server.resources.asyncjob import ASYNC_JOB
@@ -308,7 +313,6 @@ async def test_a_change_written_right_after_the_subscription_is_notified(
     tmp_path, stores, endpoint
 ):
     jobs, subscriptions = stores
-    await write_job(jobs, "alice")  # before the subscription: not notified
     async with delivering(tmp_path, jobs, subscriptions):
         await asyncio.sleep(0.2)  # the loop has listed the subscriptions (none)
         await subscribe(subscriptions, endpoint.url, "alice")
@@ -316,6 +320,24 @@ async def test_a_change_written_right_after_the_subscription_is_notified(
         received = await arrived(endpoint, 1)
         await asyncio.sleep(0.3)
     assert [orjson.loads(r.body)["id"] for r in endpoint.requests] == [job["id"]]
+    assert received[0].headers["x-event-number"] == "1"
+
+
+async def test_a_process_that_lists_a_subscription_late_misses_nothing_after_it(
+    tmp_path, stores, endpoint
+):
+    # A worker still starting when the subscription and a job were written lists both at its
+    # first look: delivery starts where the subscription was written, not where the feed is.
+    jobs, subscriptions = stores
+    old = await write_job(jobs, "alice")
+    await asyncio.sleep((CLOCK_SKEW_MS + 100) / 1000)  # "old" is out of the clock margin
+    await subscribe(subscriptions, endpoint.url, "alice")
+    job = await write_job(jobs, "alice")
+    async with delivering(tmp_path, jobs, subscriptions):  # its first listing has both
+        received = await arrived(endpoint, 1)
+        await asyncio.sleep(0.3)
+    assert [orjson.loads(r.body)["id"] for r in endpoint.requests] == [job["id"]]
+    assert old["id"] != job["id"]
     assert received[0].headers["x-event-number"] == "1"
 
 

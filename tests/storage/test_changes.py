@@ -1,7 +1,9 @@
 """The change feed every store keeps: a position per version written, deletion or purge, in
 the order the writes committed, with what criteria are matched against."""
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,17 @@ async def test_a_bulk_save_records_a_change_per_job(store: JobStore, tmp_path: P
     changes = await store.changes(start, 10)
     assert sorted((c.id, c.version, c.deleted) for c in changes) == [(i, 1, False) for i in ids]
     assert [c.position for c in changes] == sorted(c.position for c in changes)
+
+
+async def test_position_before_an_instant_is_where_reading_misses_nothing_after_it(
+    store: JobStore,
+):
+    await store.save(make_job(id="early"), expected_version=0)
+    early = await store.feed_position()
+    await asyncio.sleep(0.01)
+    instant = int(time.time() * 1000)
+    await store.save(make_job(id="late"), expected_version=0)
+    assert await store.position_before(instant) == early
+    assert [c.id for c in await store.changes(await store.position_before(instant), 10)] == ["late"]
+    # Nothing written since: the newest position.
+    assert await store.position_before(instant + 60_000) == await store.feed_position()
