@@ -10,18 +10,13 @@ of the median wall time of each (the whole exchange as the client sees it) and e
 """
 
 import argparse
-import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
+
+from .serving import pinned_server
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -43,61 +38,28 @@ def bundle(kind: str, n: int) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pinned(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if shutil.which("taskset"):
-        os.sched_setaffinity(0, {1})
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-bundles-"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir/R4"
-    env = {**os.environ, "FHIR_SERVER_AUTH": "off", "FHIR_SERVER_DATA_DIR": str(data_dir / "d")}
-    command = [*pinned(0), sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=None
-    )
     times: dict[str, list[float]] = {"singles": [], "transaction": [], "batch": []}
-    try:
-        with httpx.Client(timeout=60) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if http.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the server did not start") from None
-                time.sleep(0.2)
-            transaction, batch = bundle("transaction", args.entries), bundle("batch", args.entries)
-            for _ in range(args.rounds):
+    with pinned_server("bundles") as root, httpx.Client(timeout=60) as http:
+        base = f"{root}/fhir/R4"
+        transaction, batch = bundle("transaction", args.entries), bundle("batch", args.entries)
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            for i in range(args.entries):
+                answer = http.post(f"{base}/AsyncJob", json=job(i), headers=FHIR_JSON)
+                assert answer.status_code == 201, answer.text
+            times["singles"].append(time.perf_counter() - started)
+            for name, body in (("transaction", transaction), ("batch", batch)):
                 started = time.perf_counter()
-                for i in range(args.entries):
-                    answer = http.post(f"{base}/AsyncJob", json=job(i), headers=FHIR_JSON)
-                    assert answer.status_code == 201, answer.text
-                times["singles"].append(time.perf_counter() - started)
-                for name, body in (("transaction", transaction), ("batch", batch)):
-                    started = time.perf_counter()
-                    answer = http.post(base, json=body, headers=FHIR_JSON)
-                    times[name].append(time.perf_counter() - started)
-                    assert answer.status_code == 200, answer.text[:500]
-                    statuses = {e["response"]["status"] for e in answer.json()["entry"]}
-                    assert statuses == {"201 Created"}, statuses
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(data_dir, ignore_errors=True)
+                answer = http.post(base, json=body, headers=FHIR_JSON)
+                times[name].append(time.perf_counter() - started)
+                assert answer.status_code == 200, answer.text[:500]
+                statuses = {e["response"]["status"] for e in answer.json()["entry"]}
+                assert statuses == {"201 Created"}, statuses
     n = f"{args.entries:,}"
     print(f"| {n} creates | median s | per create ms | rounds (s) |")
     print("|---|---:|---:|---|")

@@ -18,32 +18,17 @@ Markdown tables.
 
 import argparse
 import json
-import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from .serving import pinned_server
+
 SOCKETS = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pinned(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
 
 
 def job(job_id: str, status: str = "accepted") -> dict[str, Any]:
@@ -140,17 +125,6 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--blocks", type=int, default=3)
     args = parser.parse_args()
-    if shutil.which("taskset"):
-        os.sched_setaffinity(0, {1})
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-notifications-"))
-    port = free_port()
-    root = f"http://127.0.0.1:{port}"
-    base = f"{root}/fhir/R4"
-    env = {**os.environ, "FHIR_SERVER_AUTH": "off", "FHIR_SERVER_DATA_DIR": str(data_dir / "d")}
-    command = [*pinned(0), sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=None
-    )
     rows = []
     sockets: list[ClientConnection] = []
     without: list[float] = []
@@ -159,17 +133,9 @@ def main() -> None:
     def bind(ws: ClientConnection, token: str) -> None:
         ws.send(json.dumps({"type": "bind-with-token", "payload": {"token": token}}))
 
-    try:
-        with httpx.Client(timeout=60) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if http.get(f"{root}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the server did not start") from None
-                time.sleep(0.2)
+    with pinned_server("notifications") as root, httpx.Client(timeout=60) as http:
+        base = f"{root}/fhir/R4"
+        try:
             receiver = Receiver()
             url = root.replace("http://", "ws://") + "/ws/subscriptions-r4"
             sockets = [connect(url, max_queue=None) for _ in range(SOCKETS)]
@@ -213,12 +179,9 @@ def main() -> None:
                     http, base, receiver, f"n{target}", args.writes, measured=target > 0
                 )
                 rows.append((target, latencies, throughput))
-    finally:
-        for ws in sockets:
-            ws.close()
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        finally:
+            for ws in sockets:
+                ws.close()
     print("| active subscriptions | p50 ms | p99 ms | max ms | delivered |")
     print("|---:|---:|---:|---:|---:|")
     for target, latencies, _ in rows:

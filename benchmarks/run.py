@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import httpx
 from fhir_server.auth.tokens import FULL_SCOPES, mint
 
 from .baseline import Tree, checkout, current_tree
+from .serving import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -542,12 +542,6 @@ def parse_wrk(output: str) -> tuple[float, float, float, int, int, int]:
 def _ms(value: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
     return round(float(number) * _UNITS[unit], 3)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def markdown(results: list[Result], args: argparse.Namespace) -> str:
