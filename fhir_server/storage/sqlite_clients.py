@@ -3,57 +3,26 @@ the file's schema migrations (sqlite_schema.py). Token requests are rare, so eve
 on one thread of its own, in a transaction; the file is opened at the first call, so the
 store also serves `fhir-server client` and apps whose lifespan does not run."""
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 from ..resources.instants import now_instant
-from ..secrets_file import existing_private_file, private_dir, private_file
-from .base import StoreUnavailable
 from .clients import ClientExists, RegisteredClient
-from .sqlite import _connect, _transaction
+from .sqlite import _transaction
 from .sqlite_schema import migrate
+from .sqlite_side import SideStore
 
-T = TypeVar("T")
 _COLUMNS = "id, scope, jwks, jwks_url, registered"
 
 
-class SqliteClientStore:
+class SqliteClientStore(SideStore):
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-clients")
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, "sqlite-clients")
 
-    def _connection(self) -> sqlite3.Connection:
-        """The connection, on the store's thread; opened (and the file brought to the current
-        schema) at the first call. The file holds every owner's jobs: private, as the job
-        store keeps it."""
-        if self._db is None:
-            private_dir(self.path.parent)
-            private_file(self.path)
-            for suffix in ("-wal", "-shm"):
-                existing_private_file(self.path.with_name(self.path.name + suffix))
-            db = _connect(self.path)
-            db.execute("PRAGMA journal_mode = WAL")
-            with _transaction(db):
-                migrate(db, self.path)
-            self._db = db
-        return self._db
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            db = self._connection()
-            with _transaction(db):
-                return work(db)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        with _transaction(db):
+            migrate(db, self.path)
 
     async def add(self, client: RegisteredClient) -> None:
         def insert(db: sqlite3.Connection) -> None:
@@ -98,12 +67,3 @@ class SqliteClientStore:
             return inserted.rowcount == 1
 
         return await self._run(record)
-
-    async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
-        self._thread.shutdown()

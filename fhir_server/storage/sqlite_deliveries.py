@@ -4,55 +4,26 @@ holds state derived from the Subscriptions and is never migrated, so it needs no
 version. Calls are few (one per delivery), so they run on a thread of their own, each in a
 transaction."""
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
-from ..secrets_file import existing_private_file, private_dir, private_file
-from .base import StoreUnavailable
 from .deliveries import DeliveryState
-from .sqlite import _connect, _transaction
+from .sqlite_side import SideStore
 
-T = TypeVar("T")
 TABLE = "subscription_delivery"
 _COLUMNS = "subscription, position, events, failures, next_attempt, holder, lease_until"
 
 
-class SqliteDeliveryStore:
+class SqliteDeliveryStore(SideStore):
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-deliveries")
-        self._db: sqlite3.Connection | None = None
+        super().__init__(path, "sqlite-deliveries")
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            private_dir(self.path.parent)
-            private_file(self.path)
-            for suffix in ("-wal", "-shm"):
-                existing_private_file(self.path.with_name(self.path.name + suffix))
-            db = _connect(self.path)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (subscription TEXT PRIMARY KEY, "
-                "position INTEGER NOT NULL, events INTEGER NOT NULL, failures INTEGER NOT NULL, "
-                "next_attempt REAL NOT NULL, holder TEXT, lease_until REAL NOT NULL)"
-            )
-            self._db = db
-        return self._db
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            db = self._connection()
-            with _transaction(db):
-                return work(db)
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, call)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (subscription TEXT PRIMARY KEY, "
+            "position INTEGER NOT NULL, events INTEGER NOT NULL, failures INTEGER NOT NULL, "
+            "next_attempt REAL NOT NULL, holder TEXT, lease_until REAL NOT NULL)"
+        )
 
     async def claim(
         self, subscription: str, holder: str, *, now: float, lease: float, start: int
@@ -116,12 +87,3 @@ class SqliteDeliveryStore:
             ).fetchone()
         )
         return None if row is None else DeliveryState(*row)
-
-    async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
-        self._thread.shutdown()
