@@ -11,12 +11,13 @@ import time
 
 import uvicorn
 
-from fhir_server.app import build_store, create_app
+from fhir_server.app import create_app
 from fhir_server.cli import server_options
 from fhir_server.config import Settings
 from fhir_server.resources.asyncjob import validate_async_job
 from fhir_server.search.query import JobQuery
 from fhir_server.storage.base import JobStore
+from fhir_server.storage.factory import build_store
 
 from .jobs import bench_job
 

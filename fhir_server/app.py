@@ -39,62 +39,12 @@ from .resources.subscription import SUBSCRIPTION
 from .search.paging import SearchLimits
 from .secrets_file import configured_secret, persistent_secret
 from .storage.base import JobStore
-from .storage.clients import ClientStore
-from .storage.deliveries import DeliveryStore
+from .storage.factory import build_client_store, build_delivery_store, build_store
 from .storage.guard import with_deadline
 from .storage.opening import open_store
 
 log = logging.getLogger("fhir_server")
 SECRET_FILE = "secret-key"
-
-
-def build_store(
-    settings: Settings, kind: ResourceKind = ASYNC_JOB, *, bulk: bool = False
-) -> JobStore:
-    """The store of one kind's resources: in MongoDB when a URI is configured, else in the
-    embedded SQLite file in the data dir (every kind has its own tables in that one file).
-    `bulk`: for `fhir-server load`, whose reads need no memory map of the file."""
-    if settings.mongodb_uri:
-        from .storage.mongo import MongoJobStore
-        from .storage.mongo_client import connect
-
-        database = connect(settings)[settings.mongodb_database]
-        return MongoJobStore(database, kind, max_resource_bytes=settings.max_resource_bytes)
-    from .storage.sqlite import FILE_NAME, READER_MMAP_BYTES, SqliteJobStore
-
-    path = settings.data_dir / FILE_NAME
-    return SqliteJobStore(
-        path,
-        kind,
-        max_resource_bytes=settings.max_resource_bytes,
-        reader_mmap_bytes=0 if bulk else READER_MMAP_BYTES,
-    )
-
-
-def build_client_store(settings: Settings) -> ClientStore:
-    """The registered OAuth clients, beside the jobs (MongoDB or the SQLite file)."""
-    if settings.mongodb_uri:
-        from .storage.mongo_client import connect
-        from .storage.mongo_clients import MongoClientStore
-
-        return MongoClientStore(connect(settings)[settings.mongodb_database])
-    from .storage.sqlite import FILE_NAME
-    from .storage.sqlite_clients import SqliteClientStore
-
-    return SqliteClientStore(settings.data_dir / FILE_NAME)
-
-
-def build_delivery_store(settings: Settings) -> DeliveryStore:
-    """Where REST-hook deliveries stand, beside the resources (MongoDB or the SQLite file)."""
-    if settings.mongodb_uri:
-        from .storage.mongo_client import connect
-        from .storage.mongo_deliveries import MongoDeliveryStore
-
-        return MongoDeliveryStore(connect(settings)[settings.mongodb_database])
-    from .storage.sqlite import FILE_NAME
-    from .storage.sqlite_deliveries import SqliteDeliveryStore
-
-    return SqliteDeliveryStore(settings.data_dir / FILE_NAME)
 
 
 def rest_hook_delivery(

@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -25,11 +24,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .api.connection import BoundedHttpToolsProtocol, ConnectionLimits
-from .app import build_client_store, build_store, cursor_secret
-from .auth import clients
-from .auth.keys import GENERATED_SECRET_FILE, KeyLoadError, load_keys
-from .auth.tokens import mint
 from .config import Settings
 from .durations import parse_duration
 from .jobs.loader import find_files, load_paths
@@ -37,6 +31,7 @@ from .jobs.retention import purge_older_than
 from .secrets_file import UnsafeFile, configured_secret, persistent_secret
 from .storage.base import SchemaTooNew, StoreMigrationFailed, StoreUnavailable
 from .storage.clients import ClientExists, ClientStore, RegisteredClient
+from .storage.factory import build_client_store, build_store
 
 console = Console(stderr=True, soft_wrap=True)  # keep file:line: messages on one line
 # `fhir-server load`'s progress: jobs validated, then jobs stored of those validated.
@@ -97,6 +92,9 @@ async def check_store(settings: Settings) -> bool:
     key it cannot use is reported in a line (not as a worker's failed start), and the schema
     is brought up to date once, before several workers open it. A database not reachable yet
     does not stop the start: the workers open it once it is."""
+    from .app import cursor_secret
+    from .auth.keys import KeyLoadError, load_keys
+
     try:
         cursor_secret(settings)
         if settings.auth == "on":
@@ -145,6 +143,8 @@ def connection_limit(settings: Settings) -> int:
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the connections: the bounded protocol (api/connection.py), the
     concurrency limit, the timeouts and whose forwarded headers are believed."""
+    from .api.connection import BoundedHttpToolsProtocol, ConnectionLimits
+
     limits = ConnectionLimits(
         max_header_bytes=settings.max_header_bytes,
         max_head_bytes=settings.max_head_bytes,
@@ -165,6 +165,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings, workers: int, app: str = "fhir_server.app:create_app") -> None:
+    import uvicorn
+
     _export(settings)
     root = settings.public_base_url or f"http://{settings.host}:{settings.port}"
     console.print(f"FHIR base URL: {root}/fhir/R4")
@@ -248,6 +250,9 @@ TOKEN_SETTINGS = (
 
 def token(settings: Settings, subject: str, scope: str, ttl: timedelta) -> int:
     """Print an HS256 token signed with the configured secret (or the data dir's)."""
+    from .auth.keys import GENERATED_SECRET_FILE
+    from .auth.tokens import mint
+
     if ttl > settings.jwt_max_lifetime:
         console.print(
             f"--ttl {ttl} is longer than FHIR_SERVER_JWT_MAX_LIFETIME "
@@ -285,6 +290,8 @@ CLIENT_SETTINGS = tuple(n for n in Settings.model_fields if n == "data_dir" or "
 async def client_command(settings: Settings, args: argparse.Namespace) -> int:
     """fhir-server client add | list | remove: the SMART Backend Services clients that may
     get tokens at /oauth2/token."""
+    from .auth import clients
+
     new = None
     if args.client_command == "add":
         try:
@@ -330,6 +337,8 @@ async def _add_client(store: ClientStore, client: RegisteredClient) -> int:
 
 
 def _new_client(args: argparse.Namespace) -> RegisteredClient:
+    from .auth import clients
+
     client_id = clients.client_id(args.id)
     scope = clients.registered_scope(args.scope)
     if args.jwks_url is not None:

@@ -3,8 +3,9 @@ so that /readyz is an in-flight request long enough to send a signal during it."
 
 from starlette.applications import Starlette
 
-from fhir_server.app import build_store, create_app
+from fhir_server.app import create_app
 from fhir_server.config import Settings
+from fhir_server.storage.factory import build_store
 
 from .faulty_store import FaultyStore
 

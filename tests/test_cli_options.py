@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
 from fhir_server import cli
 from fhir_server.config import Settings
@@ -167,7 +168,7 @@ def test_serve_help_does_not_offer_secret_values(capsys: pytest.CaptureFixture[s
 
 def uvicorn_arguments(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
     monkeypatch.setattr(cli, "_export", lambda settings: None)
     cli.serve(settings, workers=1)
     return seen

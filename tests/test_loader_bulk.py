@@ -21,11 +21,11 @@ from rich.console import Console
 from fhir_server import cli
 from fhir_server.config import Settings
 from fhir_server.jobs.loader import load_paths
-from fhir_server.search.query import JobQuery, TokenMatch
+from fhir_server.search.query import HistoryQuery, JobQuery, TokenMatch
 from fhir_server.storage import sqlite as sqlite_store
 from fhir_server.storage.base import JobStore
 from fhir_server.storage.mongo import MongoJobStore
-from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore
+from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore, search_sql, versions_sql
 
 from .conftest import ADMIN_HEADERS, has_transactions, make_job
 from .servers import ROOT, clean_env, running_server
@@ -213,6 +213,69 @@ async def test_a_store_left_without_its_upkeep_gets_it_back_on_open(tmp_path: Pa
     await reopened.close()
     assert schema(store.path) == await fresh_schema(tmp_path)
     assert tallies_are_counts(store.path)
+
+
+async def test_a_deferred_load_keeps_the_newest_first_list_and_the_history_indexed(
+    tmp_path: Path,
+):
+    """A server on the same file keeps answering its default search (newest first, all jobs
+    or one owner's) and the type history from an index while a load has the others dropped."""
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    assert await store.defer_upkeep(10_000)
+    steps: list[str] = []
+    with sqlite3.connect(store.path) as db:
+        for owner in (None, "alice"):
+            sql, params = search_sql(JobQuery(owner=owner))
+            steps += [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+            history = "SELECT job, version FROM asyncjob_version"
+            sql, params = versions_sql(HistoryQuery(owner=owner), history)
+            steps += [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    await store.close()
+    # A page reads the index in order: no sort of every job, no scan of the table itself.
+    unindexed = ("SCAN asyncjob", "SCAN asyncjob_version")
+    assert not [s for s in steps if "TEMP B-TREE" in s or s in unindexed], steps
+    for index in ("last_updated", "owner_last_updated"):
+        assert any(f"ix_asyncjob_{index}" in s for s in steps), steps
+
+
+async def test_a_load_into_an_empty_store_reads_nothing_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Its store checks each job's version in the write anyway; once a batch meets a stored
+    job, each batch after it is read first, and nothing is written twice."""
+    monkeypatch.setattr(sqlite_store, "DEFER_UPKEEP_FROM", 100)
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    counting = Counting(store)
+    path = write_ndjson(tmp_path / "a.ndjson", [job(n) for n in range(300)])
+    report = await load_paths(counting, [path], batch_size=100)  # type: ignore[arg-type]
+    assert report.stored == 300
+    assert "get_many" not in counting.calls and counting.calls["save_many"] == 3
+    # The file again, with 100 more jobs: the first batch meets stored jobs.
+    path = write_ndjson(tmp_path / "a.ndjson", [job(n) for n in range(400)])
+    again = Counting(store)
+    report = await load_paths(again, [path], batch_size=100)  # type: ignore[arg-type]
+    assert report.stored == 100
+    assert again.calls["get_many"] == 4
+    assert [r.version for r in await store.history("job-000007")] == [1]
+    assert await store.count(JobQuery()) == 400
+    await store.close()
+
+
+def test_the_load_command_does_not_import_the_server(tmp_path: Path):
+    """`fhir-server load` of plain jobs starts in a fraction of the server's import time."""
+    path = write_ndjson(tmp_path / "a.ndjson", [job(n) for n in range(10)])
+    script = (
+        "import sys; from fhir_server.cli import main; "
+        f"code = main(['load', {str(path)!r}, '--data-dir', {str(tmp_path / 'data')!r}]); "
+        "heavy = ('starlette', 'uvicorn', 'fhir.resources', 'jwt', 'httpx', 'limits'); "
+        "print(code, [m for m in heavy if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=clean_env(), cwd=ROOT
+    )
+    assert done.stdout.split("\n")[-2] == "0 []", done.stdout + done.stderr
 
 
 def load_command(path: Path, data_dir: Path, batch: int) -> list[str]:

@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from fhir.resources.R4B import domainresource, fhirtypes
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from .asyncjob_profile import (
     DEFINITIONS,
@@ -42,72 +41,6 @@ SUMMARY_ELEMENTS = (*MANDATORY_ELEMENTS, "implicitRules", "transactionTime", "ty
 CONTENT_ISSUES = frozenset({"code-invalid", "invariant"})
 
 
-def _element(alias: str, **extra: Any) -> Any:
-    return Field(default=None, alias=alias, json_schema_extra={"element_property": True, **extra})
-
-
-def _primitive_extension(alias: str) -> Any:
-    return Field(default=None, alias=f"_{alias}")
-
-
-class AsyncJob(domainresource.DomainResource):
-    """Contains details of long running asynchronous/background jobs."""
-
-    __resource_type__ = RESOURCE_TYPE
-
-    status: fhirtypes.CodeType | None = _element("status", enum_values=list(STATUSES))
-    status__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension("status")
-    requestTime: fhirtypes.InstantType | None = _element("requestTime")
-    requestTime__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
-        "requestTime"
-    )
-    transactionTime: fhirtypes.InstantType | None = _element("transactionTime")
-    transactionTime__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
-        "transactionTime"
-    )
-    request: fhirtypes.UriType | None = _element("request")
-    request__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension("request")
-    output: fhirtypes.ParametersType | None = _element("output")
-    type: fhirtypes.CodeType | None = _element("type")
-    type__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension("type")
-    dataVersion: fhirtypes.IntegerType | None = _element("dataVersion")
-    dataVersion__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
-        "dataVersion"
-    )
-    minServerVersion: fhirtypes.StringType | None = _element("minServerVersion")
-    minServerVersion__ext: fhirtypes.FHIRPrimitiveExtensionType | None = _primitive_extension(
-        "minServerVersion"
-    )
-
-    @classmethod
-    def elements_sequence(cls) -> list[str]:
-        return [
-            "id",
-            "meta",
-            "implicitRules",
-            "language",
-            "text",
-            "contained",
-            "extension",
-            "modifierExtension",
-            "status",
-            "requestTime",
-            "transactionTime",
-            "request",
-            "output",
-            "type",
-            "dataVersion",
-            "minServerVersion",
-        ]
-
-    def get_required_fields(self) -> list[tuple[str, str | None]]:
-        return [
-            ("status", "status__ext"),
-            ("requestTime", "requestTime__ext"),
-            ("request", "request__ext"),
-        ]
-
-
 def validate_async_job(data: Any, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate a FHIR JSON AsyncJob and return its canonical JSON.
 
@@ -127,6 +60,8 @@ def validate_async_job(data: Any, stored: dict[str, Any] | None = None) -> dict[
         )
     if (canonical := plain_job(data)) is not None:
         return canonical
+    from .asyncjob_model import AsyncJob  # fhir.resources: imported when first needed
+
     issues: list[Issue] = []
     model: AsyncJob | None = None
     try:

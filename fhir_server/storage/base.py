@@ -407,9 +407,12 @@ def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str, Any]:
     """The resource with the server-owned meta.versionId and meta.lastUpdated set."""
-    meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
-    stamped = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta}
-    stamped.update((k, v) for k, v in resource.items() if k not in stamped)
+    stamp = {"versionId": str(version), "lastUpdated": last_updated}
+    # The three first, then the rest in their order (update keeps a key where it is).
+    stamped = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": None}
+    stamped.update(resource)
+    meta = resource.get("meta")
+    stamped["meta"] = {**meta, **stamp} if meta else stamp
     return stamped
 
 

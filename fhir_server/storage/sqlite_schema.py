@@ -524,11 +524,13 @@ def _create_owner_triggers(db: sqlite3.Connection, tables: Tables) -> None:
 
 
 # A bulk load into an empty or small store (jobs/loader.py) writes rows without their upkeep:
-# keeping 16 more B-trees and two tallies up to date row by row cost most of an insert, while
+# keeping 12 more B-trees and two tallies up to date row by row cost most of an insert, while
 # building an index afterwards sorts once. It drops what _restore_upkeep makes again: the
-# search indexes, the history's indexes by time, the tally triggers. Every open restores what
+# search indexes not led by the time of writing, the tally triggers. Every open restores what
 # is missing (prepare), so a load that was killed leaves a file that the next open (or the
-# rerun of the load) completes. The indexes that reads name (INDEXED BY) and the keys stay.
+# rerun of the load) completes. The indexes that reads name (INDEXED BY), the keys and the
+# indexes led by the time of writing (a batch's rows, one moment and written in id order, go
+# to their end) stay.
 
 
 def defer_upkeep(db: sqlite3.Connection, tables: Tables) -> None:
@@ -582,14 +584,17 @@ def _restore_upkeep(
 
 
 def _deferrable_indexes(db: sqlite3.Connection, tables: Tables) -> list[str]:
+    """The search indexes but those led by the time of writing: a load's rows (one moment a
+    batch, in id order) go to the end of those, cheaply, so they are kept."""
     prefix = tables.index_prefix
+    kept = {tables.index_name(key) for key in TIME_LED_KEYS}
     return [
         row[0]
         for row in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND "
-            "(substr(name, 1, ?) = ? OR name IN (?, ?))",
-            (len(prefix), prefix, tables.versions_by_time, tables.versions_by_owner),
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND substr(name, 1, ?) = ?",
+            (len(prefix), prefix),
         )
+        if row[0] not in kept
     ]
 
 
@@ -601,6 +606,14 @@ def _triggers(db: sqlite3.Connection, name: Callable[[str], str]) -> bool:
         f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", names
     ).fetchone()[0]
     return bool(found == len(names))
+
+
+# The live table's indexes led by last_updated (alone or behind the owner): a bulk load
+# appends to them (defer_upkeep keeps them), as it does to the versions' by_time/by_owner.
+TIME_LED_KEYS = (
+    (("last_updated", False), ("id", False)),
+    (("owner", False), ("last_updated", False), ("id", False)),
+)
 
 
 def index_keys(
