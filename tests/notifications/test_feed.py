@@ -4,7 +4,7 @@ for, then passed once it is older than gap_wait."""
 
 import asyncio
 
-from fhir_server.notifications.feed import FeedTailer
+from fhir_server.notifications.feed import BATCH, FeedTailer
 from fhir_server.storage.base import Change, JobStore
 
 from ..conftest import put_job
@@ -16,12 +16,14 @@ class ListFeed:
     def __init__(self, positions: list[int]) -> None:
         self.stored = [Change(p, "AsyncJob", f"job-{p}", 1, None) for p in positions]
         self.start = 0
+        self.head_reads = 0
 
     async def changes(self, after: int, limit: int) -> list[Change]:
         return [c for c in self.stored if c.position > after][:limit]
 
     async def feed_position(self) -> int:
-        return self.start
+        self.head_reads += 1
+        return self.stored[-1].position if self.stored else self.start
 
 
 async def collect(tailer: FeedTailer) -> list[int]:
@@ -80,3 +82,23 @@ async def test_a_running_tailer_hands_on_each_write_of_the_store_once(store: Job
     finally:
         await tailer.stop()
     assert seen == [("a", 1), ("b", 1), ("a", 2)]
+
+
+async def test_the_lag_counts_the_changes_not_handed_on_yet():
+    """The metric an operator alerts on; the feed's head is read only when the poll did not
+    reach it (a full read, or a hole waited for)."""
+    feed = ListFeed([*range(1, BATCH + 1), BATCH + 2, BATCH + 3])
+    lags: list[int] = []
+    tailer = FeedTailer(
+        {"AsyncJob": feed},  # type: ignore[dict-item]
+        gap_wait=60,
+        on_lag=lambda name, lag: lags.append(lag),
+    )
+    tailer.positions["AsyncJob"] = 0
+    await tailer.poll()  # a full read: two more are there
+    await tailer.poll()  # BATCH + 1 is missing: the two after it wait
+    feed.stored.insert(BATCH, Change(BATCH + 1, "AsyncJob", "job", 1, None))
+    await tailer.poll()  # all handed on
+    await tailer.poll()  # nothing new
+    assert lags == [3, 3, 0, 0]
+    assert feed.head_reads == 2
