@@ -2,6 +2,7 @@
 whole batches after a crash, the indexes and tallies made again after a deferred load."""
 
 import asyncio
+import gc
 import io
 import json
 import os
@@ -139,10 +140,13 @@ def test_cli_progress_counts_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     write_ndjson(tmp_path / "a.ndjson", [job(n) for n in range(1500)])
     write_ndjson(tmp_path / "b.ndjson", [job(n) for n in range(1500, 1600)])
     settings = Settings(data_dir=tmp_path / "data", load_batch_size=500)
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     assert asyncio.run(cli.load(settings, [tmp_path])) == 0
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # without the colours
     assert re.search(r"loading +━+ +1600/1600 jobs +100%", shown), shown
     assert "stored 1600 new or changed jobs from 2 files" in shown
+    # The collector's tuning for the load is undone: this process goes on as it was.
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
 
 
 def schema(path: Path) -> set[tuple[str, str]]:
