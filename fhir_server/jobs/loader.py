@@ -73,10 +73,9 @@ def find_files(paths: list[Path]) -> list[Path]:
 
 def _validated(
     path: Path, max_resource_bytes: int, on_validated: Counter | None = None
-) -> Iterator[tuple[int, dict[str, Any], bytes]]:
-    """(line, canonical JSON with an id, its bytes) of each resource, as they are read.
-    ValueError at the end, listing every problem, if any resource was invalid (those are not
-    yielded)."""
+) -> Iterator[bytes]:
+    """The canonical JSON (with an id) of each resource, as they are read. ValueError at the
+    end, listing every problem, if any resource was invalid (those are not yielded)."""
     problems: list[str] = []
     unshown = 0  # invalid resources past MAX_PROBLEMS
     count = 0
@@ -102,7 +101,7 @@ def _validated(
         count += 1
         if on_validated is not None and count % PROGRESS_EVERY == 0:
             on_validated(PROGRESS_EVERY)
-        yield line, job, blob
+        yield blob
     if on_validated is not None:
         on_validated(count % PROGRESS_EVERY)
     if problems:
@@ -320,7 +319,7 @@ async def load_paths(
             with tempfile.TemporaryFile() as spool:
                 try:
                     count = 0
-                    for _, _, blob in _validated(path, max_resource_bytes, on_validated):
+                    for blob in _validated(path, max_resource_bytes, on_validated):
                         spool.write(blob)
                         spool.write(b"\n")
                         count += 1

@@ -407,12 +407,12 @@ def without_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 def stamp(resource: dict[str, Any], version: int, last_updated: str) -> dict[str, Any]:
     """The resource with the server-owned meta.versionId and meta.lastUpdated set."""
-    stamp = {"versionId": str(version), "lastUpdated": last_updated}
+    server_meta = {"versionId": str(version), "lastUpdated": last_updated}
     # The three first, then the rest in their order (update keeps a key where it is).
     stamped = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": None}
     stamped.update(resource)
     meta = resource.get("meta")
-    stamped["meta"] = {**meta, **stamp} if meta else stamp
+    stamped["meta"] = {**meta, **server_meta} if meta else server_meta
     return stamped
 
 

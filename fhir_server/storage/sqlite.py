@@ -367,9 +367,7 @@ class SqliteJobStore:
         ids, not one each."""
         found: dict[str, JobRecord] = {}
         live, versions = self._tables.live, self._tables.versions
-        for start in range(0, len(job_ids), MAX_IDS_PER_QUERY):
-            ids = job_ids[start : start + MAX_IDS_PER_QUERY]
-            marks = ", ".join("?" for _ in ids)
+        for ids, marks in _id_chunks(job_ids):
             for row in self._read(
                 f"SELECT id, version, owner, resource FROM {live} WHERE id IN ({marks})", ids
             ):
@@ -477,22 +475,15 @@ class SqliteJobStore:
         prepared = [self._prepared(write, last_updated) for write in writes]
 
         distinct = len({write.job_id for write in writes}) == len(writes)
-        if len(writes) > 1 and distinct and all(write.resource is not None for write in writes):
-            saves = [(write, row) for write, row in prepared if row is not None]
+        saves = [(write, row) for write, row in prepared if row is not None]
+        bulk = len(writes) > 1 and distinct and len(saves) == len(writes)  # no deletion
 
-            def write_all() -> list[JobRecord]:
-                db = self._write_db
-                with _transaction(db):
+        def write_all() -> list[JobRecord]:
+            db = self._write_db
+            with _transaction(db):
+                if bulk:
                     return self._write_saves(db, saves, last_updated)
-
-        else:
-
-            def write_all() -> list[JobRecord]:
-                db = self._write_db
-                with _transaction(db):
-                    return [
-                        self._write_one(db, write, row, last_updated) for write, row in prepared
-                    ]
+                return [self._write_one(db, write, row, last_updated) for write, row in prepared]
 
         return await self._write(write_all)
 
@@ -520,14 +511,11 @@ class SqliteJobStore:
         last_updated: str,
     ) -> list[JobRecord]:
         """_write_one's checks and rows for saves of distinct ids, a statement for all rather
-        than a few each: a thousand writes cost a few queries and two executemany."""
+        than a few each: a thousand writes cost a few queries and three executemany."""
         tables = self._tables
-        ids = [write.job_id for write, _ in saves]
         newest: dict[str, int] = {}
         live: set[str] = set()
-        for start in range(0, len(ids), MAX_IDS_PER_QUERY):
-            chunk = ids[start : start + MAX_IDS_PER_QUERY]
-            marks = ", ".join("?" for _ in chunk)
+        for chunk, marks in _id_chunks([write.job_id for write, _ in saves]):
             newest.update(
                 db.execute(
                     f"SELECT job, max(version) FROM {tables.versions} WHERE job IN ({marks}) "
@@ -556,18 +544,7 @@ class SqliteJobStore:
             )
             for write, (_, row) in saves
         ]
-        db.executemany(
-            f"INSERT INTO {tables.versions} "
-            "(job, version, last_updated, owner, resource, method, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            versions,
-        )
-        at = parse_instant_ms(last_updated)
-        db.executemany(
-            f"INSERT INTO {feed_table(tables)} (job, version, owner, deleted, purged, at) "
-            "VALUES (?, ?, ?, 0, 0, ?)",
-            [(job, version, owner, at) for job, version, _, owner, *_ in versions],
-        )
+        _append_versions(db, tables, versions)
         return [
             JobRecord(
                 job,
@@ -605,7 +582,9 @@ class SqliteJobStore:
                 raise VersionConflict(job_id, expected, newest or None)
             db.execute(f"DELETE FROM {tables.live} WHERE id = ?", (job_id,))
             owner = str(live[0]) if live[0] is not None else None
-            _append_version(db, tables, job_id, version, last_updated, owner, None, "DELETE", False)
+            _append_versions(
+                db, tables, [(job_id, version, last_updated, owner, None, "DELETE", False)]
+            )
             return JobRecord(
                 job_id, version, last_updated, None, owner, method="DELETE", created=False
             )
@@ -617,8 +596,8 @@ class SqliteJobStore:
         created = newest == 0 or not _is_live(db, tables, job_id)
         db.execute(self._upsert, row)
         blob = row[3]
-        _append_version(
-            db, tables, job_id, version, last_updated, write.owner, blob, write.method, created
+        _append_versions(
+            db, tables, [(job_id, version, last_updated, write.owner, blob, write.method, created)]
         )
         return JobRecord(
             job_id,
@@ -644,7 +623,7 @@ class SqliteJobStore:
         )
 
         tables = self._tables
-        now = now_instant()
+        purged_at = parse_instant_ms(now_instant())
 
         def write() -> int:
             db = self._write_db
@@ -666,10 +645,11 @@ class SqliteJobStore:
                 db.executemany(f"DELETE FROM {versions} WHERE job = ?", [(g[0],) for g in gone])
                 # The feed says what went, and forgets what is older than what is kept.
                 db.execute(f"DELETE FROM {feed_table(tables)} WHERE at < ?", (cutoff,))
-                for job, version, owner in gone:
-                    _record_change(
-                        db, tables, job, version, owner, deleted=True, at=now, purged=True
-                    )
+                _record_changes(
+                    db,
+                    tables,
+                    [(job, version, owner, True, True, purged_at) for job, version, owner in gone],
+                )
                 return len(gone)
 
         return await self._write(write)
@@ -687,24 +667,25 @@ def _is_live(db: sqlite3.Connection, tables: Tables, job_id: str) -> bool:
     return db.execute(f"SELECT 1 FROM {tables.live} WHERE id = ?", (job_id,)).fetchone() is not None
 
 
-def _append_version(
-    db: sqlite3.Connection,
-    tables: Tables,
-    job_id: str,
-    version: int,
-    last_updated: str,
-    owner: str | None,
-    blob: bytes | None,
-    method: str | None,
-    created: bool,
+def _append_versions(
+    db: sqlite3.Connection, tables: Tables, rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    db.execute(
+    """Version rows (job, version, last_updated, owner, resource or None for a deletion,
+    method, created), each with its change in the feed, inside the caller's transaction."""
+    db.executemany(
         f"INSERT INTO {tables.versions} "
         "(job, version, last_updated, owner, resource, method, created) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (job_id, version, last_updated, owner, blob, method, created),
+        rows,
     )
-    _record_change(db, tables, job_id, version, owner, deleted=blob is None, at=last_updated)
+    _record_changes(
+        db,
+        tables,
+        [
+            (job, version, owner, blob is None, False, parse_instant_ms(last_updated))
+            for job, version, last_updated, owner, blob, *_ in rows
+        ],
+    )
 
 
 def feed_table(tables: Tables) -> str:
@@ -712,22 +693,22 @@ def feed_table(tables: Tables) -> str:
     return f"{tables.name}_change"
 
 
-def _record_change(
-    db: sqlite3.Connection,
-    tables: Tables,
-    job_id: str,
-    version: int,
-    owner: str | None,
-    *,
-    deleted: bool,
-    at: str,
-    purged: bool = False,
+def _record_changes(
+    db: sqlite3.Connection, tables: Tables, changes: Sequence[tuple[Any, ...]]
 ) -> None:
-    db.execute(
+    """Feed rows (job, version, owner, deleted, purged, at in epoch ms)."""
+    db.executemany(
         f"INSERT INTO {feed_table(tables)} (job, version, owner, deleted, purged, at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (job_id, version, owner, deleted, purged, parse_instant_ms(at)),
+        changes,
     )
+
+
+def _id_chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """The ids MAX_IDS_PER_QUERY at a time, each chunk with its `?, ?, ...` for `IN (...)`."""
+    for start in range(0, len(ids), MAX_IDS_PER_QUERY):
+        chunk = ids[start : start + MAX_IDS_PER_QUERY]
+        yield chunk, ", ".join("?" for _ in chunk)
 
 
 # A read by id also takes lastUpdated's index value: Last-Modified without parsing the JSON.
