@@ -2,20 +2,21 @@
 authentication, body limit); the app's own routes are called without the router, with the
 answers the router gives."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.api.application import FhirServerApp
 from fhir_server.app import create_app
 from fhir_server.config import Settings
 from fhir_server.storage.base import JobStore
 
-from .conftest import ADMIN_HEADERS, BASE, bearer, make_job, put_job
+from .conftest import ADMIN_HEADERS, BASE, bearer, make_job, other_stores_open, put_job
 
 HOST = "http://testserver"
 # Set per request, so never equal between two answers.
@@ -275,3 +276,48 @@ async def test_metrics_name_each_request_by_its_route_template(
         await http.request(method, path)
         metrics = (await http.get("/metrics")).text
     assert f'route="{route}"' in metrics
+
+
+async def test_a_body_still_arriving_at_the_timeout_is_a_408_that_closes_the_connection(
+    store: JobStore, settings: Settings
+):
+    """The pipeline's clock and the connection's (api/connection.py) run side by side; on a
+    busy machine the pipeline's may answer first. Its 408 must end the connection by itself:
+    the rest of the body could otherwise be read as the next request."""
+    app = create_app(settings.model_copy(update={"body_timeout": 0.2}), store=store)
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/fhir/R4/AsyncJob",
+        "raw_path": b"/fhir/R4/AsyncJob",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", ADMIN_HEADERS["Authorization"].encode()),
+            (b"content-type", b"application/fhir+json"),
+            (b"content-length", b"100"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    first: list[Message] = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive() -> Message:
+        if first:
+            return first.pop()
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError("unreachable")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async with other_stores_open(app):
+        await asyncio.wait_for(app(scope, receive, send), 5)
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]

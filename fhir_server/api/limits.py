@@ -31,7 +31,11 @@ def body_too_large(limit: int) -> FhirError:
 
 
 def body_too_slow(seconds: float) -> FhirError:
-    return ProtocolError(408, "timeout", f"The request body did not arrive within {seconds:g} s")
+    error = ProtocolError(408, "timeout", f"The request body did not arrive within {seconds:g} s")
+    # The rest of the body may still come: the connection cannot carry another request. (The
+    # connection's own clock, api/connection.py, closes it too, but may fire after this.)
+    error.headers["Connection"] = "close"
+    return error
 
 
 def input_limits(request: Request) -> InputLimits:
