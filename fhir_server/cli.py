@@ -233,6 +233,7 @@ async def _load(settings: Settings, paths: list[Path]) -> int:
                 batch_size=settings.load_batch_size,
                 on_validated=validated,
                 on_stored=lambda n: progress.advance(loading, n),
+                workers=settings.load_workers or os.cpu_count() or 1,
             )
     finally:
         await store.close()

@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         description="Jobs `fhir-server load` (and FHIR_SERVER_LOAD) stores per transaction: "
         "one fsync each; another writer of the data file waits for one batch at most.",
     )
+    load_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes `fhir-server load` validates a large NDJSON file in (8 MiB a "
+        "part at least): 0 for one per core.",
+    )
     max_search_parameters: int = Field(
         default=50, ge=1, description="Most parameters one search may have."
     )

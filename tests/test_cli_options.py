@@ -51,6 +51,7 @@ OPTION_VALUES: dict[str, tuple[str, Any]] = {
     "max_json_elements": ("99", 99),
     "max_resource_bytes": ("4096", 4096),
     "load_batch_size": ("500", 500),
+    "load_workers": ("3", 3),
     "max_search_parameters": ("5", 5),
     "max_search_values": ("6", 6),
     "max_search_value_length": ("7", 7),

@@ -1,9 +1,10 @@
 """Load AsyncJobs from files: a resource, a Bundle, NDJSON, or a folder of those.
 
 A file is read twice and never held in memory whole (an NDJSON file is read a line at a
-time). The first pass validates every resource and spools its canonical JSON to a temporary
-file: a file with any invalid resource stores nothing. The second stores the spooled jobs in
-batches, each one save_many (one transaction, one fsync): a job already stored as it is is
+time). The first pass validates every resource and spools its canonical JSON to temporary
+runs sorted by id, a large NDJSON file on every core (jobs/spool.py): a file with any invalid
+resource stores nothing. The second stores the spooled jobs, in id order, in batches, each
+one save_many (one transaction, one fsync): a job already stored as it is is
 not written again, which a batch finds out with one get_many, not a read per job. A crash
 (SIGKILL, power) leaves whole batches or nothing, and loading the file again completes it.
 
@@ -13,19 +14,16 @@ the same data file (a running server) waits for one batch at most, and readers n
 search indexes and tallies, which are made again once at the end (DeferredUpkeep).
 """
 
-import json
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from ..config import DEFAULT_LOAD_BATCH_SIZE, DEFAULT_MAX_RESOURCE_BYTES
-from ..resources.asyncjob import validate_async_job
-from ..resources.outcome import FhirError
 from ..storage.base import (
     DeferredUpkeep,
     JobRecord,
@@ -34,18 +32,11 @@ from ..storage.base import (
     TransactionsUnavailable,
     VersionConflict,
     Write,
-    check_resource_size,
 )
+from .reading import SUFFIXES
+from .spool import Counter, merged, spool
 
-SUFFIXES = (".json", ".ndjson")
 LOAD_ATTEMPTS = 3
-MAX_PROBLEMS = 100  # problems reported of one file; further invalid resources are counted
-PROGRESS_EVERY = 1000  # jobs validated between two progress updates
-# More than stamping adds to a job's canonical JSON (an id, meta.versionId, meta.lastUpdated).
-STAMP_BYTES = 256
-_decoder = json.JSONDecoder()
-
-Counter = Callable[[int], None]
 
 
 @dataclass
@@ -69,113 +60,6 @@ def find_files(paths: list[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
-
-
-def _validated(
-    path: Path, max_resource_bytes: int, on_validated: Counter | None = None
-) -> Iterator[bytes]:
-    """The canonical JSON (with an id) of each resource, as they are read. ValueError at the
-    end, listing every problem, if any resource was invalid (those are not yielded)."""
-    problems: list[str] = []
-    unshown = 0  # invalid resources past MAX_PROBLEMS
-    count = 0
-    for line, item in _resources(path):
-        try:
-            job = validate_async_job(item)
-            blob = orjson.dumps(job)
-            # Measured exactly (stamped) only when it may come close to the limit.
-            if len(blob) + STAMP_BYTES > max_resource_bytes:
-                check_resource_size(job, max_resource_bytes)
-        except FhirError as exc:
-            if len(problems) < MAX_PROBLEMS:
-                problems += [
-                    f"{path}:{line}: {i.expression or '-'}: {i.diagnostics}" for i in exc.issues
-                ]
-            else:
-                unshown += 1
-            continue
-        # A job without an id gets one now: it is stored under it, spooled with it.
-        if "id" not in job:
-            job = {"id": str(uuid.uuid4()), **job}
-            blob = orjson.dumps(job)
-        count += 1
-        if on_validated is not None and count % PROGRESS_EVERY == 0:
-            on_validated(PROGRESS_EVERY)
-        yield blob
-    if on_validated is not None:
-        on_validated(count % PROGRESS_EVERY)
-    if problems:
-        if unshown:
-            problems.append(f"{path}: and {unshown} more invalid resources")
-        raise ValueError("\n".join(problems))
-
-
-def _resources(path: Path) -> Iterator[tuple[int, Any]]:
-    if path.suffix == ".ndjson":
-        yield from _ndjson(path)
-        return
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {exc}") from exc
-    try:
-        start = len(text) - len(text.lstrip())
-        document, _ = _decoder.raw_decode(text, start)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
-    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
-        for offset, entry in _bundle_entries(text, start):
-            yield text.count("\n", 0, offset) + 1, entry.get("resource")
-    else:
-        yield text.count("\n", 0, start) + 1, document
-
-
-def _ndjson(path: Path) -> Iterator[tuple[int, Any]]:
-    """Each line's resource, read a line at a time (orjson: a few µs a job)."""
-    try:
-        with path.open("rb") as lines:
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    try:
-                        yield number, orjson.loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        raise ValueError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc}") from exc
-
-
-def _bundle_entries(text: str, start: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Each Bundle.entry with the text offset where it begins (for line numbers)."""
-    for key, offset in _members(text, start, "{"):
-        if key == "entry":
-            for _, entry_offset in _members(text, offset, "["):
-                entry, _ = _decoder.raw_decode(text, entry_offset)
-                yield entry_offset, entry if isinstance(entry, dict) else {}
-
-
-def _members(text: str, offset: int, opener: str) -> Iterator[tuple[str | None, int]]:
-    """(key or None, value offset) for the members of the object/array at offset."""
-    position = _skip(text, offset)
-    if text[position] != opener:
-        return
-    position = _skip(text, position + 1)
-    closer = "}" if opener == "{" else "]"
-    while text[position] != closer:
-        key = None
-        if opener == "{":
-            key, position = _decoder.raw_decode(text, position)
-            position = _skip(text, _skip(text, position) + 1)  # past the colon
-        yield key, position
-        _, position = _decoder.raw_decode(text, position)
-        position = _skip(text, position)
-        if text[position] == ",":
-            position = _skip(text, position + 1)
-
-
-def _skip(text: str, position: int) -> int:
-    while text[position] in " \t\r\n":
-        position += 1
-    return position
 
 
 async def store_jobs(store: JobStore, jobs: list[dict[str, Any]]) -> int:
@@ -264,12 +148,12 @@ def _same(stored: dict[str, Any], loaded: dict[str, Any]) -> bool:
     }
 
 
-def _batches(spool: IO[bytes], size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(spooled: Iterable[bytes], size: int) -> Iterator[list[dict[str, Any]]]:
     """The spooled jobs, `size` at a time; a job whose id is already in the batch starts the
     next one (it is a later version: written after the first)."""
     batch: list[dict[str, Any]] = []
     ids: set[str] = set()
-    for line in spool:
+    for line in spooled:
         job = orjson.loads(line)
         if len(batch) >= size or job["id"] in ids:
             yield batch
@@ -282,7 +166,7 @@ def _batches(spool: IO[bytes], size: int) -> Iterator[list[dict[str, Any]]]:
 
 async def _store_spooled(
     store: JobStore,
-    spool: IO[bytes],
+    spooled: Iterable[bytes],
     batch_size: int,
     report: LoadReport,
     on_stored: Counter | None,
@@ -292,7 +176,7 @@ async def _store_spooled(
     binds, and taking turns with this thread made both slower (measured: 5.3 s against
     5.1 s for 100,000 jobs)."""
     stored = 0
-    for batch in _batches(spool, batch_size):
+    for batch in _batches(spooled, batch_size):
         stored += await store_batch(store, batch, report)
         if on_stored is not None:
             on_stored(len(batch))
@@ -308,28 +192,35 @@ async def load_paths(
     batch_size: int = DEFAULT_LOAD_BATCH_SIZE,
     on_validated: Counter | None = None,
     on_stored: Counter | None = None,
+    workers: int = 1,
 ) -> LoadReport:
     """Validate, then store, each file (see the module docstring). on_validated and on_stored
-    count jobs as they go; on_file is called with each file stored and its jobs written."""
+    count jobs as they go; on_file is called with each file stored and its jobs written.
+    `workers`: processes validating a large NDJSON file (jobs/spool.py)."""
     report = LoadReport()
     deferred = False
     try:
         for path in find_files(paths):
             report.files += 1
-            with tempfile.TemporaryFile() as spool:
+            with tempfile.TemporaryDirectory(prefix="fhir-server-load-") as runs:
                 try:
-                    count = 0
-                    for blob in _validated(path, max_resource_bytes, on_validated):
-                        spool.write(blob)
-                        spool.write(b"\n")
-                        count += 1
+                    found = await spool(
+                        path,
+                        Path(runs),
+                        max_resource_bytes=max_resource_bytes,
+                        workers=workers,
+                        on_validated=on_validated,
+                    )
                 except ValueError as exc:
                     report.errors.append(str(exc))
                     continue
-                spool.seek(0)
+                if (error := found.error(path)) is not None:
+                    report.errors.append(error)
+                    continue
                 if not deferred and isinstance(store, DeferredUpkeep):
-                    deferred = report.all_new = await store.defer_upkeep(count)
-                stored = await _store_spooled(store, spool, batch_size, report, on_stored)
+                    deferred = report.all_new = await store.defer_upkeep(found.count)
+                spooled = merged(found.runs)
+                stored = await _store_spooled(store, spooled, batch_size, report, on_stored)
             report.stored += stored
             if on_file is not None:
                 on_file(path, stored)

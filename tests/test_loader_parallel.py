@@ -1,0 +1,146 @@
+"""A load's first pass on every core, spooled in runs sorted by id (jobs/spool.py): a large
+NDJSON file is validated in parts by forked processes and stored in id order overall, with
+the same result, the same problems at the same line numbers, and the same progress."""
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_server.jobs import spool
+from fhir_server.jobs.loader import load_paths
+from fhir_server.search.query import JobQuery
+from fhir_server.storage.base import JobStore
+from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore
+
+from .conftest import make_job
+from .test_loader_bulk import Counting, job, write_ndjson
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts and runs of a few jobs, so a test file of hundreds has several of each."""
+    monkeypatch.setattr(spool, "PART_MIN_BYTES", 4096)
+    monkeypatch.setattr(spool, "RUN_JOBS", 40)
+
+
+def shuffled(n: int) -> list[dict[str, Any]]:
+    jobs = [job(i) for i in range(n)]
+    random.Random(n).shuffle(jobs)
+    return jobs
+
+
+def test_a_large_ndjson_file_is_split_at_line_starts(tmp_path: Path, small_parts: None):
+    path = write_ndjson(tmp_path / "a.ndjson", shuffled(300))
+    parts = spool._parts(path, 4)
+    assert len(parts) == 4
+    data = path.read_bytes()
+    starts = [start for start, _ in parts]
+    assert starts[0] == 0 and all(data[s - 1 : s] == b"\n" for s in starts[1:])
+    # Each part ends where the next starts; the last at the end of the file.
+    assert [end for _, end in parts] == [*starts[1:], None]
+    assert spool._parts(path, 1) == [(0, None)]
+    bundle = tmp_path / "a.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "entry": []}) + " " * 20_000)
+    assert spool._parts(bundle, 4) == [(0, None)]  # not NDJSON: read whole
+
+
+async def test_workers_store_what_one_process_stores_in_id_order(tmp_path: Path, small_parts: None):
+    path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
+    stores = []
+    for workers in (1, 2):
+        store = SqliteJobStore(tmp_path / str(workers) / FILE_NAME)
+        await store.open()
+        counting = Counting(store)
+        saved: list[str] = []
+        save_many = store.save_many
+
+        async def recording(writes: Any, save_many: Any = save_many, saved: Any = saved) -> Any:
+            saved.extend(w.job_id for w in writes)
+            return await save_many(writes)
+
+        store.save_many = recording  # type: ignore[method-assign]
+        validated: list[int] = []
+        report = await load_paths(
+            counting,  # type: ignore[arg-type]
+            [path],
+            batch_size=64,
+            workers=workers,
+            on_validated=validated.append,
+        )
+        assert report.stored == 500 and not report.errors
+        assert sum(validated) == 500
+        # One order across the batches: each batch's ids follow the last one's.
+        assert saved == sorted(saved) and len(saved) == 500
+        stores.append(store)
+    one, two = stores
+    assert [r.id for r in await one.search(JobQuery(limit=1000))] == [
+        r.id for r in await two.search(JobQuery(limit=1000))
+    ]
+    for store in stores:
+        assert await store.count(JobQuery()) == 500
+        await store.close()
+
+
+async def test_a_jobs_versions_keep_the_files_order_across_runs_and_parts(
+    tmp_path: Path, small_parts: None
+):
+    """The same id twice: the later line is the newer version, wherever the two landed."""
+    jobs = [j for j in shuffled(300) if j["id"] != "job-000150"]
+    first = make_job(id="job-000150", status="accepted")
+    last = make_job(id="job-000150", status="cancelled")
+    path = write_ndjson(tmp_path / "a.ndjson", [first, *jobs[:10], *jobs[160:], last])
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    report = await load_paths(store, [path], batch_size=50, workers=2)
+    assert not report.errors
+    history = await store.history("job-000150")
+    assert [(r.version, r.resource["status"]) for r in history] == [  # type: ignore[index]
+        (2, "cancelled"),
+        (1, "accepted"),
+    ]
+    await store.close()
+
+
+async def test_problems_in_a_later_part_name_their_lines_in_the_file(
+    store: JobStore, tmp_path: Path, small_parts: None
+):
+    jobs: list[Any] = shuffled(300)
+    jobs[250] = make_job(id="bad-1", status="running")
+    jobs[10] = make_job(id="bad-0", status="running")
+    path = write_ndjson(tmp_path / "a.ndjson", jobs)
+    assert len(spool._parts(path, 2)) == 2
+    report = await load_paths(store, [path], workers=2)
+    assert report.stored == 0
+    [error] = report.errors
+    assert re.findall(r"a\.ndjson:(\d+):", error) == ["11", "251"]
+    assert await store.count(JobQuery()) == 0
+
+
+async def test_a_line_that_is_not_json_in_a_later_part_is_named(
+    store: JobStore, tmp_path: Path, small_parts: None
+):
+    path = write_ndjson(tmp_path / "a.ndjson", shuffled(300))
+    lines = path.read_text().splitlines()
+    lines[270] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    report = await load_paths(store, [path], workers=2)
+    assert report.stored == 0
+    assert report.errors[0].startswith(f"{path}:271: not valid JSON")
+
+
+async def test_the_problems_of_all_parts_are_capped_together(tmp_path: Path, small_parts: None):
+    bad = [make_job(id=f"bad-{n}", status="running") for n in range(300)]
+    path = tmp_path / "a.ndjson"
+    path.write_text("".join(json.dumps(j) + "\n" for j in bad))
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    report = await load_paths(store, [path], workers=3)
+    [error] = report.errors
+    lines = error.splitlines()
+    assert len(lines) == spool.MAX_PROBLEMS + 1
+    assert lines[-1] == f"{path}: and {300 - spool.MAX_PROBLEMS} more invalid resources"
+    await store.close()
