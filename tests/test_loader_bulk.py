@@ -53,7 +53,7 @@ def write_ndjson(path: Path, jobs: list[dict[str, Any]]) -> Path:
 
 
 class Counting:
-    """The store, counting the calls of each method."""
+    """The store, counting the calls of each of its coroutine methods."""
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
@@ -61,7 +61,7 @@ class Counting:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.store, name)
-        if not callable(attr):
+        if not asyncio.iscoroutinefunction(attr):
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:

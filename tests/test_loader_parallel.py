@@ -5,6 +5,7 @@ the same result, the same problems at the same line numbers, and the same progre
 import json
 import random
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 
 from fhir_server.jobs import spool
 from fhir_server.jobs.loader import load_paths
+from fhir_server.resources.instants import parse_instant_ms
 from fhir_server.search.query import JobQuery
+from fhir_server.storage import sqlite as sqlite_store
 from fhir_server.storage.base import JobStore
 from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore
 
@@ -143,4 +146,104 @@ async def test_the_problems_of_all_parts_are_capped_together(tmp_path: Path, sma
     lines = error.splitlines()
     assert len(lines) == spool.MAX_PROBLEMS + 1
     assert lines[-1] == f"{path}: and {300 - spool.MAX_PROBLEMS} more invalid resources"
+    await store.close()
+
+
+@pytest.fixture
+def deferred_from_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "DEFER_UPKEEP_FROM", 100)
+
+
+def table(path: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_rows_made_by_the_worker_are_the_rows_a_usual_load_writes(
+    tmp_path: Path, small_parts: None, deferred_from_100: None
+):
+    """Into an empty store the second pass's rows are made in a forked process while the
+    store writes (prepare_new / save_prepared): the same rows as one process writes with
+    save_many, but their moment."""
+    path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
+    files = []
+    for workers in (1, 2):
+        store = SqliteJobStore(tmp_path / str(workers) / FILE_NAME)
+        await store.open()
+        calls = Counting(store)
+        report = await load_paths(calls, [path], batch_size=64, workers=workers)  # type: ignore[arg-type]
+        assert report.stored == 500 and not report.errors
+        assert ("save_prepared" in calls.calls) == (workers == 2)
+        await store.close()
+        files.append(store.path)
+    usual, prepared = files
+    for sql in (
+        "SELECT id, version, owner, status, type, request_time, transaction_time FROM asyncjob "
+        "ORDER BY id",
+        "SELECT job, version, owner, method, created FROM asyncjob_version ORDER BY rowid",
+        "SELECT position, job, version, owner, deleted, purged FROM asyncjob_change "
+        "ORDER BY position",
+        "SELECT owner, jobs, bytes FROM asyncjob_owner",
+        "SELECT * FROM asyncjob_tally ORDER BY status, type",
+    ):
+        assert table(prepared, sql) == table(usual, sql), sql
+    # The stored JSON differs only in meta.lastUpdated, which is the versions' and the feed's.
+    for file in files:
+        rows = table(
+            file,
+            "SELECT l.resource, v.resource, v.last_updated, c.at FROM asyncjob l "
+            "JOIN asyncjob_version v ON v.job = l.id "
+            "JOIN asyncjob_change c ON c.job = l.id",
+        )
+        assert len(rows) == 500
+        for live, version, last_updated, at in rows:
+            assert live == version
+            assert json.loads(live)["meta"] == {"versionId": "1", "lastUpdated": last_updated}
+            assert at == parse_instant_ms(last_updated)
+        assert table(file, "PRAGMA integrity_check") == [("ok",)]
+
+
+async def test_a_batch_meeting_a_stored_job_goes_the_usual_way_with_the_rest(
+    tmp_path: Path, small_parts: None, deferred_from_100: None
+):
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    jobs = shuffled(500)
+    stored = sorted(jobs, key=lambda j: j["id"])[300]  # in the fifth batch of 64
+    await store.save(stored, expected_version=0, method="PUT")
+    calls = Counting(store)
+    path = write_ndjson(tmp_path / "a.ndjson", jobs)
+    report = await load_paths(calls, [path], batch_size=64, workers=2)  # type: ignore[arg-type]
+    # Four batches prepared and written; the fifth rolled back, then read and written.
+    assert report.stored == 499 and not report.errors
+    assert calls.calls["save_prepared"] == 5 and calls.calls["get_many"] >= 1
+    assert [r.version for r in await store.history(stored["id"])] == [1]
+    assert await store.count(JobQuery()) == 500
+    assert table(store.path, "SELECT count(*) FROM asyncjob_version") == [(500,)]
+    assert table(store.path, "SELECT count(*) FROM asyncjob_change") == [(500,)]
+    await store.close()
+
+
+async def test_a_worker_that_fails_leaves_the_rest_to_the_usual_way(
+    tmp_path: Path, small_parts: None, deferred_from_100: None, monkeypatch: pytest.MonkeyPatch
+):
+    made: list[int] = []
+    prepare_new = SqliteJobStore.prepare_new
+
+    def failing(self: SqliteJobStore, resources: Any) -> Any:
+        made.append(len(resources))  # in the forked process: the parent's list stays empty
+        if len(made) == 3:
+            raise RuntimeError("the worker fails")
+        return prepare_new(self, resources)
+
+    monkeypatch.setattr(SqliteJobStore, "prepare_new", failing)
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    calls = Counting(store)
+    path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
+    report = await load_paths(calls, [path], batch_size=64, workers=2)  # type: ignore[arg-type]
+    assert report.stored == 500 and not report.errors and made == []
+    assert calls.calls["save_prepared"] == 2 and calls.calls["save_many"] == 6
+    assert await store.count(JobQuery()) == 500
+    assert table(store.path, "SELECT count(*) FROM asyncjob_version") == [(500,)]
     await store.close()

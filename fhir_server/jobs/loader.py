@@ -14,10 +14,12 @@ the same data file (a running server) waits for one batch at most, and readers n
 search indexes and tallies, which are made again once at the end (DeferredUpkeep).
 """
 
+import multiprocessing
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from ..storage.base import (
     JobRecord,
     JobStore,
     ManyReads,
+    PreparedWrites,
     TransactionsUnavailable,
     VersionConflict,
     Write,
@@ -183,6 +186,62 @@ async def _store_spooled(
     return stored
 
 
+async def _store_prepared(
+    store: PreparedWrites,
+    runs: list[Path],
+    batch_size: int,
+    on_stored: Counter | None,
+) -> int:
+    """Store the spooled jobs as first versions, each batch's rows made by a forked process
+    while the store writes the batch before: a thread could only take turns with the
+    writer, which binds every row holding the interpreter lock. How many jobs were stored,
+    in order: fewer than spooled when a batch met a stored job (it wrote nothing) or the
+    worker failed; the caller stores the rest the usual way."""
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    worker = context.Process(
+        target=_prepare_batches, args=(store, runs, batch_size, sending), daemon=True
+    )
+    worker.start()
+    sending.close()
+    stored = 0
+    try:
+        # Blocking: the loop has nothing else to do meanwhile (a CLI command).
+        while isinstance(prepared := receiving.recv(), PreparedBatch):
+            try:
+                stored += await store.save_prepared(prepared.rows)
+            except VersionConflict:
+                break
+            if on_stored is not None:
+                on_stored(prepared.jobs)
+    except EOFError:
+        pass  # the worker died: the rest the usual way
+    finally:
+        worker.kill()
+        worker.join()
+        receiving.close()
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    jobs: int
+    rows: Any
+
+
+def _prepare_batches(
+    store: PreparedWrites, runs: list[Path], batch_size: int, sending: Any
+) -> None:
+    """In the forked process: each batch's rows, sent in order; then None, or a failure's
+    message (the parent stores the rest the usual way, where it is reported)."""
+    try:
+        for batch in _batches(merged(runs), batch_size):
+            sending.send(PreparedBatch(len(batch), store.prepare_new(batch)))
+        sending.send(None)
+    except Exception as exc:
+        sending.send(str(exc))
+
+
 async def load_paths(
     store: JobStore,
     paths: list[Path],
@@ -219,8 +278,13 @@ async def load_paths(
                     continue
                 if not deferred and isinstance(store, DeferredUpkeep):
                     deferred = report.all_new = await store.defer_upkeep(found.count)
-                spooled = merged(found.runs)
-                stored = await _store_spooled(store, spooled, batch_size, report, on_stored)
+                stored = 0
+                if report.all_new and workers > 1 and isinstance(store, PreparedWrites):
+                    stored = await _store_prepared(store, found.runs, batch_size, on_stored)
+                    report.all_new = stored == found.count  # else a batch met a stored job
+                if stored < found.count:
+                    rest = islice(merged(found.runs), stored, None)
+                    stored += await _store_spooled(store, rest, batch_size, report, on_stored)
             report.stored += stored
             if on_file is not None:
                 on_file(path, stored)

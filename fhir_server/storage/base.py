@@ -394,6 +394,20 @@ class DeferredUpkeep(Protocol):
         """The indexes and tallies complete again (also done on the next open)."""
 
 
+@runtime_checkable
+class PreparedWrites(Protocol):
+    """A store whose rows for new resources can be made ahead, in another process (a bulk
+    load's forked worker), while it writes the last batch (SQLite)."""
+
+    def prepare_new(self, resources: Sequence[dict[str, Any]]) -> Any:
+        """The rows storing each resource (distinct ids) as its first version, stamped now:
+        CPU only, touching no connection, picklable."""
+
+    async def save_prepared(self, prepared: Any) -> int:
+        """Write prepare_new's rows in one transaction, as save_many would have; how many.
+        VersionConflict (nothing written) if any of the ids was ever used."""
+
+
 # meta elements the server owns (stamp sets them): never part of "did the resource change?"
 SERVER_META = ("versionId", "lastUpdated")
 
