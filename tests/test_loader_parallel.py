@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.jobs import spool
+from fhir_server.jobs import loader, spool
 from fhir_server.jobs.loader import load_paths
 from fhir_server.resources.instants import parse_instant_ms
 from fhir_server.search.query import JobQuery
@@ -209,14 +209,17 @@ async def test_a_batch_meeting_a_stored_job_goes_the_usual_way_with_the_rest(
     store = SqliteJobStore(tmp_path / FILE_NAME)
     await store.open()
     jobs = shuffled(500)
-    stored = sorted(jobs, key=lambda j: j["id"])[300]  # in the fifth batch of 64
+    stored = sorted(jobs, key=lambda j: j["id"])[300]
     await store.save(stored, expected_version=0, method="PUT")
     calls = Counting(store)
     path = write_ndjson(tmp_path / "a.ndjson", jobs)
     report = await load_paths(calls, [path], batch_size=64, workers=2)  # type: ignore[arg-type]
-    # Four batches prepared and written; the fifth rolled back, then read and written.
+    # The batches before the one holding it prepared and written; that one rolled back, then
+    # read and written the usual way, as the rest.
+    first = 64 // loader.FIRST_BATCH_FRACTION
+    prepared = 1 + (300 - first) // 64 + 1  # batches written, and the one rolled back
     assert report.stored == 499 and not report.errors
-    assert calls.calls["save_prepared"] == 5 and calls.calls["get_many"] >= 1
+    assert calls.calls["save_prepared"] == prepared and calls.calls["get_many"] >= 1
     assert [r.version for r in await store.history(stored["id"])] == [1]
     assert await store.count(JobQuery()) == 500
     assert table(store.path, "SELECT count(*) FROM asyncjob_version") == [(500,)]
@@ -243,7 +246,8 @@ async def test_a_worker_that_fails_leaves_the_rest_to_the_usual_way(
     path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
     report = await load_paths(calls, [path], batch_size=64, workers=2)  # type: ignore[arg-type]
     assert report.stored == 500 and not report.errors and made == []
-    assert calls.calls["save_prepared"] == 2 and calls.calls["save_many"] == 6
+    rest = 500 - 64 // loader.FIRST_BATCH_FRACTION - 64  # after the two batches prepared
+    assert calls.calls["save_prepared"] == 2 and calls.calls["save_many"] == -(-rest // 64)
     assert await store.count(JobQuery()) == 500
     assert table(store.path, "SELECT count(*) FROM asyncjob_version") == [(500,)]
     await store.close()

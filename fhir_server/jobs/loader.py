@@ -40,6 +40,7 @@ from .reading import SUFFIXES
 from .spool import Counter, merged, spool
 
 LOAD_ATTEMPTS = 3
+FIRST_BATCH_FRACTION = 10  # of the batch size: the first batch a load's worker makes
 
 
 @dataclass
@@ -151,16 +152,20 @@ def _same(stored: dict[str, Any], loaded: dict[str, Any]) -> bool:
     }
 
 
-def _batches(spooled: Iterable[bytes], size: int) -> Iterator[list[dict[str, Any]]]:
-    """The spooled jobs, `size` at a time; a job whose id is already in the batch starts the
-    next one (it is a later version: written after the first)."""
+def _batches(
+    spooled: Iterable[bytes], size: int, first: int | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """The spooled jobs, `size` at a time (the first batch `first`, if given); a job whose id
+    is already in the batch starts the next one (it is a later version: written after the
+    first)."""
     batch: list[dict[str, Any]] = []
     ids: set[str] = set()
+    limit = size if first is None else first
     for line in spooled:
         job = orjson.loads(line)
-        if len(batch) >= size or job["id"] in ids:
+        if len(batch) >= limit or job["id"] in ids:
             yield batch
-            batch, ids = [], set()
+            batch, ids, limit = [], set(), size
         batch.append(job)
         ids.add(job["id"])
     if batch:
@@ -235,7 +240,9 @@ def _prepare_batches(
     """In the forked process: each batch's rows, sent in order; then None, or a failure's
     message (the parent stores the rest the usual way, where it is reported)."""
     try:
-        for batch in _batches(merged(runs), batch_size):
+        # A small first batch: the store starts writing sooner.
+        first = max(1, batch_size // FIRST_BATCH_FRACTION)
+        for batch in _batches(merged(runs), batch_size, first):
             sending.send(PreparedBatch(len(batch), store.prepare_new(batch)))
         sending.send(None)
     except Exception as exc:
