@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,6 @@ from typing import Any
 import httpx
 
 from fhir_server.auth.tokens import FULL_SCOPES, mint
-from fhir_server.storage.sqlite import FILE_NAME, PAGE_SIZE
 
 from .baseline import Tree, checkout, current_tree
 from .serving import free_port
@@ -257,20 +255,7 @@ def comparison_stores(
         pass
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(seeded, copy)
-    _to_page_size(copy / FILE_NAME, PAGE_SIZE)
     return seeded, copy
-
-
-def _to_page_size(path: Path, page_size: int) -> None:
-    """The file rewritten in the pages the current code makes a new file with (VACUUM: the
-    same rows), so that each side reads the file its own code would have made."""
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        if db.execute("PRAGMA page_size").fetchone()[0] == page_size:
-            return
-        db.execute("PRAGMA journal_mode = DELETE")  # a WAL file keeps its page size
-        db.execute(f"PRAGMA page_size = {page_size}")
-        db.execute("VACUUM")
-        db.execute("PRAGMA journal_mode = WAL")
 
 
 def bench_size(

@@ -63,10 +63,6 @@ TABLES = Tables.of(ASYNC_JOB)
 
 FILE_NAME = "fhir-server.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
-# A new file's page: a bulk load writes and indexes 100,000 jobs about a tenth faster than in
-# SQLite's default 4 KiB pages, and reads and single writes cost the same
-# (benchmarks/README.md#fhir-server-load).
-PAGE_SIZE = 16 * 1024
 READER_MMAP_BYTES = 1 << 30  # the read connection maps up to 1 GiB of the file
 READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's default is 2 MiB)
 # Rows a budgeted page's first fetch reads, before their sizes are known; a page of no more
@@ -236,8 +232,6 @@ class SqliteJobStore:
 
     def _prepare(self) -> None:
         db = self._write_db
-        # Takes effect on a new file only (one written keeps the size it was made with).
-        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         db.execute("PRAGMA journal_mode = WAL")
         with _transaction(db):
             prepare(db, self.path, self.kind)
