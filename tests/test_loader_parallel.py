@@ -233,11 +233,11 @@ async def test_a_worker_that_fails_leaves_the_rest_to_the_usual_way(
     made: list[int] = []
     prepare_new = SqliteJobStore.prepare_new
 
-    def failing(self: SqliteJobStore, resources: Any) -> Any:
-        made.append(len(resources))  # in the forked process: the parent's list stays empty
-        if len(made) == 3:
+    def failing(self: SqliteJobStore, resources: Any, into: Path) -> Any:
+        made.append(len(resources))  # in a forked process: the parent's list stays empty
+        if len(made) == 2:  # each worker's second batch: batches 2 and 3
             raise RuntimeError("the worker fails")
-        return prepare_new(self, resources)
+        return prepare_new(self, resources, into)
 
     monkeypatch.setattr(SqliteJobStore, "prepare_new", failing)
     store = SqliteJobStore(tmp_path / FILE_NAME)

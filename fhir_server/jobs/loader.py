@@ -14,6 +14,7 @@ the same data file (a running server) waits for one batch at most, and readers n
 search indexes and tallies, which are made again once at the end (DeferredUpkeep).
 """
 
+import itertools
 import multiprocessing
 import tempfile
 import uuid
@@ -41,6 +42,7 @@ from .spool import Counter, merged, spool
 
 LOAD_ATTEMPTS = 3
 FIRST_BATCH_FRACTION = 10  # of the batch size: the first batch a load's worker makes
+STAGED_AHEAD = 2  # batches a load's worker stages before the store has written them
 
 
 @dataclass
@@ -152,29 +154,33 @@ def _same(stored: dict[str, Any], loaded: dict[str, Any]) -> bool:
     }
 
 
-def _batches(
-    spooled: Iterable[bytes], size: int, first: int | None = None
-) -> Iterator[list[dict[str, Any]]]:
-    """The spooled jobs, `size` at a time (the first batch `first`, if given); a job whose id
-    is already in the batch starts the next one (it is a later version: written after the
-    first)."""
-    batch: list[dict[str, Any]] = []
-    ids: set[str] = set()
+def _batch_lines(
+    spooled: Iterable[tuple[bytes, bytes]], size: int, first: int | None = None
+) -> Iterator[list[bytes]]:
+    """The spooled jobs' JSON, `size` at a time (the first batch `first`, if given); a job
+    whose id is already in the batch starts the next one (it is a later version: written
+    after the first)."""
+    batch: list[bytes] = []
+    ids: set[bytes] = set()
     limit = size if first is None else first
-    for line in spooled:
-        job = orjson.loads(line)
-        if len(batch) >= limit or job["id"] in ids:
+    for job_id, line in spooled:
+        if len(batch) >= limit or job_id in ids:
             yield batch
             batch, ids, limit = [], set(), size
-        batch.append(job)
-        ids.add(job["id"])
+        batch.append(line)
+        ids.add(job_id)
     if batch:
         yield batch
 
 
+def _batches(spooled: Iterable[tuple[bytes, bytes]], size: int) -> Iterator[list[dict[str, Any]]]:
+    for lines in _batch_lines(spooled, size):
+        yield [orjson.loads(line) for line in lines]
+
+
 async def _store_spooled(
     store: JobStore,
-    spooled: Iterable[bytes],
+    spooled: Iterable[tuple[bytes, bytes]],
     batch_size: int,
     report: LoadReport,
     on_stored: Counter | None,
@@ -195,55 +201,83 @@ async def _store_prepared(
     store: PreparedWrites,
     runs: list[Path],
     batch_size: int,
+    workers: int,
     on_stored: Counter | None,
 ) -> int:
-    """Store the spooled jobs as first versions, each batch's rows made by a forked process
-    while the store writes the batch before: a thread could only take turns with the
-    writer, which binds every row holding the interpreter lock. How many jobs were stored,
-    in order: fewer than spooled when a batch met a stored job (it wrote nothing) or the
-    worker failed; the caller stores the rest the usual way."""
+    """Store the spooled jobs as first versions, each batch's rows made and staged by one of
+    `workers` forked processes (dealt in turn) while the store writes the batches before: a
+    thread could only take turns with the writer, which binds rows holding the interpreter
+    lock. How many jobs were stored, in order: fewer than spooled when a batch met a stored
+    job (it wrote nothing) or a worker failed; the caller stores the rest the usual way."""
     context = multiprocessing.get_context("fork")
-    receiving, sending = context.Pipe(duplex=False)
-    worker = context.Process(
-        target=_prepare_batches, args=(store, runs, batch_size, sending), daemon=True
-    )
-    worker.start()
-    sending.close()
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)]
+    # A worker stays at most STAGED_AHEAD batches ahead of the store (each one a file).
+    ahead = [context.Semaphore(STAGED_AHEAD) for _ in range(workers)]
+    processes = [
+        context.Process(
+            target=_stage_batches,
+            args=(store, runs, batch_size, (i, workers), ahead[i], pipes[i][1]),
+            daemon=True,
+        )
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for _, sending in pipes:
+        sending.close()
     stored = 0
     try:
-        # Blocking: the loop has nothing else to do meanwhile (a CLI command).
-        while isinstance(prepared := receiving.recv(), PreparedBatch):
+        for k in itertools.count():
+            # Blocking: the loop has nothing else to do meanwhile (a CLI command).
+            staged = pipes[k % workers][0].recv()
+            if not isinstance(staged, StagedBatch):
+                break  # all stored, or the worker failed
             try:
-                stored += await store.save_prepared(prepared.rows)
+                stored += await store.save_prepared(staged.rows)
             except VersionConflict:
                 break
+            ahead[k % workers].release()
             if on_stored is not None:
-                on_stored(prepared.jobs)
+                on_stored(staged.jobs)
     except EOFError:
-        pass  # the worker died: the rest the usual way
+        pass  # a worker died: the rest the usual way
     finally:
-        worker.kill()
-        worker.join()
-        receiving.close()
+        for process in processes:
+            process.kill()
+            process.join()
+        for receiving, _ in pipes:
+            receiving.close()
     return stored
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedBatch:
+class StagedBatch:
     jobs: int
     rows: Any
 
 
-def _prepare_batches(
-    store: PreparedWrites, runs: list[Path], batch_size: int, sending: Any
+def _stage_batches(
+    store: PreparedWrites,
+    runs: list[Path],
+    batch_size: int,
+    turn: tuple[int, int],
+    ahead: Any,
+    sending: Any,
 ) -> None:
-    """In the forked process: each batch's rows, sent in order; then None, or a failure's
-    message (the parent stores the rest the usual way, where it is reported)."""
+    """In a forked process: of every `turn[1]` batches, the rows of the `turn[0]`th, staged
+    and sent in order; then None, or a failure's message (the parent stores the rest the
+    usual way, where it is reported)."""
+    mine, every = turn
     try:
         # A small first batch: the store starts writing sooner.
         first = max(1, batch_size // FIRST_BATCH_FRACTION)
-        for batch in _batches(merged(runs), batch_size, first):
-            sending.send(PreparedBatch(len(batch), store.prepare_new(batch)))
+        for k, lines in enumerate(_batch_lines(merged(runs), batch_size, first)):
+            if k % every != mine:
+                continue
+            ahead.acquire()
+            jobs = [orjson.loads(line) for line in lines]
+            staged = store.prepare_new(jobs, runs[0].parent / f"batch-{k}.sqlite3")
+            sending.send(StagedBatch(len(jobs), staged))
         sending.send(None)
     except Exception as exc:
         sending.send(str(exc))
@@ -287,7 +321,9 @@ async def load_paths(
                     deferred = report.all_new = await store.defer_upkeep(found.count)
                 stored = 0
                 if report.all_new and workers > 1 and isinstance(store, PreparedWrites):
-                    stored = await _store_prepared(store, found.runs, batch_size, on_stored)
+                    stored = await _store_prepared(
+                        store, found.runs, batch_size, workers, on_stored
+                    )
                     report.all_new = stored == found.count  # else a batch met a stored job
                 if stored < found.count:
                     rest = islice(merged(found.runs), stored, None)

@@ -107,13 +107,15 @@ async def spool(
     return found
 
 
-def merged(runs: list[Path]) -> Iterator[bytes]:
-    """The spooled jobs' JSON in id order; a job's versions in the order the file has them
-    (the runs are in file order, and heapq.merge takes equal keys from the earlier run)."""
+def merged(runs: list[Path]) -> Iterator[tuple[bytes, bytes]]:
+    """The spooled jobs' ids and JSON in id order; a job's versions in the order the file has
+    them (the runs are in file order, and heapq.merge takes equal keys from the earlier
+    run)."""
     with ExitStack() as stack:
         files = [stack.enter_context(run.open("rb")) for run in runs]
         for line in heapq.merge(*files, key=_run_key):
-            yield line[line.index(b"\t") + 1 :]
+            tab = line.index(b"\t")
+            yield line[:tab], line[tab + 1 :]
 
 
 def _run_key(line: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import orjson
@@ -399,9 +400,10 @@ class PreparedWrites(Protocol):
     """A store whose rows for new resources can be made ahead, in another process (a bulk
     load's forked worker), while it writes the last batch (SQLite)."""
 
-    def prepare_new(self, resources: Sequence[dict[str, Any]]) -> Any:
-        """The rows storing each resource (distinct ids) as its first version, stamped now:
-        CPU only, touching no connection, picklable."""
+    def prepare_new(self, resources: Sequence[dict[str, Any]], into: Path) -> Any:
+        """The rows storing each resource (distinct ids) as its first version, stamped now,
+        staged in a new file at `into` (the store's connections untouched); a picklable
+        handle of them."""
 
     async def save_prepared(self, prepared: Any) -> int:
         """Write prepare_new's rows in one transaction, as save_many would have; how many.

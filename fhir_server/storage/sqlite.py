@@ -11,7 +11,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -137,6 +137,7 @@ class SqliteJobStore:
         self.parameters = kind.search_parameters
         self._tokens = token_columns(self.parameters)
         self._columns = tuple(p.column for p in self.parameters if p.column != "id")
+        self._live_columns = ", ".join(("id", "version", "owner", "resource", *self._columns))
         tables = self._tables = Tables.of(kind)
         names = ", ".join(self._columns)
         marks = ", ".join("?" for _ in self._columns)
@@ -506,40 +507,62 @@ class SqliteJobStore:
             *(values[c] for c in self._columns),
         )
 
-    def prepare_new(self, resources: Sequence[dict[str, Any]]) -> "PreparedRows":
+    def prepare_new(self, resources: Sequence[dict[str, Any]], into: Path) -> "StagedRows":
         """The live rows of each resource's first version (a bulk load's, written by PUT),
-        stamped now: made by a load's worker process while the store writes the batch
-        before."""
+        stamped now, staged in a new SQLite file at `into` (no journal, no fsync: a copy that
+        a crash only loses): made by a load's worker process while the store writes the
+        batch before, then copied with one statement (save_prepared), for binding rows from
+        Python costs more than writing them."""
         last_updated = now_instant()
-        return PreparedRows(
-            [self._live_row(stamp(r, 1, last_updated), None) for r in resources], last_updated
-        )
+        rows = [self._live_row(stamp(r, 1, last_updated), None) for r in resources]
+        with closing(sqlite3.connect(into, isolation_level=None)) as db:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute(f"CREATE TABLE {STAGED} ({self._live_columns})")
+            db.execute("BEGIN")
+            marks = ", ".join("?" for _ in rows[0]) if rows else ""
+            db.executemany(f"INSERT INTO {STAGED} VALUES ({marks})", rows)
+            db.execute("COMMIT")
+        return StagedRows(into, len(rows), last_updated)
 
-    async def save_prepared(self, prepared: "PreparedRows") -> int:
+    async def save_prepared(self, staged: "StagedRows") -> int:
         """prepare_new's rows in one transaction, their versions and changes copied from them
-        (one statement each: binding 100,000 rows from Python cost three times the writing);
-        VersionConflict if an id was ever used."""
+        (one statement each); VersionConflict if an id was ever used. The staged file is
+        removed."""
         tables = self._tables
-        live, versions = tables.live, tables.versions
+        live, versions, columns = tables.live, tables.versions, self._live_columns
 
         def write() -> int:
             db = self._write_db
-            with _transaction(db):
-                newest = _newest_versions(db, tables, [row[0] for row in prepared.live])
-                for job_id, found in newest.items():
-                    raise VersionConflict(job_id, 0, found)
-                # No id has versions, so none has a live row: each row is a new one.
-                last_live, last_version = _last_rowid(db, live), _last_rowid(db, versions)
-                db.executemany(self._upsert, prepared.live)
-                db.execute(
-                    f"INSERT INTO {versions} "
-                    "(job, version, last_updated, owner, resource, method, created) "
-                    f"SELECT id, version, ?, owner, resource, 'PUT', 1 FROM {live} "
-                    "WHERE rowid > ? ORDER BY rowid",
-                    (prepared.last_updated, last_live),
-                )
-                _record_versions_after(db, tables, last_version, prepared.last_updated)
-            return len(prepared.live)
+            db.execute("ATTACH DATABASE ? AS staging", (str(staged.path),))
+            try:
+                with _transaction(db):
+                    # Each staged id looked up in the versions' key (a join would scan it).
+                    used = db.execute(
+                        f"SELECT s.id FROM staging.{STAGED} s WHERE EXISTS "
+                        f"(SELECT 1 FROM {versions} v WHERE v.job = s.id) LIMIT 1"
+                    ).fetchone()
+                    if used is not None:
+                        newest = _newest_version_number(db, tables, used[0])
+                        raise VersionConflict(used[0], 0, newest)
+                    # No id has versions, so none has a live row: each row is a new one.
+                    last_live, last_version = _last_rowid(db, live), _last_rowid(db, versions)
+                    db.execute(
+                        f"INSERT INTO {live} ({columns}) SELECT {columns} "
+                        f"FROM staging.{STAGED} ORDER BY rowid"
+                    )
+                    db.execute(
+                        f"INSERT INTO {versions} "
+                        "(job, version, last_updated, owner, resource, method, created) "
+                        f"SELECT id, version, ?, owner, resource, 'PUT', 1 FROM {live} "
+                        "WHERE rowid > ? ORDER BY rowid",
+                        (staged.last_updated, last_live),
+                    )
+                    _record_versions_after(db, tables, last_version, staged.last_updated)
+            finally:
+                db.execute("DETACH DATABASE staging")
+                staged.path.unlink(missing_ok=True)
+            return staged.count
 
         return await self._write(write)
 
@@ -750,11 +773,16 @@ def _record_versions_after(
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedRows:
-    """First versions made ready by prepare_new: the live table's rows, of one moment."""
+class StagedRows:
+    """First versions made ready by prepare_new: `count` live rows of one moment, in the
+    table STAGED of the file at `path`."""
 
-    live: list[tuple[Any, ...]]
+    path: Path
+    count: int
     last_updated: str
+
+
+STAGED = "staged_rows"
 
 
 def feed_table(tables: Tables) -> str:
