@@ -16,7 +16,7 @@ from fhir_server.jobs.loader import load_paths
 from fhir_server.resources.instants import parse_instant_ms
 from fhir_server.search.query import JobQuery
 from fhir_server.storage import sqlite as sqlite_store
-from fhir_server.storage.base import JobStore
+from fhir_server.storage.base import JobStore, Write
 from fhir_server.storage.sqlite import FILE_NAME, SqliteJobStore
 
 from .conftest import make_job
@@ -250,4 +250,24 @@ async def test_a_worker_that_fails_leaves_the_rest_to_the_usual_way(
     assert calls.calls["save_prepared"] == 2 and calls.calls["save_many"] == -(-rest // 64)
     assert await store.count(JobQuery()) == 500
     assert table(store.path, "SELECT count(*) FROM asyncjob_version") == [(500,)]
+    await store.close()
+
+
+async def test_index_builds_sort_on_both_cores_then_the_writer_is_as_before(
+    tmp_path: Path, deferred_from_100: None
+):
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    writer = store._write_db
+    before = [writer.execute(f"PRAGMA {p}").fetchone() for p in ("cache_size", "threads")]
+    assert await store.defer_upkeep(200)
+    seen: list[Any] = []
+    writer.set_trace_callback(lambda sql: seen.append(sql) if "CREATE INDEX" in sql else None)
+    await store.save_many([Write(j["id"], 0, j, method="PUT") for j in shuffled(200)])
+    await store.restore_upkeep()
+    writer.set_trace_callback(None)
+    assert len(seen) == 12  # each deferred index built again
+    assert [writer.execute(f"PRAGMA {p}").fetchone() for p in ("cache_size", "threads")] == before
+    assert before == [(-sqlite_store.WRITER_CACHE_KIB,), (0,)]
+    assert table(store.path, "PRAGMA integrity_check") == [("ok",)]
     await store.close()

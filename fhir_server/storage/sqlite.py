@@ -69,6 +69,8 @@ READER_CACHE_KIB = 64 * 1024  # the read connection's page cache (SQLite's defau
 # rows is read at once (take_page still ends it at the budget).
 FIRST_BATCH = 24
 WRITER_CACHE_KIB = 64 * 1024  # the write connection's: a save_many's pages fit
+INDEX_BUILD_THREADS = 2  # the sorter's helper threads while restore_upkeep builds indexes
+INDEX_BUILD_CACHE_KIB = 512  # the write connection's cache meanwhile
 MAX_IDS_PER_QUERY = 1000  # bound variables of one `IN (...)` (SQLite allows 32,766)
 # A bulk load of fewer resources keeps the indexes up to date row by row: building all of
 # them again after it would cost more than it saves.
@@ -418,9 +420,18 @@ class SqliteJobStore:
             with _transaction(db):
                 restore_tallies(db, self._tables, self._tokens)
                 statements = missing_indexes(db, self._tables, self.parameters)
-            for statement in statements:
-                with _transaction(db):
-                    db.execute(statement)
+            # SQLite's sorter sorts in a helper thread only what spills out of the page
+            # cache: a small cache lets each build sort in parts on both cores (measured:
+            # about a fifth faster), the large one is back after.
+            db.execute(f"PRAGMA threads = {INDEX_BUILD_THREADS}")
+            db.execute(f"PRAGMA cache_size = -{INDEX_BUILD_CACHE_KIB}")
+            try:
+                for statement in statements:
+                    with _transaction(db):
+                        db.execute(statement)
+            finally:
+                db.execute("PRAGMA threads = 0")
+                db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 
         await self._write(restore)
 
