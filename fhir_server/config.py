@@ -171,7 +171,8 @@ class Settings(BaseSettings):
         ge=0,
         le=64,
         description="Processes `fhir-server load` validates a large NDJSON file in (8 MiB a "
-        "part at least): 0 for one per core.",
+        "part at least), and makes each batch's rows in while the store writes the ones "
+        "before: 0 for one per core.",
     )
     max_search_parameters: int = Field(
         default=50, ge=1, description="Most parameters one search may have."
