@@ -2,10 +2,12 @@
 NDJSON file is validated in parts by forked processes and stored in id order overall, with
 the same result, the same problems at the same line numbers, and the same progress."""
 
+import contextlib
 import json
 import random
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -270,4 +272,57 @@ async def test_index_builds_sort_on_both_cores_then_the_writer_is_as_before(
     assert [writer.execute(f"PRAGMA {p}").fetchone() for p in ("cache_size", "threads")] == before
     assert before == [(-sqlite_store.WRITER_CACHE_KIB,), (0,)]
     assert table(store.path, "PRAGMA integrity_check") == [("ok",)]
+    await store.close()
+
+
+def journal_mode(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return str(db.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+async def load_watching_the_journal(tmp_path: Path, store: SqliteJobStore) -> list[str]:
+    """Load 500 jobs into store, noting the file's journal mode after each batch written."""
+    modes: list[str] = []
+    save_prepared = store.save_prepared
+
+    async def watching(staged: Any) -> int:
+        written = await save_prepared(staged)
+        modes.append(journal_mode(store.path))
+        return written
+
+    store.save_prepared = watching  # type: ignore[method-assign]
+    path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
+    report = await load_paths(store, [path], batch_size=100, workers=2)
+    assert report.stored == 500 and not report.errors
+    return modes
+
+
+async def test_a_load_alone_on_the_file_writes_it_through_a_rollback_journal(
+    tmp_path: Path, deferred_from_100: None
+):
+    """Each page is written once, not to the WAL and then into the file; WAL is back after."""
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    modes = await load_watching_the_journal(tmp_path, store)
+    assert modes and set(modes) == {"delete"}
+    assert journal_mode(store.path) == "wal"
+    assert await store.count(JobQuery()) == 500  # the reader, reopened, reads
+    await store.close()
+    assert table(store.path, "PRAGMA integrity_check") == [("ok",)]
+
+
+async def test_a_load_beside_another_connection_keeps_wal_without_waiting(
+    tmp_path: Path, deferred_from_100: None
+):
+    """Another process on the file (a server) keeps its WAL: the switch is not waited for."""
+    store = SqliteJobStore(tmp_path / FILE_NAME)
+    await store.open()
+    with contextlib.closing(sqlite3.connect(store.path)) as other:
+        other.execute("SELECT count(*) FROM asyncjob").fetchone()
+        started = time.monotonic()
+        modes = await load_watching_the_journal(tmp_path, store)
+        took = time.monotonic() - started
+        assert set(modes) == {"wal"}
+        assert took < sqlite_store.BUSY_TIMEOUT_MS / 1000 / 2
+        assert other.execute("SELECT count(*) FROM asyncjob").fetchone() == (500,)
     await store.close()
