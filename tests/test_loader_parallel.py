@@ -32,6 +32,12 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spool, "RUN_JOBS", 40)
 
 
+async def opened(data_dir: Path) -> SqliteJobStore:
+    store = SqliteJobStore(data_dir / FILE_NAME)
+    await store.open()
+    return store
+
+
 def shuffled(n: int) -> list[dict[str, Any]]:
     jobs = [job(i) for i in range(n)]
     random.Random(n).shuffle(jobs)
@@ -57,9 +63,7 @@ async def test_workers_store_what_one_process_stores_in_id_order(tmp_path: Path,
     path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
     stores = []
     for workers in (1, 2):
-        store = SqliteJobStore(tmp_path / str(workers) / FILE_NAME)
-        await store.open()
-        counting = Counting(store)
+        store = await opened(tmp_path / str(workers))
         saved: list[str] = []
         save_many = store.save_many
 
@@ -70,7 +74,7 @@ async def test_workers_store_what_one_process_stores_in_id_order(tmp_path: Path,
         store.save_many = recording  # type: ignore[method-assign]
         validated: list[int] = []
         report = await load_paths(
-            counting,  # type: ignore[arg-type]
+            store,
             [path],
             batch_size=64,
             workers=workers,
@@ -98,8 +102,7 @@ async def test_a_jobs_versions_keep_the_files_order_across_runs_and_parts(
     first = make_job(id="job-000150", status="accepted")
     last = make_job(id="job-000150", status="cancelled")
     path = write_ndjson(tmp_path / "a.ndjson", [first, *jobs[:10], *jobs[160:], last])
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     report = await load_paths(store, [path], batch_size=50, workers=2)
     assert not report.errors
     history = await store.history("job-000150")
@@ -141,8 +144,7 @@ async def test_the_problems_of_all_parts_are_capped_together(tmp_path: Path, sma
     bad = [make_job(id=f"bad-{n}", status="running") for n in range(300)]
     path = tmp_path / "a.ndjson"
     path.write_text("".join(json.dumps(j) + "\n" for j in bad))
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     report = await load_paths(store, [path], workers=3)
     [error] = report.errors
     lines = error.splitlines()
@@ -170,8 +172,7 @@ async def test_rows_made_by_the_worker_are_the_rows_a_usual_load_writes(
     path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
     files = []
     for workers in (1, 2):
-        store = SqliteJobStore(tmp_path / str(workers) / FILE_NAME)
-        await store.open()
+        store = await opened(tmp_path / str(workers))
         calls = Counting(store)
         report = await load_paths(calls, [path], batch_size=64, workers=workers)  # type: ignore[arg-type]
         assert report.stored == 500 and not report.errors
@@ -208,8 +209,7 @@ async def test_rows_made_by_the_worker_are_the_rows_a_usual_load_writes(
 async def test_a_batch_meeting_a_stored_job_goes_the_usual_way_with_the_rest(
     tmp_path: Path, small_parts: None, deferred_from_100: None
 ):
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     jobs = shuffled(500)
     stored = sorted(jobs, key=lambda j: j["id"])[300]
     await store.save(stored, expected_version=0, method="PUT")
@@ -242,8 +242,7 @@ async def test_a_worker_that_fails_leaves_the_rest_to_the_usual_way(
         return prepare_new(self, resources, into)
 
     monkeypatch.setattr(SqliteJobStore, "prepare_new", failing)
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     calls = Counting(store)
     path = write_ndjson(tmp_path / "a.ndjson", shuffled(500))
     report = await load_paths(calls, [path], batch_size=64, workers=2)  # type: ignore[arg-type]
@@ -258,8 +257,7 @@ async def test_a_worker_that_fails_leaves_the_rest_to_the_usual_way(
 async def test_index_builds_sort_on_both_cores_then_the_writer_is_as_before(
     tmp_path: Path, deferred_from_100: None
 ):
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     writer = store._write_db
     before = [writer.execute(f"PRAGMA {p}").fetchone() for p in ("cache_size", "threads")]
     assert await store.defer_upkeep(200)
@@ -301,8 +299,7 @@ async def test_a_load_alone_on_the_file_writes_it_through_a_rollback_journal(
     tmp_path: Path, deferred_from_100: None
 ):
     """Each page is written once, not to the WAL and then into the file; WAL is back after."""
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     modes = await load_watching_the_journal(tmp_path, store)
     assert modes and set(modes) == {"delete"}
     assert journal_mode(store.path) == "wal"
@@ -315,8 +312,7 @@ async def test_a_load_beside_another_connection_keeps_wal_without_waiting(
     tmp_path: Path, deferred_from_100: None
 ):
     """Another process on the file (a server) keeps its WAL: the switch is not waited for."""
-    store = SqliteJobStore(tmp_path / FILE_NAME)
-    await store.open()
+    store = await opened(tmp_path)
     with contextlib.closing(sqlite3.connect(store.path)) as other:
         other.execute("SELECT count(*) FROM asyncjob").fetchone()
         started = time.monotonic()

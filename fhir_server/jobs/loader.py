@@ -20,7 +20,6 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +325,7 @@ async def load_paths(
                     )
                     report.all_new = stored == found.count  # else a batch met a stored job
                 if stored < found.count:
-                    rest = islice(merged(found.runs), stored, None)
+                    rest = itertools.islice(merged(found.runs), stored, None)
                     stored += await _store_spooled(store, rest, batch_size, report, on_stored)
             report.stored += stored
             if on_file is not None:

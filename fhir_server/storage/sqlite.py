@@ -139,24 +139,22 @@ class SqliteJobStore:
         self.parameters = kind.search_parameters
         self._tokens = token_columns(self.parameters)
         self._columns = tuple(p.column for p in self.parameters if p.column != "id")
-        self._live_columns = ", ".join(("id", "version", "owner", "resource", *self._columns))
+        # A live row's columns, in the order of _live_row's values.
+        live_columns = ("id", "version", "owner", "resource", *self._columns)
+        self._live_columns = ", ".join(live_columns)
+        self._live_marks = ", ".join("?" for _ in live_columns)
         tables = self._tables = Tables.of(kind)
-        names = ", ".join(self._columns)
-        marks = ", ".join("?" for _ in self._columns)
-        updated = ("version", "owner", "resource", *self._columns)
         self._upsert = (
-            f"INSERT INTO {tables.live} (id, version, owner, resource, {names}) "
-            f"VALUES (?, ?, ?, ?, {marks}) ON CONFLICT (id) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in updated)
+            f"INSERT INTO {tables.live} ({self._live_columns}) VALUES ({self._live_marks}) "
+            "ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in live_columns[1:])
         )
         # The reads by id, made once: they take microseconds. A caller that sees only its own
         # jobs passes its owner, and the query itself leaves out anyone else's: another owner's
         # id and an unknown one then take the same statement and the same index lookups,
         # reading no row (sqlite_schema.py has the indexes), so their times match.
         live, versions = tables.live, tables.versions
-        columns = (
-            f"SELECT job, version, last_updated, owner, resource, method, created FROM {versions}"
-        )
+        columns = f"SELECT {VERSION_COLUMNS} FROM {versions}"
         self._all_versions = columns
         self._version = f"{columns} WHERE job = ?1 AND version = ?2"
         self._history = f"{columns} WHERE job = ?1 ORDER BY version DESC"
@@ -516,14 +514,17 @@ class SqliteJobStore:
         """The stamped resource and its live row, built before the writer thread's turn."""
         if write.resource is None:
             return write, None
-        stamped = stamp(write.resource, write.expected_version + 1, last_updated)
-        return write, (stamped, self._live_row(stamped, write.owner))
+        version = write.expected_version + 1
+        stamped = stamp(write.resource, version, last_updated)
+        return write, (stamped, self._live_row(stamped, version, write.owner))
 
-    def _live_row(self, stamped: dict[str, Any], owner: str | None) -> tuple[Any, ...]:
+    def _live_row(
+        self, stamped: dict[str, Any], version: int, owner: str | None
+    ) -> tuple[Any, ...]:
         values = index_values(stamped, self.parameters)
         return (
             stamped["id"],
-            int(stamped["meta"]["versionId"]),
+            version,
             owner,
             stored_json(stamped, self.max_resource_bytes),
             *(values[c] for c in self._columns),
@@ -536,14 +537,13 @@ class SqliteJobStore:
         batch before, then copied with one statement (save_prepared), for binding rows from
         Python costs more than writing them."""
         last_updated = now_instant()
-        rows = [self._live_row(stamp(r, 1, last_updated), None) for r in resources]
+        rows = [self._live_row(stamp(r, 1, last_updated), 1, None) for r in resources]
         with closing(sqlite3.connect(into, isolation_level=None)) as db:
             db.execute("PRAGMA journal_mode = OFF")
             db.execute("PRAGMA synchronous = OFF")
             db.execute(f"CREATE TABLE {STAGED} ({self._live_columns})")
             db.execute("BEGIN")
-            marks = ", ".join("?" for _ in rows[0]) if rows else ""
-            db.executemany(f"INSERT INTO {STAGED} VALUES ({marks})", rows)
+            db.executemany(f"INSERT INTO {STAGED} VALUES ({self._live_marks})", rows)
             db.execute("COMMIT")
         return StagedRows(into, len(rows), last_updated)
 
@@ -574,8 +574,7 @@ class SqliteJobStore:
                         f"FROM staging.{STAGED} ORDER BY rowid"
                     )
                     db.execute(
-                        f"INSERT INTO {versions} "
-                        "(job, version, last_updated, owner, resource, method, created) "
+                        f"INSERT INTO {versions} ({VERSION_COLUMNS}) "
                         f"SELECT id, version, ?, owner, resource, 'PUT', 1 FROM {live} "
                         "WHERE rowid > ? ORDER BY rowid",
                         (staged.last_updated, last_live),
@@ -748,10 +747,11 @@ def _is_live(db: sqlite3.Connection, tables: Tables, job_id: str) -> bool:
 
 def _journal_alone(db: sqlite3.Connection) -> None:
     """A rollback journal for a bulk load while no other connection has the file (no server
-    on it): each page is then written once, not to the WAL and again into the file (about a
-    tenth of a 100,000-job load). Otherwise WAL stays, asked without waiting. A process that
-    opens the file meanwhile turns WAL on again between two batches (SQLite's other
-    connections follow), as restore_upkeep does at the end, or the next open after a crash."""
+    on it): each page is then written once, not to the WAL and again into the file (about
+    5 % of a 100,000-job load, by alternating runs). Otherwise WAL stays, asked without
+    waiting. A process that opens the file meanwhile turns WAL on again between two batches
+    (SQLite's other connections follow), as restore_upkeep does at the end, or the next
+    open after a crash."""
     db.execute("PRAGMA busy_timeout = 0")
     try:
         db.execute("PRAGMA journal_mode = DELETE")
@@ -775,6 +775,10 @@ def _newest_versions(db: sqlite3.Connection, tables: Tables, ids: Sequence[str])
     return newest
 
 
+# A version row's columns, in the order of _append_versions's rows and _version_record's.
+VERSION_COLUMNS = "job, version, last_updated, owner, resource, method, created"
+
+
 def _append_versions(
     db: sqlite3.Connection, tables: Tables, rows: Sequence[tuple[Any, ...]]
 ) -> None:
@@ -783,10 +787,7 @@ def _append_versions(
     the caller's transaction."""
     last = _last_rowid(db, tables.versions)
     db.executemany(
-        f"INSERT INTO {tables.versions} "
-        "(job, version, last_updated, owner, resource, method, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
+        f"INSERT INTO {tables.versions} ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
     )
     _record_versions_after(db, tables, last, rows[0][2])
 
