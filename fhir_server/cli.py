@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -46,6 +47,11 @@ JOB_COLUMNS = (
     TextColumn("jobs"),
     TaskProgressColumn(),
     TimeRemainingColumn(),
+)
+# What stops `fhir-server load` cleanly: Ctrl-C, and docker stop / systemd / kill.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOPPED = (
+    "stopped: each batch was stored whole or not at all; the same command again stores the rest"
 )
 # Secrets are not taken as argument values: every local user can read a process's command
 # line (ps). They come from the environment or from a file; the option names the file one.
@@ -202,9 +208,42 @@ def _rare_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def _cancelled_by_signals() -> Iterator[list[int]]:
+    """STOP_SIGNALS cancel the running command's task instead of ending the process, so its
+    clean-up runs: worker processes ended, temporary files removed, the store's indexes made
+    again and the store closed. Yields the signals received. A second one ends the process at
+    once, as without this (what a load has stored is whole batches either way)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        for each in STOP_SIGNALS:
+            loop.remove_signal_handler(each)
+        console.print("stopping…", style="red")
+        task.cancel()
+
+    for each in STOP_SIGNALS:
+        loop.add_signal_handler(each, stop, each)
+    try:
+        yield received
+    finally:
+        for each in STOP_SIGNALS:
+            loop.remove_signal_handler(each)
+
+
 async def load(settings: Settings, paths: list[Path]) -> int:
-    with _rare_collections():
-        return await _load(settings, paths)
+    with _rare_collections(), _cancelled_by_signals() as received:
+        try:
+            return await _load(settings, paths)
+        except asyncio.CancelledError:
+            if not received:
+                raise
+    console.print(STOPPED, style="red")
+    return 128 + received[0]
 
 
 async def _load(settings: Settings, paths: list[Path]) -> int:
@@ -448,7 +487,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(client_command(_settings(args, CLIENT_SETTINGS), args))
     if args.command == "purge":
         return asyncio.run(purge(_settings(args, purge_names), args.older_than))
-    return asyncio.run(load(_settings(args, load_names), args.paths))
+    try:
+        return asyncio.run(load(_settings(args, load_names), args.paths))
+    except KeyboardInterrupt:  # a second Ctrl-C, during the first one's clean-up
+        console.print(STOPPED, style="red")
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

@@ -318,7 +318,7 @@ def test_a_load_killed_mid_way_leaves_whole_batches_and_a_rerun_completes_it(tmp
     loading = subprocess.Popen(
         load_command(path, data_dir, batch),
         cwd=ROOT,
-        env=clean_env(),
+        env={**clean_env(), "TMPDIR": str(tmp_path)},  # what a SIGKILL leaves stays in there
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

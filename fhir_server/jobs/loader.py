@@ -15,7 +15,7 @@ search indexes and tallies, which are made again once at the end (DeferredUpkeep
 """
 
 import itertools
-import multiprocessing
+import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +36,7 @@ from ..storage.base import (
     VersionConflict,
     Write,
 )
+from .forked import die_with_parent, fork_context
 from .reading import SUFFIXES
 from .spool import Counter, merged, spool
 
@@ -208,14 +209,14 @@ async def _store_prepared(
     thread could only take turns with the writer, which binds rows holding the interpreter
     lock. How many jobs were stored, in order: fewer than spooled when a batch met a stored
     job (it wrote nothing) or a worker failed; the caller stores the rest the usual way."""
-    context = multiprocessing.get_context("fork")
+    context = fork_context()
     pipes = [context.Pipe(duplex=False) for _ in range(workers)]
     # A worker stays at most STAGED_AHEAD batches ahead of the store (each one a file).
     ahead = [context.Semaphore(STAGED_AHEAD) for _ in range(workers)]
     processes = [
         context.Process(
             target=_stage_batches,
-            args=(store, runs, batch_size, (i, workers), ahead[i], pipes[i][1]),
+            args=(os.getpid(), store, runs, batch_size, (i, workers), ahead[i], pipes[i][1]),
             daemon=True,
         )
         for i in range(workers)
@@ -256,6 +257,7 @@ class StagedBatch:
 
 
 def _stage_batches(
+    parent: int,
     store: PreparedWrites,
     runs: list[Path],
     batch_size: int,
@@ -266,6 +268,7 @@ def _stage_batches(
     """In a forked process: of every `turn[1]` batches, the rows of the `turn[0]`th, staged
     and sent in order; then None, or a failure's message (the parent stores the rest the
     usual way, where it is reported)."""
+    die_with_parent(parent)
     mine, every = turn
     try:
         # A small first batch: the store starts writing sooner.

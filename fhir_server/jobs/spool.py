@@ -7,14 +7,13 @@ instead of every batch touching pages all over it (benchmarks/README.md#fhir-ser
 A run holds RUN_JOBS jobs at most: memory stays flat however large the file. A run's line is
 the id, a tab (which no id has, and which sorts before any character an id has), the JSON.
 
-Worker processes are forked: they start with this process's modules (no imports, ~1 ms) and
-share nothing with it but the file they read and the runs they write, and one counter each
-for the progress bar.
+Worker processes are forked (jobs/forked.py): they share nothing with this one but the file
+they read and the runs they write, and one counter each for the progress bar.
 """
 
 import asyncio
 import heapq
-import multiprocessing
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +28,7 @@ import orjson
 from ..resources.asyncjob import validate_async_job
 from ..resources.outcome import FhirError
 from ..storage.base import check_resource_size
+from .forked import die_with_parent, fork_context
 from .reading import line_at, resources
 
 RUN_JOBS = 50_000  # jobs sorted in memory at a time (about 20 MB)
@@ -81,29 +81,36 @@ async def spool(
     parts = _parts(path, workers)
     if len(parts) == 1:
         return _spool_part(path, 0, *parts[0], into, max_resource_bytes, on_validated)
-    context = multiprocessing.get_context("fork")
+    context = fork_context()
     counts = context.Array("q", len(parts), lock=False)  # jobs validated, a slot per part
     found = Spooled()
-    with ProcessPoolExecutor(
-        len(parts), mp_context=context, initializer=_share_counts, initargs=(counts,)
-    ) as pool:
-        loop = asyncio.get_running_loop()
-        done = asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    pool, _spool_counted, path, i, start, end, into, max_resource_bytes
-                )
-                for i, (start, end) in enumerate(parts)
-            )
-        )
+    pool = ProcessPoolExecutor(
+        len(parts), mp_context=context, initializer=_start_worker, initargs=(os.getpid(), counts)
+    )
+    loop = asyncio.get_running_loop()
+    running = [
+        loop.run_in_executor(pool, _spool_counted, path, i, start, end, into, max_resource_bytes)
+        for i, (start, end) in enumerate(parts)
+    ]
+    try:
         reported = 0
-        while not done.done():
-            await asyncio.wait([done], timeout=PROGRESS_POLL_SECONDS)
+        while not all(part.done() for part in running):
+            await asyncio.wait(running, timeout=PROGRESS_POLL_SECONDS)
             if on_validated is not None and (now := sum(counts)) > reported:
                 on_validated(now - reported)
                 reported = now
-        for part in done.result():
-            found.add(part)
+        for part in running:
+            found.add(part.result())
+    except BaseException:
+        # Cancelled (the command was stopped) or failed: the parts still running are not
+        # waited for. (Python 3.14's terminate_workers() does this.)
+        for part in running:
+            part.cancel()
+        for process in list(pool._processes.values()):
+            process.kill()
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
     return found
 
 
@@ -142,8 +149,9 @@ def _parts(path: Path, workers: int) -> list[tuple[int, int | None]]:
 _counts: Any = None  # a worker's slots of the shared progress counters
 
 
-def _share_counts(counts: Any) -> None:
+def _start_worker(parent: int, counts: Any) -> None:
     global _counts
+    die_with_parent(parent)
     _counts = counts
 
 

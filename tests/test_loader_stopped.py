@@ -1,0 +1,160 @@
+"""`fhir-server load` stopped from outside, as docker stop, systemd or Ctrl-C stop it: its
+forked workers never outlive it (they had waited on their pipes for good, holding memory and
+the caller's pipes), its temporary files go, and what it stored is whole batches that the
+same command completes."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fhir_server.jobs import spool
+from fhir_server.storage.sqlite import FILE_NAME
+
+from .servers import ROOT, clean_env
+from .test_loader_bulk import contents, job, live_rows, load_command, schema, write_ndjson
+
+TOTAL, BATCH = 20_000, 250  # 80 batches
+PART_MIN_BYTES = 2**20  # so that the file is validated in two parts, as 16 MiB would be
+# The real command, with parts of PART_MIN_BYTES.
+LOAD = (
+    "import sys; from fhir_server.jobs import spool; "
+    f"spool.PART_MIN_BYTES = {PART_MIN_BYTES}; "
+    "from fhir_server.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.fixture(scope="module")
+def jobs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = write_ndjson(tmp_path_factory.mktemp("file") / "jobs.ndjson", map(job, range(TOTAL)))
+    assert len(spool._parts(path, 2)) == 1  # as the suite's own process would see it
+    assert path.stat().st_size >= 2 * PART_MIN_BYTES
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded_whole(jobs_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("whole")
+    subprocess.run(command(jobs_file, data_dir), cwd=ROOT, env=clean_env(), check=True)
+    return data_dir
+
+
+def command(path: Path, data_dir: Path) -> list[str]:
+    arguments = load_command(path, data_dir, BATCH)[3:]  # after `python -m fhir_server.cli`
+    return [sys.executable, "-c", LOAD, *arguments, "--load-workers", "2"]
+
+
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is pid (a zombie has ended)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == pid and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def staging(tmp: Path) -> bool:
+    """The second pass has begun: a worker staged a batch."""
+    return any(tmp.glob("fhir-server-load-*/batch-*.sqlite3"))
+
+
+def first_pass(tmp: Path) -> bool:
+    return not any(tmp.glob("fhir-server-load-*/*.run"))
+
+
+def start(jobs_file: Path, tmp_path: Path) -> tuple["subprocess.Popen[bytes]", Path, Path]:
+    tmp, data_dir = tmp_path / "tmp", tmp_path / "data"
+    tmp.mkdir()
+    loading = subprocess.Popen(
+        command(jobs_file, data_dir),
+        cwd=ROOT,
+        env={**clean_env(), "TMPDIR": str(tmp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return loading, tmp, data_dir
+
+
+def workers_when(
+    loading: "subprocess.Popen[bytes]", ready: Callable[[], bool], timeout: float = 60
+) -> set[int]:
+    """The load's worker processes, once `ready()` holds while it has some."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = children(loading.pid)
+        if workers and ready():
+            return workers
+        assert loading.poll() is None, "the load ended before it was stopped"
+        time.sleep(0.005)
+    raise AssertionError("the load never reached the state to stop it in")
+
+
+def wait_gone(pids: set[int], timeout: float = 10) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (left := {p for p in pids if alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def completes_the_rest(jobs_file: Path, data_dir: Path, whole: Path) -> None:
+    with sqlite3.connect(data_dir / FILE_NAME) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rerun = subprocess.run(command(jobs_file, data_dir), cwd=ROOT, env=clean_env())
+    assert rerun.returncode == 0
+    assert contents(data_dir) == contents(whole)
+    assert schema(data_dir / FILE_NAME) == schema(whole / FILE_NAME)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("phase", ["validating", "storing"])
+def test_a_stopped_load_cleans_up_and_says_so(
+    jobs_file: Path, loaded_whole: Path, tmp_path: Path, signum: int, phase: str
+):
+    loading, tmp, data_dir = start(jobs_file, tmp_path)
+    workers = workers_when(loading, lambda: (staging if phase == "storing" else first_pass)(tmp))
+    loading.send_signal(signum)
+    _, stderr = loading.communicate(timeout=60)  # the workers' pipes closed too
+    assert loading.returncode == 128 + signum
+    assert b"stopped: each batch was stored whole or not at all" in stderr
+    assert b"Traceback" not in stderr and b"never retrieved" not in stderr
+    assert wait_gone(workers) == set()
+    assert list(tmp.iterdir()) == []  # the spooled runs and staged batches removed
+    with sqlite3.connect(data_dir / FILE_NAME) as db:  # its indexes made again, WAL back
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert schema(data_dir / FILE_NAME) == schema(loaded_whole / FILE_NAME)
+    stored = live_rows(data_dir)
+    assert stored == 0 if phase == "validating" else stored < TOTAL
+    completes_the_rest(jobs_file, data_dir, loaded_whole)
+
+
+@pytest.mark.parametrize("phase", ["validating", "storing"])
+def test_workers_end_with_a_load_killed_outright(
+    jobs_file: Path, loaded_whole: Path, tmp_path: Path, phase: str
+):
+    """SIGKILL runs no clean-up at all: the kernel ends the workers (PR_SET_PDEATHSIG)."""
+    loading, tmp, data_dir = start(jobs_file, tmp_path)
+    workers = workers_when(loading, lambda: (staging if phase == "storing" else first_pass)(tmp))
+    os.kill(loading.pid, signal.SIGKILL)
+    loading.communicate(timeout=60)  # had a worker lived on, its copy of the pipes kept this
+    assert wait_gone(workers) == set()
+    completes_the_rest(jobs_file, data_dir, loaded_whole)
