@@ -274,6 +274,11 @@ async def _load(settings: Settings, paths: list[Path]) -> int:
                 on_stored=lambda n: progress.advance(loading, n),
                 workers=settings.load_workers or os.cpu_count() or 1,
             )
+    except (OSError, StoreUnavailable) as exc:  # e.g. a full disk, for the store or $TMPDIR
+        where = "" if isinstance(exc, OSError) else f" (the store: {_store_name(settings)})"
+        console.print(f"load failed: {exc}{where}", style="red", markup=False, highlight=False)
+        console.print(STOPPED, style="red")
+        return 1
     finally:
         await store.close()
     for error in report.errors:
@@ -285,6 +290,12 @@ async def _load(settings: Settings, paths: list[Path]) -> int:
         )
     console.print(f"stored {report.stored} new or changed jobs from {report.files} files")
     return 1 if report.errors else 0
+
+
+def _store_name(settings: Settings) -> str:
+    if settings.mongodb_uri:
+        return f"MongoDB database {settings.mongodb_database}"  # the URI may hold a password
+    return str(settings.data_dir)
 
 
 async def purge(settings: Settings, older_than: timedelta) -> int:

@@ -1,9 +1,11 @@
-"""`fhir-server load` stopped from outside, as docker stop, systemd or Ctrl-C stop it: its
+"""`fhir-server load` stopped from outside (docker stop, systemd, Ctrl-C) or by a full disk: its
 forked workers never outlive it (they had waited on their pipes for good, holding memory and
 the caller's pipes), its temporary files go, and what it stored is whole batches that the
 same command completes."""
 
 import os
+import re
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_server.jobs import spool
+from fhir_server.jobs import loader, spool
 from fhir_server.storage.sqlite import FILE_NAME
 
 from .servers import ROOT, clean_env
@@ -80,6 +82,12 @@ def staging(tmp: Path) -> bool:
 
 def first_pass(tmp: Path) -> bool:
     return not any(tmp.glob("fhir-server-load-*/*.run"))
+
+
+def files_up_to(size: int) -> Callable[[], None]:
+    """A full disk, as the process sees it: a write past `size` fails (EFBIG; Python ignores
+    SIGXFSZ)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
 def start(jobs_file: Path, tmp_path: Path) -> tuple["subprocess.Popen[bytes]", Path, Path]:
@@ -157,4 +165,51 @@ def test_workers_end_with_a_load_killed_outright(
     os.kill(loading.pid, signal.SIGKILL)
     loading.communicate(timeout=60)  # had a worker lived on, its copy of the pipes kept this
     assert wait_gone(workers) == set()
+    completes_the_rest(jobs_file, data_dir, loaded_whole)
+
+
+def test_a_full_tmpdir_stores_nothing_and_says_where(
+    jobs_file: Path, loaded_whole: Path, tmp_path: Path
+):
+    """The first pass spools about the file's size to $TMPDIR: each part's run is larger
+    than a file may grow here."""
+    tmp, data_dir = tmp_path / "tmp", tmp_path / "data"
+    tmp.mkdir()
+    failed = subprocess.run(
+        command(jobs_file, data_dir),
+        cwd=ROOT,
+        env={**clean_env(), "TMPDIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        preexec_fn=files_up_to(PART_MIN_BYTES),
+    )
+    assert failed.returncode == 1
+    assert re.search(
+        rf"load failed: \[Errno 27\] File too large: '{tmp}/fhir-server-load-", failed.stderr
+    )
+    assert "Traceback" not in failed.stderr
+    assert list(tmp.iterdir()) == []
+    assert live_rows(data_dir) == 0
+    completes_the_rest(jobs_file, data_dir, loaded_whole)
+
+
+def test_a_full_store_keeps_whole_batches_and_names_the_store(
+    jobs_file: Path, loaded_whole: Path, tmp_path: Path
+):
+    """The runs fit, the store's file does not: it fails mid-way, its batches whole."""
+    data_dir = tmp_path / "data"
+    failed = subprocess.run(
+        command(jobs_file, data_dir),
+        cwd=ROOT,
+        env={**clean_env(), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        preexec_fn=files_up_to(4 * PART_MIN_BYTES),
+    )
+    assert failed.returncode == 1
+    assert f"(the store: {data_dir})" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    stored = live_rows(data_dir)
+    assert 0 < stored < TOTAL
+    assert (stored - BATCH // loader.FIRST_BATCH_FRACTION) % BATCH == 0
     completes_the_rest(jobs_file, data_dir, loaded_whole)

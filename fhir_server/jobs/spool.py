@@ -213,6 +213,10 @@ def _spool_part(
 
 def _write_run(run: list[tuple[bytes, bytes]], path: Path) -> Path:
     run.sort(key=itemgetter(0))  # stable: a job's versions stay in file order
-    with path.open("wb") as out:
-        out.writelines(b"%s\t%s\n" % pair for pair in run)
+    try:
+        with path.open("wb") as out:
+            out.writelines(b"%s\t%s\n" % pair for pair in run)
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)  # a failed write() names no file
+        raise
     return path
