@@ -2,6 +2,7 @@
 whole batches after a crash, the indexes and tallies made again after a deferred load."""
 
 import asyncio
+import contextlib
 import gc
 import io
 import json
@@ -20,7 +21,7 @@ import pytest
 from rich.console import Console
 
 from fhir_server import cli
-from fhir_server.config import Settings
+from fhir_server.config import DEFAULT_LOAD_BATCH_SIZE, Settings
 from fhir_server.jobs import loader
 from fhir_server.jobs.loader import load_paths
 from fhir_server.search.query import HistoryQuery, JobQuery, TokenMatch
@@ -343,6 +344,72 @@ def test_a_load_killed_mid_way_leaves_whole_batches_and_a_rerun_completes_it(tmp
     assert contents(data_dir) == contents(clean)
     assert schema(data_dir / FILE_NAME) == schema(clean / FILE_NAME)
     assert tallies_are_counts(data_dir / FILE_NAME)
+
+
+def journal_mode(data_dir: Path) -> str | None:
+    try:
+        with sqlite3.connect(f"file:{data_dir / FILE_NAME}?mode=ro", uri=True) as db:
+            return str(db.execute("PRAGMA journal_mode").fetchone()[0])
+    except sqlite3.OperationalError:  # not made yet, or locked for a moment
+        return None
+
+
+def test_two_loads_into_one_data_dir_at_once_store_what_one_after_the_other_would(
+    tmp_path: Path,
+):
+    """Each defers the store's upkeep and makes it again; the second opens the file while
+    the first writes through its rollback journal."""
+    first = write_ndjson(tmp_path / "first.ndjson", [job(n) for n in range(30_000)])
+    second = write_ndjson(tmp_path / "second.ndjson", [job(n) for n in range(30_000, 35_000)])
+    data_dir = tmp_path / "data"
+    # Batches of the default size: the first load is inside one nearly all the time.
+    loading = subprocess.Popen(
+        load_command(first, data_dir, DEFAULT_LOAD_BATCH_SIZE),
+        cwd=ROOT,
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+    )
+    # Watched without a connection of its own, which would keep the load in WAL.
+    rollback_journal = data_dir / f"{FILE_NAME}-journal"
+    deadline = time.monotonic() + 120
+    while not rollback_journal.exists():
+        assert loading.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    beside = subprocess.run(
+        load_command(second, data_dir, 500), cwd=ROOT, env=clean_env(), capture_output=True
+    )
+    assert beside.returncode == 0, beside.stderr
+    assert loading.wait() == 0, loading.stderr.read() if loading.stderr else ""
+    clean = tmp_path / "clean"
+    for path in (first, second):
+        subprocess.run(load_command(path, clean, 500), cwd=ROOT, env=clean_env(), check=True)
+    assert contents(data_dir) == contents(clean)
+    assert schema(data_dir / FILE_NAME) == schema(clean / FILE_NAME)
+    assert tallies_are_counts(data_dir / FILE_NAME)
+    assert journal_mode(data_dir) == "wal"
+
+
+def test_a_load_opening_the_file_mid_batch_of_a_rollback_journal_waits_for_it(tmp_path: Path):
+    """A load alone on the file writes through a rollback journal; another process that
+    opens the file turns WAL on again. SQLite makes that switch without waiting for a lock:
+    opened while a batch was being written, it failed at once with "database is locked"."""
+    data_dir = tmp_path / "data"
+    path = write_ndjson(tmp_path / "jobs.ndjson", [job(n) for n in range(100)])
+    subprocess.run(load_command(path, data_dir, 10), cwd=ROOT, env=clean_env(), check=True)
+    more = write_ndjson(tmp_path / "more.ndjson", [job(n) for n in range(100, 200)])
+    with contextlib.closing(sqlite3.connect(data_dir / FILE_NAME, isolation_level=None)) as batch:
+        assert batch.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+        batch.execute("BEGIN IMMEDIATE")  # a batch being written
+        batch.execute("UPDATE asyncjob SET version = version WHERE id = 'job-000000'")
+        opening = subprocess.Popen(
+            load_command(more, data_dir, 10), cwd=ROOT, env=clean_env(), stderr=subprocess.PIPE
+        )
+        time.sleep(1.5)  # it starts in well under that
+        assert opening.poll() is None  # waiting for the batch
+        batch.execute("COMMIT")
+    assert opening.wait(timeout=60) == 0, opening.stderr.read() if opening.stderr else ""
+    assert live_rows(data_dir) == 200
+    assert journal_mode(data_dir) == "wal"
 
 
 def test_a_large_load_into_a_running_servers_data_dir_keeps_it_answering(tmp_path: Path):

@@ -9,6 +9,7 @@ own; several processes share the file through SQLite's locking (BEGIN IMMEDIATE,
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
@@ -236,7 +237,7 @@ class SqliteJobStore:
 
     def _prepare(self) -> None:
         db = self._write_db
-        db.execute("PRAGMA journal_mode = WAL")
+        _wal_on(db)
         with _transaction(db):
             prepare(db, self.path, self.kind)
             # Not a numbered schema step: a table the server makes if absent, whose loss
@@ -440,7 +441,7 @@ class SqliteJobStore:
             finally:
                 db.execute("PRAGMA threads = 0")
                 db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-                db.execute("PRAGMA journal_mode = WAL")  # if defer_upkeep left it
+                _wal_on(db)  # if defer_upkeep left it
 
         await self._write(restore)
 
@@ -750,8 +751,8 @@ def _journal_alone(db: sqlite3.Connection) -> None:
     on it): each page is then written once, not to the WAL and again into the file (about
     5 % of a 100,000-job load, by alternating runs). Otherwise WAL stays, asked without
     waiting. A process that opens the file meanwhile turns WAL on again between two batches
-    (SQLite's other connections follow), as restore_upkeep does at the end, or the next
-    open after a crash."""
+    (_wal_on; SQLite's other connections follow), as restore_upkeep does at the end, or the
+    next open after a crash."""
     db.execute("PRAGMA busy_timeout = 0")
     try:
         db.execute("PRAGMA journal_mode = DELETE")
@@ -759,6 +760,25 @@ def _journal_alone(db: sqlite3.Connection) -> None:
         pass  # another connection has the file open
     finally:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _wal_on(db: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode = WAL, waiting up to the busy timeout for another process's write.
+    The switch from a rollback journal (a bulk load's: _journal_alone) takes the file's
+    exclusive lock without SQLite's busy handler, so while the load writes a batch it fails
+    at once. An empty exclusive transaction waits for the batch, with the handler; the switch
+    right after it finds the load's next batch waiting in the load's own handler."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("COMMIT")
 
 
 def _newest_versions(db: sqlite3.Connection, tables: Tables, ids: Sequence[str]) -> dict[str, int]:

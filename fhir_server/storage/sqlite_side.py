@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from ..secrets_file import existing_private_file, private_dir, private_file
 from .base import StoreUnavailable
-from .sqlite import _connect, _transaction
+from .sqlite import _connect, _transaction, _wal_on
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class SideStore:
             for suffix in ("-wal", "-shm"):
                 existing_private_file(self.path.with_name(self.path.name + suffix))
             db = _connect(self.path)
-            db.execute("PRAGMA journal_mode = WAL")
+            _wal_on(db)
             self._prepare(db)
             self._db = db
         return self._db
