@@ -8,6 +8,7 @@ import random
 import re
 import sqlite3
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,54 @@ async def test_a_line_that_is_not_json_in_a_later_part_is_named(
     report = await load_paths(store, [path], workers=2)
     assert report.stored == 0
     assert report.errors[0].startswith(f"{path}:271: not valid JSON")
+
+
+LONG_LINE = 32 << 20  # a line with no break in 32 MiB: a binary file, an array on one line
+
+
+def with_a_long_line(path: Path, jobs: list[Any], at: int) -> Path:
+    """jobs as NDJSON with a line of LONG_LINE bytes of "x" as line `at` (1-based)."""
+    lines = [json.dumps(job) + "\n" for job in jobs]
+    with path.open("w") as file:
+        file.writelines(lines[: at - 1])
+        file.write("x" * LONG_LINE + "\n")
+        file.writelines(lines[at - 1 :])
+    return path
+
+
+async def test_a_line_over_the_bound_is_a_problem_never_held_in_memory(
+    store: JobStore, tmp_path: Path
+):
+    """It was read whole before anything looked at it (and a blank one skipped unseen)."""
+    path = with_a_long_line(tmp_path / "a.ndjson", shuffled(300), at=101)
+    tracemalloc.start()
+    try:
+        report = await load_paths(store, [path], max_resource_bytes=4096, workers=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < LONG_LINE // 8
+    [error] = report.errors
+    assert re.search(r"a\.ndjson:101: -: the line is \d{8} bytes, over the 16384 read", error)
+    assert report.stored == 0 and await store.count(JobQuery()) == 0
+
+
+async def test_a_split_inside_a_long_line_moves_past_it_by_chunks(
+    store: JobStore, tmp_path: Path, small_parts: None
+):
+    path = with_a_long_line(tmp_path / "a.ndjson", shuffled(300), at=101)
+    tracemalloc.start()
+    try:
+        parts = spool._parts(path, 2)  # the middle of the file is inside the long line
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < LONG_LINE // 8
+    data = path.read_bytes()
+    assert [start for start, _ in parts] == [0, data.index(b"x\n") + 2]
+    report = await load_paths(store, [path], max_resource_bytes=4096, workers=2)
+    assert re.findall(r"a\.ndjson:(\d+):", report.errors[0]) == ["101"]
+    assert report.stored == 0
 
 
 async def test_the_problems_of_all_parts_are_capped_together(tmp_path: Path, small_parts: None):

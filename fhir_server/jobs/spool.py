@@ -26,10 +26,10 @@ from typing import Any
 import orjson
 
 from ..resources.asyncjob import validate_async_job
-from ..resources.outcome import FhirError
+from ..resources.outcome import FhirError, Issue
 from ..storage.base import check_resource_size
 from .forked import die_with_parent, fork_context
-from .reading import line_at, resources
+from .reading import LongLine, line_at, resources, skip_line
 
 RUN_JOBS = 50_000  # jobs sorted in memory at a time (about 20 MB)
 PART_MIN_BYTES = 8 << 20  # an NDJSON file is split into parts of at least this size
@@ -38,6 +38,9 @@ PROGRESS_EVERY = 1000  # jobs validated between two progress updates
 PROGRESS_POLL_SECONDS = 0.2
 # More than stamping adds to a job's canonical JSON (an id, meta.versionId, meta.lastUpdated).
 STAMP_BYTES = 256
+# An NDJSON line is read up to this many times the resource limit (its whitespace and
+# escapes may be more than the stored JSON's); a longer line is passed over, not held.
+LINE_SLACK = 4
 
 Counter = Callable[[int], None]
 
@@ -140,7 +143,7 @@ def _parts(path: Path, workers: int) -> list[tuple[int, int | None]]:
     with path.open("rb") as file:
         for k in range(1, count):
             file.seek(size * k // count - 1)
-            file.readline()  # to the start of the next line
+            skip_line(file)  # to the start of the next line
             if (start := file.tell()) > starts[-1] and start < size:
                 starts.append(start)
     return list(zip(starts, [*starts[1:], None], strict=True))
@@ -176,8 +179,11 @@ def _spool_part(
     found = Spooled()
     run: list[tuple[bytes, bytes]] = []
     first_line = 0  # the part's first line number, counted when a problem needs it
-    for number, item in resources(path, start, end):
+    max_line_bytes = max_resource_bytes * LINE_SLACK
+    for number, item in resources(path, start, end, max_line_bytes=max_line_bytes):
         try:
+            if isinstance(item, LongLine):
+                raise _too_long(item, max_line_bytes, max_resource_bytes)
             job = validate_async_job(item)
             blob = orjson.dumps(job)
             # Measured exactly (stamped) only when it may come close to the limit.
@@ -209,6 +215,14 @@ def _spool_part(
     if on_validated is not None:
         on_validated(found.count % PROGRESS_EVERY)
     return found
+
+
+def _too_long(line: LongLine, max_line_bytes: int, max_resource_bytes: int) -> FhirError:
+    message = (
+        f"the line is {line.size} bytes, over the {max_line_bytes} read of a line "
+        f"(a resource may have {max_resource_bytes} as stored)"
+    )
+    return FhirError([Issue("too-costly", message)])
 
 
 def _write_run(run: list[tuple[bytes, bytes]], path: Path) -> Path:
