@@ -189,6 +189,24 @@ async def test_a_split_inside_a_long_line_moves_past_it_by_chunks(
     assert report.stored == 0
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_byte_order_mark_at_the_start_is_ignored(
+    store: JobStore, tmp_path: Path, small_parts: None, workers: int
+):
+    """As RFC 8259 allows, and as files saved by some Windows tools begin; it was "not valid
+    JSON" at line 1."""
+    jobs = shuffled(300)
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(b"\xef\xbb\xbf" + write_ndjson(tmp_path / "plain.ndjson", jobs).read_bytes())
+    assert len(spool._parts(path, workers)) == workers
+    report = await load_paths(store, [path], workers=workers)
+    assert report.errors == [] and report.stored == 300
+    one = tmp_path / "one.json"
+    one.write_bytes(b"\xef\xbb\xbf" + json.dumps(make_job(id="with-a-bom")).encode())
+    assert (await load_paths(store, [one])).stored == 1
+    assert await store.count(JobQuery()) == 301
+
+
 async def test_the_problems_of_all_parts_are_capped_together(tmp_path: Path, small_parts: None):
     bad = [make_job(id=f"bad-{n}", status="running") for n in range(300)]
     path = tmp_path / "a.ndjson"

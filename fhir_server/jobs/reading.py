@@ -16,6 +16,7 @@ import orjson
 
 SUFFIXES = (".json", ".ndjson")
 COUNT_CHUNK_BYTES = 1 << 20
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, as some tools start a file
 READ_BUFFER_BYTES = 1 << 16  # an NDJSON file's reads (with the default 8 KiB: a fifth slower)
 _decoder = json.JSONDecoder()
 
@@ -37,7 +38,7 @@ def resources(
         yield from _ndjson(path, start, end, max_line_bytes)
         return
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark ignored (RFC 8259)
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from exc
     try:
@@ -74,6 +75,9 @@ def _ndjson(
         with path.open("rb", buffering=READ_BUFFER_BYTES) as lines:
             lines.seek(start)
             position = start
+            if start == 0 and lines.read(len(BOM)) == BOM:  # ignored (RFC 8259)
+                position = len(BOM)
+            lines.seek(position)
             for number, line in enumerate(iter(partial(lines.readline, bound), b""), start=1):
                 if end is not None and position >= end:
                     return
