@@ -253,6 +253,8 @@ async def _load(settings: Settings, paths: list[Path]) -> int:
     except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:
         _unusable(exc)
         return 1
+    except StoreUnavailable as exc:  # e.g. a full disk, or a lock held past the busy timeout
+        return _failed("load", exc, settings)
     files = find_files(paths)
     try:
         with Progress(*JOB_COLUMNS, console=console, transient=True) as progress:
@@ -275,8 +277,7 @@ async def _load(settings: Settings, paths: list[Path]) -> int:
                 workers=settings.load_workers or os.cpu_count() or 1,
             )
     except (OSError, StoreUnavailable) as exc:  # e.g. a full disk, for the store or $TMPDIR
-        where = "" if isinstance(exc, OSError) else f" (the store: {_store_name(settings)})"
-        console.print(f"load failed: {exc}{where}", style="red", markup=False, highlight=False)
+        _failed("load", exc, settings)
         console.print(STOPPED, style="red")
         return 1
     finally:
@@ -292,6 +293,14 @@ async def _load(settings: Settings, paths: list[Path]) -> int:
     return 1 if report.errors else 0
 
 
+def _failed(command: str, exc: OSError | StoreUnavailable, settings: Settings) -> int:
+    """Report a command ended by its store or a file, in a line (no traceback); exit code 1.
+    A StoreUnavailable's message (SQLite's, the driver's) does not say which store."""
+    where = "" if isinstance(exc, OSError) else f" (the store: {_store_name(settings)})"
+    console.print(f"{command} failed: {exc}{where}", style="red", markup=False, highlight=False)
+    return 1
+
+
 def _store_name(settings: Settings) -> str:
     if settings.mongodb_uri:
         return f"MongoDB database {settings.mongodb_database}"  # the URI may hold a password
@@ -305,8 +314,12 @@ async def purge(settings: Settings, older_than: timedelta) -> int:
     except (SchemaTooNew, StoreMigrationFailed, UnsafeFile) as exc:
         _unusable(exc)
         return 1
+    except StoreUnavailable as exc:
+        return _failed("purge", exc, settings)
     try:
         removed = await purge_older_than(store, older_than)
+    except StoreUnavailable as exc:
+        return _failed("purge", exc, settings)
     finally:
         await store.close()
     console.print(f"purged {removed} final jobs not updated for {older_than}")

@@ -213,3 +213,19 @@ def test_a_full_store_keeps_whole_batches_and_names_the_store(
     assert 0 < stored < TOTAL
     assert (stored - BATCH // loader.FIRST_BATCH_FRACTION) % BATCH == 0
     completes_the_rest(jobs_file, data_dir, loaded_whole)
+
+
+def test_a_store_that_cannot_be_opened_is_reported_in_a_line(jobs_file: Path, tmp_path: Path):
+    """A full disk as the store is made: it was a StoreUnavailable traceback."""
+    data_dir = tmp_path / "data"
+    failed = subprocess.run(
+        command(jobs_file, data_dir),
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        preexec_fn=files_up_to(2000),
+    )
+    assert failed.returncode == 1
+    assert f"load failed: disk I/O error (the store: {data_dir})" in failed.stderr
+    assert "Traceback" not in failed.stderr

@@ -1,7 +1,10 @@
 """Retention: JobStore.purge, `fhir-server purge --older-than` and the background sweep."""
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +19,8 @@ from fhir_server.resources.asyncjob import FINAL_STATUSES
 from fhir_server.storage.base import JobStore
 
 from .conftest import put_job
+from .servers import ROOT, clean_env
+from .test_loader_stopped import files_up_to
 
 LATER = "2999-01-01T00:00:00.000Z"
 
@@ -95,6 +100,22 @@ async def test_purge_command_removes_only_old_final_jobs(
     assert await cli.purge(Settings(), parse_duration("7d")) == 0
     assert await store.get("accepted") is not None
     assert await store.get("completed") is None
+
+
+def test_purge_command_on_a_store_it_cannot_write_says_so_in_a_line(tmp_path: Path):
+    """A full disk at open: it was a StoreUnavailable traceback."""
+    purge = ["purge", "--older-than", "7d", "--data-dir", str(tmp_path / "data")]
+    failed = subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", *purge],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        preexec_fn=files_up_to(2000),
+    )
+    assert failed.returncode == 1
+    assert f"purge failed: disk I/O error (the store: {tmp_path / 'data'})" in failed.stderr
+    assert "Traceback" not in failed.stderr
 
 
 def test_purge_command_rejects_a_malformed_age(capsys: pytest.CaptureFixture[str]):
