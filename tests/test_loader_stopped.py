@@ -52,27 +52,28 @@ def command(path: Path, data_dir: Path) -> list[str]:
     return [sys.executable, "-c", LOAD, *arguments, "--load-workers", "2"]
 
 
+def stat(process: Path) -> tuple[str, int] | None:
+    """A process's state and parent, from /proc/PID/stat; None once it has gone."""
+    try:
+        state, parent = (process / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return state, int(parent)
+
+
 def children(pid: int) -> set[int]:
     """The live processes whose parent is pid (a zombie has ended)."""
     found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
-            continue
-        state, parent = stat.rsplit(")", 1)[1].split()[:2]
-        if int(parent) == pid and state != "Z":
-            found.add(int(entry.name))
+    for process in Path("/proc").iterdir():
+        known = stat(process) if process.name.isdigit() else None
+        if known is not None and known[1] == pid and known[0] != "Z":
+            found.add(int(process.name))
     return found
 
 
 def alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    known = stat(Path("/proc") / str(pid))
+    return known is not None and known[0] != "Z"
 
 
 def staging(tmp: Path) -> bool:
@@ -84,13 +85,20 @@ def first_pass(tmp: Path) -> bool:
     return not any(tmp.glob("fhir-server-load-*/*.run"))
 
 
+PHASES = {"validating": first_pass, "storing": staging}  # what shows the load is in it
+
+
 def files_up_to(size: int) -> Callable[[], None]:
     """A full disk, as the process sees it: a write past `size` fails (EFBIG; Python ignores
     SIGXFSZ)."""
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
-def start(jobs_file: Path, tmp_path: Path) -> tuple["subprocess.Popen[bytes]", Path, Path]:
+def start(
+    jobs_file: Path, tmp_path: Path, file_limit: int | None = None
+) -> tuple["subprocess.Popen[str]", Path, Path]:
+    """The load of jobs_file into tmp_path/data with its own $TMPDIR, tmp_path/tmp; no file
+    of it may grow past file_limit bytes, if given."""
     tmp, data_dir = tmp_path / "tmp", tmp_path / "data"
     tmp.mkdir()
     loading = subprocess.Popen(
@@ -99,12 +107,14 @@ def start(jobs_file: Path, tmp_path: Path) -> tuple["subprocess.Popen[bytes]", P
         env={**clean_env(), "TMPDIR": str(tmp)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if file_limit is None else files_up_to(file_limit),
     )
     return loading, tmp, data_dir
 
 
 def workers_when(
-    loading: "subprocess.Popen[bytes]", ready: Callable[[], bool], timeout: float = 60
+    loading: "subprocess.Popen[str]", ready: Callable[[], bool], timeout: float = 60
 ) -> set[int]:
     """The load's worker processes, once `ready()` holds while it has some."""
     deadline = time.monotonic() + timeout
@@ -139,12 +149,12 @@ def test_a_stopped_load_cleans_up_and_says_so(
     jobs_file: Path, loaded_whole: Path, tmp_path: Path, signum: int, phase: str
 ):
     loading, tmp, data_dir = start(jobs_file, tmp_path)
-    workers = workers_when(loading, lambda: (staging if phase == "storing" else first_pass)(tmp))
+    workers = workers_when(loading, lambda: PHASES[phase](tmp))
     loading.send_signal(signum)
     _, stderr = loading.communicate(timeout=60)  # the workers' pipes closed too
     assert loading.returncode == 128 + signum
-    assert b"stopped: each batch was stored whole or not at all" in stderr
-    assert b"Traceback" not in stderr and b"never retrieved" not in stderr
+    assert "stopped: each batch was stored whole or not at all" in stderr
+    assert "Traceback" not in stderr and "never retrieved" not in stderr
     assert wait_gone(workers) == set()
     assert list(tmp.iterdir()) == []  # the spooled runs and staged batches removed
     with sqlite3.connect(data_dir / FILE_NAME) as db:  # its indexes made again, WAL back
@@ -161,7 +171,7 @@ def test_workers_end_with_a_load_killed_outright(
 ):
     """SIGKILL runs no clean-up at all: the kernel ends the workers (PR_SET_PDEATHSIG)."""
     loading, tmp, data_dir = start(jobs_file, tmp_path)
-    workers = workers_when(loading, lambda: (staging if phase == "storing" else first_pass)(tmp))
+    workers = workers_when(loading, lambda: PHASES[phase](tmp))
     os.kill(loading.pid, signal.SIGKILL)
     loading.communicate(timeout=60)  # had a worker lived on, its copy of the pipes kept this
     assert wait_gone(workers) == set()
@@ -173,21 +183,11 @@ def test_a_full_tmpdir_stores_nothing_and_says_where(
 ):
     """The first pass spools about the file's size to $TMPDIR: each part's run is larger
     than a file may grow here."""
-    tmp, data_dir = tmp_path / "tmp", tmp_path / "data"
-    tmp.mkdir()
-    failed = subprocess.run(
-        command(jobs_file, data_dir),
-        cwd=ROOT,
-        env={**clean_env(), "TMPDIR": str(tmp)},
-        capture_output=True,
-        text=True,
-        preexec_fn=files_up_to(PART_MIN_BYTES),
-    )
+    failed, tmp, data_dir = start(jobs_file, tmp_path, file_limit=PART_MIN_BYTES)
+    _, stderr = failed.communicate(timeout=60)
     assert failed.returncode == 1
-    assert re.search(
-        rf"load failed: \[Errno 27\] File too large: '{tmp}/fhir-server-load-", failed.stderr
-    )
-    assert "Traceback" not in failed.stderr
+    assert re.search(rf"load failed: \[Errno 27\] File too large: '{tmp}/fhir-server-load-", stderr)
+    assert "Traceback" not in stderr
     assert list(tmp.iterdir()) == []
     assert live_rows(data_dir) == 0
     completes_the_rest(jobs_file, data_dir, loaded_whole)
@@ -197,18 +197,11 @@ def test_a_full_store_keeps_whole_batches_and_names_the_store(
     jobs_file: Path, loaded_whole: Path, tmp_path: Path
 ):
     """The runs fit, the store's file does not: it fails mid-way, its batches whole."""
-    data_dir = tmp_path / "data"
-    failed = subprocess.run(
-        command(jobs_file, data_dir),
-        cwd=ROOT,
-        env={**clean_env(), "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        preexec_fn=files_up_to(4 * PART_MIN_BYTES),
-    )
+    failed, _, data_dir = start(jobs_file, tmp_path, file_limit=4 * PART_MIN_BYTES)
+    _, stderr = failed.communicate(timeout=60)
     assert failed.returncode == 1
-    assert f"(the store: {data_dir})" in failed.stderr
-    assert "Traceback" not in failed.stderr
+    assert f"(the store: {data_dir})" in stderr
+    assert "Traceback" not in stderr
     stored = live_rows(data_dir)
     assert 0 < stored < TOTAL
     assert (stored - BATCH // loader.FIRST_BATCH_FRACTION) % BATCH == 0
@@ -217,15 +210,8 @@ def test_a_full_store_keeps_whole_batches_and_names_the_store(
 
 def test_a_store_that_cannot_be_opened_is_reported_in_a_line(jobs_file: Path, tmp_path: Path):
     """A full disk as the store is made: it was a StoreUnavailable traceback."""
-    data_dir = tmp_path / "data"
-    failed = subprocess.run(
-        command(jobs_file, data_dir),
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        preexec_fn=files_up_to(2000),
-    )
+    failed, _, data_dir = start(jobs_file, tmp_path, file_limit=2000)
+    _, stderr = failed.communicate(timeout=60)
     assert failed.returncode == 1
-    assert f"load failed: disk I/O error (the store: {data_dir})" in failed.stderr
-    assert "Traceback" not in failed.stderr
+    assert f"load failed: disk I/O error (the store: {data_dir})" in stderr
+    assert "Traceback" not in stderr

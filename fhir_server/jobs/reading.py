@@ -73,7 +73,6 @@ def _ndjson(
     bound = -1 if max_line_bytes is None else max_line_bytes + 1  # with its line break
     try:
         with path.open("rb", buffering=READ_BUFFER_BYTES) as lines:
-            lines.seek(start)
             position = start
             if start == 0 and lines.read(len(BOM)) == BOM:  # ignored (RFC 8259)
                 position = len(BOM)
