@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 SUFFIXES = (".json", ".ndjson")
-COUNT_CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20  # read at a time to count or pass over lines, never a whole line
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, as some tools start a file
 READ_BUFFER_BYTES = 1 << 16  # an NDJSON file's reads (with the default 8 KiB: a fifth slower)
 _decoder = json.JSONDecoder()
@@ -58,7 +58,7 @@ def line_at(path: Path, offset: int) -> int:
     newlines = 0
     with path.open("rb") as file:
         while offset > 0:
-            chunk = file.read(min(offset, COUNT_CHUNK_BYTES))
+            chunk = file.read(min(offset, CHUNK_BYTES))
             if not chunk:
                 break
             newlines += chunk.count(b"\n")
@@ -98,7 +98,7 @@ def _ndjson(
 def skip_line(file: IO[bytes]) -> int:
     """Read file to the start of its next line, a chunk at a time; the bytes passed over."""
     skipped = 0
-    while chunk := file.readline(COUNT_CHUNK_BYTES):
+    while chunk := file.readline(CHUNK_BYTES):
         skipped += len(chunk)
         if chunk.endswith(b"\n"):
             break
